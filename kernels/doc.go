@@ -1,0 +1,35 @@
+// Package kernels holds the numeric primitives of a training step behind one
+// interface, Backend, with several implementations: Reference (written the
+// obvious way, to check the others), CPU (im2col + GEMM, all cores) and, on
+// GPU hosts, CUDA.
+//
+// # Data layout
+//
+// Every tensor is plain data: a flat slice in row-major order plus the sizes
+// that describe it, passed explicitly. Activations are NHWC: element
+// (n, h, w, c) of a batch of N images of H×W pixels with C channels is at
+// index ((n·H + h)·W + w)·C + c. NHWC is chosen because the im2col GEMM of a
+// convolution produces its output already in NHWC (one row per output pixel,
+// one column per filter), so no transpose is ever needed between layers. A
+// fully connected activation is the same layout with H = W = 1: N rows of C
+// features, so flattening an NHWC activation is free (features in h, w, c
+// order).
+//
+// Convolution filters are stored HWIO: a (KH·KW·C) × OC row-major matrix whose
+// row (kh·KW + kw)·C + c holds the weights of input channel c at filter tap
+// (kh, kw) for every output channel — exactly the B operand of the im2col
+// GEMM. Affine weights are In × Out row-major (the book's W), so y = x·W + b.
+//
+// # Conventions
+//
+// Callers pass every destination; no method allocates its result. Backward
+// methods overwrite their outputs (they do not accumulate). Parameter
+// gradients are sums over the batch; SoftmaxCrossEntropy scales the gradient it
+// starts from, so the caller chooses between a mean (scale 1/N) and a sum
+// (scale 1) — the distributed trainer sums micro-batches and divides once.
+//
+// A Backend value may keep scratch space and is not safe for concurrent use;
+// give each goroutine its own. Backends are generic over the element type so
+// the reference backend can also run in float64, which is what the gradient
+// checks of package model use.
+package kernels

@@ -1,0 +1,45 @@
+package model
+
+import "github.com/dpcnn/dpcnn/kernels"
+
+// Optimizer types of OptimizerSpec.Type.
+const (
+	OptSGD      = "sgd"
+	OptMomentum = "momentum"
+	OptAdaGrad  = "adagrad"
+	OptAdam     = "adam"
+)
+
+// OptimizerSpec selects an optimizer and its hyper-parameters. Zero fields
+// take the book's defaults: lr 0.001 for Adam and 0.01 for the others,
+// momentum 0.9, β1 0.9, β2 0.999, eps 1e-7.
+type OptimizerSpec struct {
+	Type     string  `json:"type"`
+	LR       float64 `json:"lr,omitempty"`
+	Momentum float64 `json:"momentum,omitempty"`
+	Beta1    float64 `json:"beta1,omitempty"`
+	Beta2    float64 `json:"beta2,omitempty"`
+	Eps      float64 `json:"eps,omitempty"`
+}
+
+// OptimizerState is everything an optimizer carries between steps, in a form
+// checkpoints can store: the number of updates applied (Adam's t) and its
+// per-parameter slots, named "<param>.<slot>" ("conv1.W.m", "conv1.W.v",
+// "affine1.b.h"), in parameter order.
+type OptimizerState struct {
+	Steps int64
+	Slots []Tensor
+}
+
+// Optimizer updates a parameter set from its gradients.
+type Optimizer[T kernels.Float] interface {
+	// Spec is the optimizer's configuration with defaults filled in.
+	Spec() OptimizerSpec
+	// Update applies one step to every parameter from its Grad.
+	Update(b kernels.Backend[T], ps Params[T])
+	// State returns a copy of the optimizer's state.
+	State() OptimizerState
+	// Restore replaces the state; it fails, changing nothing, when the
+	// slots do not match the parameter set.
+	Restore(st OptimizerState) error
+}
