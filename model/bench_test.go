@@ -1,0 +1,46 @@
+package model
+
+import (
+	"testing"
+
+	"github.com/dpcnn/dpcnn/kernels"
+)
+
+// BenchmarkTrainStep times one Loss + Backward + Adam update of each
+// built-in network on the float32 reference backend (a baseline for the
+// fast backends), batch 8.
+func BenchmarkTrainStep(b *testing.B) {
+	const batch = 8
+	for _, name := range BuiltinNames() {
+		b.Run(name, func(b *testing.B) {
+			s, _ := Builtin(name)
+			net, err := New(s, kernels.NewReference[float32](), batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			net.InitParams(1)
+			opt, err := NewOptimizer(OptimizerSpec{}, net.Params())
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := make([]float32, batch*net.InputSize())
+			r := newRand(1)
+			for i := range x {
+				x[i] = r.Float32()
+			}
+			labels := make([]int32, batch)
+			samples := make([]int64, batch)
+			for i := range labels {
+				labels[i], samples[i] = int32(i%10), int64(i)
+			}
+			steps := 0
+			for b.Loop() {
+				net.Loss(x, labels, samples, RunContext{Train: true, Step: uint64(steps)}, 1.0/batch)
+				net.Backward()
+				opt.Update(net.Backend(), net.Params())
+				steps++
+			}
+			b.ReportMetric(float64(steps*batch)/b.Elapsed().Seconds(), "samples/s")
+		})
+	}
+}

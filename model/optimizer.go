@@ -1,0 +1,204 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/dpcnn/dpcnn/kernels"
+)
+
+// WithDefaults returns the spec with every zero field that applies to its
+// type set to the book's default: type adam; lr 0.001 for Adam and 0.01 for
+// the others; momentum 0.9; β1 0.9, β2 0.999 and eps 1e-7 for Adam. Fields
+// that do not apply to the type are left alone.
+func (s OptimizerSpec) WithDefaults() OptimizerSpec {
+	if s.Type == "" {
+		s.Type = OptAdam
+	}
+	if s.LR == 0 {
+		s.LR = 0.01
+		if s.Type == OptAdam {
+			s.LR = 0.001
+		}
+	}
+	switch s.Type {
+	case OptMomentum:
+		if s.Momentum == 0 {
+			s.Momentum = 0.9
+		}
+	case OptAdam:
+		if s.Beta1 == 0 {
+			s.Beta1 = 0.9
+		}
+		if s.Beta2 == 0 {
+			s.Beta2 = 0.999
+		}
+		if s.Eps == 0 {
+			s.Eps = 1e-7
+		}
+	}
+	return s
+}
+
+// Validate reports the first problem of the spec: an unknown type, a
+// hyper-parameter out of range (lr and eps must be positive, momentum and
+// the βs in [0, 1)), or one set for a type that does not use it. Zero fields
+// are valid; they mean the default.
+func (s OptimizerSpec) Validate() error {
+	known := []string{OptSGD, OptMomentum, OptAdaGrad, OptAdam}
+	if s.Type != "" && !slices.Contains(known, s.Type) {
+		return fmt.Errorf("model: optimizer: unknown type %q (known: sgd, momentum, adagrad, adam)", s.Type)
+	}
+	t := s.WithDefaults().Type
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("model: optimizer %s: %s", t, fmt.Sprintf(format, args...))
+	}
+	inUnit := func(x float64) bool { return x >= 0 && x < 1 }
+	switch {
+	case !(s.LR >= 0) || math.IsInf(s.LR, 0):
+		return fail("lr %v: must be a positive number", s.LR)
+	case !inUnit(s.Momentum):
+		return fail("momentum %v: must be in [0, 1)", s.Momentum)
+	case !inUnit(s.Beta1):
+		return fail("beta1 %v: must be in [0, 1)", s.Beta1)
+	case !inUnit(s.Beta2):
+		return fail("beta2 %v: must be in [0, 1)", s.Beta2)
+	case !(s.Eps >= 0) || math.IsInf(s.Eps, 0):
+		return fail("eps %v: must be a positive number", s.Eps)
+	case s.Momentum != 0 && t != OptMomentum:
+		return fail("momentum does not apply")
+	case (s.Beta1 != 0 || s.Beta2 != 0 || s.Eps != 0) && t != OptAdam:
+		return fail("beta1, beta2 and eps apply to adam only")
+	}
+	return nil
+}
+
+// slotNames are the per-parameter state of each optimizer type, in the
+// order State lists them.
+func slotNames(typ string) []string {
+	switch typ {
+	case OptMomentum:
+		return []string{"v"}
+	case OptAdaGrad:
+		return []string{"h"}
+	case OptAdam:
+		return []string{"m", "v"}
+	}
+	return nil
+}
+
+// NewOptimizer validates the spec, fills in its defaults and returns an
+// optimizer for the parameter set, with its state at zero.
+func NewOptimizer[T kernels.Float](s OptimizerSpec, ps Params[T]) (Optimizer[T], error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	s = s.WithDefaults()
+	o := &optimizer[T]{spec: s, slotNames: slotNames(s.Type)}
+	for _, p := range ps {
+		o.names = append(o.names, p.Name)
+		o.shapes = append(o.shapes, slices.Clone(p.Shape))
+		slots := make([][]T, len(o.slotNames))
+		for k := range slots {
+			slots[k] = make([]T, len(p.Value))
+		}
+		o.slots = append(o.slots, slots)
+	}
+	return o, nil
+}
+
+// optimizer implements every type: they differ only in their slots and in
+// the Backend update they call.
+type optimizer[T kernels.Float] struct {
+	spec      OptimizerSpec
+	slotNames []string
+	steps     int64
+	names     []string // of the parameters, for State and Restore
+	shapes    [][]int
+	slots     [][][]T // [parameter][slot][element]
+}
+
+func (o *optimizer[T]) Spec() OptimizerSpec { return o.spec }
+
+// Update applies one step. ps must be the parameter set the optimizer was
+// made for.
+func (o *optimizer[T]) Update(b kernels.Backend[T], ps Params[T]) {
+	if len(ps) != len(o.slots) {
+		panic(fmt.Sprintf("model: optimizer for %d parameters updating %d", len(o.slots), len(ps)))
+	}
+	s := o.spec
+	for i, p := range ps {
+		if len(p.Value) != len(p.Grad) || (len(o.slotNames) > 0 && len(p.Value) != len(o.slots[i][0])) {
+			panic(fmt.Sprintf("model: optimizer: parameter %d (%s) does not match the one the optimizer was made for", i, p.Name))
+		}
+		switch s.Type {
+		case OptSGD:
+			b.SGDUpdate(s.LR, p.Value, p.Grad)
+		case OptMomentum:
+			b.MomentumUpdate(s.LR, s.Momentum, p.Value, p.Grad, o.slots[i][0])
+		case OptAdaGrad:
+			b.AdaGradUpdate(s.LR, p.Value, p.Grad, o.slots[i][0])
+		case OptAdam:
+			a := kernels.AdamParams{LR: s.LR, Beta1: s.Beta1, Beta2: s.Beta2, Eps: s.Eps, T: int(o.steps + 1)}
+			b.AdamUpdate(a, p.Value, p.Grad, o.slots[i][0], o.slots[i][1])
+		}
+	}
+	o.steps++
+}
+
+func (o *optimizer[T]) State() OptimizerState {
+	st := OptimizerState{Steps: o.steps}
+	for i, slots := range o.slots {
+		for k, slot := range slots {
+			t := Tensor{Name: o.names[i] + "." + o.slotNames[k], Shape: slices.Clone(o.shapes[i]), Data: make([]float32, len(slot))}
+			for j, v := range slot {
+				t.Data[j] = float32(v)
+			}
+			st.Slots = append(st.Slots, t)
+		}
+	}
+	return st
+}
+
+func (o *optimizer[T]) Restore(st OptimizerState) error {
+	if err := o.matchState(st); err != nil {
+		return fmt.Errorf("model: restore optimizer %s: %w", o.spec.Type, err)
+	}
+	o.steps = st.Steps
+	next := 0
+	for _, slots := range o.slots {
+		for _, slot := range slots {
+			for j, v := range st.Slots[next].Data {
+				slot[j] = T(v)
+			}
+			next++
+		}
+	}
+	return nil
+}
+
+// matchState checks that st is a state of this optimizer for this
+// parameter set.
+func (o *optimizer[T]) matchState(st OptimizerState) error {
+	if st.Steps < 0 {
+		return fmt.Errorf("steps %d: must not be negative", st.Steps)
+	}
+	if want := len(o.slots) * len(o.slotNames); len(st.Slots) != want {
+		return fmt.Errorf("%d slots, want %d", len(st.Slots), want)
+	}
+	next := 0
+	for i, slots := range o.slots {
+		for k, slot := range slots {
+			t, name := st.Slots[next], o.names[i]+"."+o.slotNames[k]
+			if t.Name != name || !slices.Equal(t.Shape, o.shapes[i]) {
+				return fmt.Errorf("slot %d is %q %v, want %q %v", next, t.Name, t.Shape, name, o.shapes[i])
+			}
+			if len(t.Data) != len(slot) {
+				return fmt.Errorf("slot %d (%s) has %d values, want %d", next, t.Name, len(t.Data), len(slot))
+			}
+			next++
+		}
+	}
+	return nil
+}
