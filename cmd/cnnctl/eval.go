@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dpcnn/dpcnn/coordinator"
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/worker"
+)
+
+func newEvalCmd(e *env) *cobra.Command {
+	var dataDir, backend string
+	var threads, limit, batch int
+	cmd := &cobra.Command{
+		Use:   "eval CHECKPOINT",
+		Short: "Evaluate a checkpoint's test accuracy on the MNIST test set",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := coordinator.ReadCheckpointFile(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := newBackend(backend, threads)
+			if err != nil {
+				return err
+			}
+			net, err := model.New[float32](c.Spec, b, batch)
+			if err != nil {
+				return err
+			}
+			if err := net.ImportParams(c.Params); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			dir, err := dataset.Locate(dataDir)
+			if err != nil {
+				return err
+			}
+			_, test, err := dataset.LoadMNIST(dir)
+			if err != nil {
+				return err
+			}
+			n := test.Len()
+			if limit > 0 {
+				n = min(n, limit)
+			}
+			in := c.Spec.Input
+			correct, err := worker.Evaluate(net, test, 0, n,
+				make([]float32, batch*in.Height*in.Width*in.Channels), make([]int32, batch), make([]int64, batch), make([]int32, batch))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s: step %d, epoch %d: test accuracy %.4f (%d/%d)\n",
+				args[0], c.Step, c.Epoch, float64(correct)/float64(n), correct, n)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data", "", "folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
+	cmd.Flags().StringVar(&backend, "backend", "cpu", "compute backend: cpu or reference")
+	cmd.Flags().IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
+	cmd.Flags().IntVar(&limit, "test-limit", 0, "evaluate the first N test images only (0: all)")
+	cmd.Flags().IntVar(&batch, "batch", 500, "evaluation batch size")
+	return cmd
+}

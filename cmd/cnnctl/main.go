@@ -1,0 +1,21 @@
+// Command cnnctl trains, evaluates, exports and benchmarks convolutional
+// networks on MNIST; run `cnnctl help` for its commands.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cnnctl:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,188 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/worker"
+)
+
+var mnist struct {
+	once        sync.Once
+	train, test *dataset.Set
+	err         error
+}
+
+func loadMNIST(t *testing.T) (train, test *dataset.Set) {
+	t.Helper()
+	mnist.once.Do(func() {
+		dir, err := dataset.Locate("")
+		if err != nil {
+			mnist.err = err
+			return
+		}
+		mnist.train, mnist.test, mnist.err = dataset.LoadMNIST(dir)
+	})
+	if mnist.err != nil {
+		t.Fatal(mnist.err)
+	}
+	return mnist.train, mnist.test
+}
+
+// newLocalRun builds a trainer and one in-process worker for spec.
+func newLocalRun(t *testing.T, spec job.Spec, threads int) (*Trainer, *LocalWorkers) {
+	t.Helper()
+	train, test := loadMNIST(t)
+	b := kernels.NewCPU(threads)
+	t.Cleanup(b.Close)
+	tr, err := NewTrainer(spec, b, train.Len(), test.Len())
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := worker.NewComputer(tr.Spec(), b, train, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, &LocalWorkers{Computer: comp, Test: test}
+}
+
+func paramHash(params []float32) [32]byte {
+	h := sha256.New()
+	binary.Write(h, binary.LittleEndian, params)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+func smallJob() job.Spec {
+	return job.Spec{
+		Network: "simple", Epochs: 2, Batch: 50, MicroBatch: 25, TrainLimit: 500, TestLimit: 200, Seed: 3,
+		Augment: dataset.Augment{RotateDeg: 10, ShiftPx: 2},
+	}
+}
+
+func TestTrainerLearns(t *testing.T) {
+	spec := smallJob()
+	spec.Optimizer.LR = 0.005
+	tr, w := newLocalRun(t, spec, 2)
+	var first, last float64
+	var reports, evals int
+	var ckpts []*model.Checkpoint
+	res, err := tr.Run(context.Background(), w, func(p Progress) {
+		if reports == 0 {
+			first = p.Loss
+		}
+		last = p.Loss
+		reports++
+		if p.Evaluated {
+			evals++
+		}
+	}, func(c *model.Checkpoint) error { ckpts = append(ckpts, c); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 20 || reports != 20 || evals != 2 || len(ckpts) != 2 {
+		t.Fatalf("steps %d, reports %d, evaluations %d, checkpoints %d; want 20, 20, 2, 2", res.Steps, reports, evals, len(ckpts))
+	}
+	if !(last < first) || math.IsNaN(res.TestAccuracy) || res.TestAccuracy < 0.5 {
+		t.Fatalf("loss %.3f -> %.3f, test accuracy %.3f: not learning", first, last, res.TestAccuracy)
+	}
+}
+
+// The trained parameters are a pure function of the job: the same on 1 and
+// 2 threads, and the same when the run is stopped at a checkpoint, written to
+// disk, and resumed by a new trainer.
+func TestTrainerDeterministic(t *testing.T) {
+	spec := smallJob()
+	spec.Network = "deep"
+	spec.Epochs = 1
+	spec.Steps = 4
+	run := func(threads int) [32]byte {
+		tr, w := newLocalRun(t, spec, threads)
+		if _, err := tr.Run(context.Background(), w, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		return paramHash(tr.Params())
+	}
+	one, two := run(1), run(2)
+	if one != two {
+		t.Fatalf("parameters after %d steps differ: 1 thread %x, 2 threads %x", spec.Steps, one[:8], two[:8])
+	}
+
+	half := spec
+	half.Steps = 2
+	tr, w := newLocalRun(t, half, 2)
+	if _, err := tr.Run(context.Background(), w, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ckpt")
+	if err := WriteCheckpointFile(path, tr.Checkpoint()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ReadCheckpointFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed, w2 := newLocalRun(t, spec, 2)
+	if err := resumed.Restore(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resumed.Run(context.Background(), w2, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := paramHash(resumed.Params()); got != one {
+		t.Fatalf("resumed run ends at %x, uninterrupted run at %x", got[:8], one[:8])
+	}
+}
+
+func TestRestoreRefusesOtherJob(t *testing.T) {
+	tr, _ := newLocalRun(t, smallJob(), 1)
+	c := tr.Checkpoint()
+	c.Seed++
+	if err := tr.Restore(c); err == nil {
+		t.Fatal("checkpoint of another seed accepted")
+	}
+}
+
+func TestReduceTreeOrder(t *testing.T) {
+	// Five leaves: ((l0+l1)+(l2+l3))+l4, exactly.
+	leaves := [][]float32{{1e8}, {1}, {-1e8}, {1}, {0.5}}
+	ReduceTree(leaves)
+	want := (float32(1e8) + 1) + (float32(-1e8) + 1) + 0.5
+	if leaves[0][0] != want {
+		t.Fatalf("ReduceTree = %v, want %v", leaves[0][0], want)
+	}
+}
+
+func TestCheckpointFileCorrupt(t *testing.T) {
+	tr, _ := newLocalRun(t, smallJob(), 1)
+	path := filepath.Join(t.TempDir(), "checkpoint.ckpt")
+	if err := WriteCheckpointFile(path, tr.Checkpoint()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCheckpointFile(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("corrupt checkpoint: err = %v, want an error naming %s", err, path)
+	}
+	if _, err := ReadCheckpointFile(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("missing checkpoint file read without error")
+	}
+}

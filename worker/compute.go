@@ -1,0 +1,138 @@
+// Package worker computes gradients: it owns a network replica on one
+// Backend, fills micro-batches from its copy of the data set (augmented as the
+// job says), and returns gradient sums. The in-process local trainer and the
+// gRPC worker daemon both use a Computer; only how work reaches it differs.
+package worker
+
+import (
+	"fmt"
+
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/model"
+)
+
+// MicroBatch is one unit of work: the dataset indices of its samples, and the
+// epoch and step they belong to (augmentation is keyed by the epoch, dropout
+// by the step).
+type MicroBatch struct {
+	Epoch   int64
+	Step    int64
+	Indices []int32
+}
+
+// Computer computes the gradients of micro-batches of one job.
+type Computer struct {
+	spec  job.Spec
+	net   *model.Network[float32]
+	train *dataset.Set
+
+	x       []float32
+	labels  []int32
+	samples []int64
+	preds   []int32
+}
+
+// NewComputer builds the job's network on b, sized for micro-batches of
+// spec.MicroBatch samples and evaluation batches of evalBatch.
+func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, evalBatch int) (*Computer, error) {
+	netSpec, err := spec.Model()
+	if err != nil {
+		return nil, err
+	}
+	maxBatch := max(spec.MicroBatch, evalBatch)
+	net, err := model.New[float32](netSpec, b, maxBatch)
+	if err != nil {
+		return nil, err
+	}
+	in := netSpec.Input
+	if in.Height != train.Rows || in.Width != train.Cols || in.Channels != 1 {
+		return nil, fmt.Errorf("worker: network input %dx%dx%d does not fit the data set's %dx%dx1 images",
+			in.Height, in.Width, in.Channels, train.Rows, train.Cols)
+	}
+	sample := in.Height * in.Width * in.Channels
+	return &Computer{
+		spec:    spec,
+		net:     net,
+		train:   train,
+		x:       make([]float32, maxBatch*sample),
+		labels:  make([]int32, maxBatch),
+		samples: make([]int64, maxBatch),
+		preds:   make([]int32, maxBatch),
+	}, nil
+}
+
+// ParamCount is the length of the flat parameter and gradient vectors.
+func (c *Computer) ParamCount() int { return c.net.Params().Count() }
+
+// SetParams copies a flat parameter vector (parameters in Params order,
+// concatenated) into the replica.
+func (c *Computer) SetParams(flat []float32) error {
+	if len(flat) != c.ParamCount() {
+		return fmt.Errorf("worker: %d parameters received, network has %d", len(flat), c.ParamCount())
+	}
+	off := 0
+	for _, p := range c.net.Params() {
+		off += copy(p.Value, flat[off:off+len(p.Value)])
+	}
+	return nil
+}
+
+// Gradients computes the summed (not averaged) gradient of the micro-batch's
+// loss into grad, a flat vector in Params order, and returns the summed loss
+// and the number of correctly classified samples.
+func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, correct int, err error) {
+	n := len(mb.Indices)
+	switch {
+	case n == 0 || n > len(c.labels):
+		return 0, 0, fmt.Errorf("worker: micro-batch of %d samples, want 1..%d", n, len(c.labels))
+	case len(grad) != c.ParamCount():
+		return 0, 0, fmt.Errorf("worker: gradient buffer of %d, network has %d parameters", len(grad), c.ParamCount())
+	}
+	if err := c.train.CheckIndices(mb.Indices); err != nil {
+		return 0, 0, fmt.Errorf("worker: step %d: %w", mb.Step, err)
+	}
+	sample := len(c.x) / len(c.labels)
+	c.train.Fill(mb.Indices, c.spec.Augment, c.spec.Seed, mb.Epoch, c.x[:n*sample], c.labels[:n], c.samples[:n])
+	rc := model.RunContext{Train: true, Seed: c.spec.Seed, Step: uint64(mb.Step)}
+	lossSum, correct = c.net.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1)
+	c.net.Backward()
+	off := 0
+	for _, p := range c.net.Params() {
+		off += copy(grad[off:off+len(p.Grad)], p.Grad)
+	}
+	return lossSum, correct, nil
+}
+
+// Evaluate classifies samples [from, to) of set in test mode and returns how
+// many it got right.
+func (c *Computer) Evaluate(set *dataset.Set, from, to int) (correct int, err error) {
+	return Evaluate(c.net, set, from, to, c.x, c.labels, c.samples, c.preds)
+}
+
+// Evaluate classifies samples [from, to) of set with net in test mode, in
+// batches of len(labels), using the given buffers (x holds len(labels)
+// images), and returns how many it got right.
+func Evaluate(net *model.Network[float32], set *dataset.Set, from, to int, x []float32, labels []int32, samples []int64, preds []int32) (correct int, err error) {
+	if from < 0 || to > set.Len() || from > to {
+		return 0, fmt.Errorf("worker: evaluate samples [%d, %d) of a set of %d", from, to, set.Len())
+	}
+	batch := len(labels)
+	sample := len(x) / batch
+	idx := make([]int32, batch)
+	for lo := from; lo < to; lo += batch {
+		n := min(batch, to-lo)
+		for i := range n {
+			idx[i] = int32(lo + i)
+		}
+		set.Fill(idx[:n], dataset.Augment{}, 0, 0, x[:n*sample], labels[:n], samples[:n])
+		net.Predict(x[:n*sample], n, preds[:n])
+		for i := range n {
+			if preds[i] == labels[i] {
+				correct++
+			}
+		}
+	}
+	return correct, nil
+}
