@@ -1,0 +1,511 @@
+package kernels
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Sgemm follows GotoBLAS and BLIS. For each panel of up to nc columns and
+// each block of up to kc steps of k, op(B) is packed into slivers nr columns
+// wide (kc×nr contiguous floats, zero-padded); then for each block of up to
+// mc rows of op(A), a micro-kernel runs every sliver over the block's mr-row
+// tiles, keeping an mr×nr tile of C in registers. The kernels take A through
+// a row stride and a k stride, so A is read where it lies whenever that is
+// cache-friendly (see block) and copied or packed only when not. k blocks
+// after the first add into C (beta = 1). Tiles that stick out of C use
+// column masks or a small edge buffer, with the same arithmetic.
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C in single precision for
+// row-major matrices, with op(X) = Xᵀ when the matching trans flag is set:
+// op(A) is m×k, op(B) is k×n, C is m×n, and lda, ldb, ldc are row strides.
+// When beta is 0, C is only written, so NaNs in it do not propagate; when
+// alpha is 0 or k is 0, A and B are not read and C becomes beta·C.
+//
+// Sgemm runs on the calling goroutine and takes its scratch space from a
+// pool; callers that want no pool traffic keep a SgemmWorkspace instead.
+// It panics when a slice is shorter than its geometry implies.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	w := sgemmPool.Get().(*SgemmWorkspace)
+	w.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	sgemmPool.Put(w)
+}
+
+var sgemmPool = sync.Pool{New: func() any { return new(SgemmWorkspace) }}
+
+// SgemmWorkspace holds the packing buffers of Sgemm, so that repeated calls
+// of similar sizes allocate nothing. The zero value is ready to use; a
+// workspace is not safe for concurrent use.
+//
+// The result depends only on the operands and the shapes: the order in which
+// each element sums over k is fixed by k alone, so it is the same for every
+// workspace, every partition of a larger product into calls that keep k, and
+// every micro-kernel (the AVX-512 and AVX2 kernels give identical bits; the
+// pure-Go one may differ in the last bits where the compiler does not fuse
+// multiply-adds).
+type SgemmWorkspace struct {
+	packedA []float32 // an A block that cannot be read in place
+	packedB []float32 // the slivers of a B panel
+	tailA   []float32 // the rows of a block's last, partial tile
+	edge    []float32 // one C tile, for tiles that stick out of C
+
+	kernel *sgemmKernel // nil: sgemmBest; tests force the others
+}
+
+// sgemmMicro computes tiles consecutive mr×nr tiles of C, of which it
+// writes the first cols columns; see sgemmMicroGo for the exact loop every
+// implementation follows. While it computes tile t, an assembly kernel
+// prefetches the 64·kc bytes at a[pfOff + t·pfStride:] into L2: data that a
+// later tile will read, chosen by the caller.
+type sgemmMicro func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32)
+
+// sgemmKernel is one micro-kernel family, with its packing routines: mr
+// rows by a wide or a narrow number of columns. The narrow kernel serves the
+// last columns of C when it covers them all.
+type sgemmKernel struct {
+	name     string
+	mr       int
+	wideNR   int
+	narrowNR int
+	wide     sgemmMicro
+	narrow   sgemmMicro
+	// maskedCols reports that the kernels write fewer than nr columns
+	// themselves; otherwise such tiles go through the edge buffer.
+	maskedCols bool
+
+	// packB copies kc rows of nr floats, ldb apart, into a packed sliver
+	// (nr is wideNR or narrowNR); packAT packs tiles mr-tall slivers of a
+	// transposed A, tsd floats apart (see sgemmPackATGo).
+	packB  func(dst, src []float32, kc, nr, ldb int)
+	packAT func(dst, src []float32, kc, tiles, mr, lda, tsd int)
+
+	// peak, when set, runs iters iterations of peakFlops flops of
+	// independent FMAs: the throughput ceiling benchmarks compare to.
+	peak      func(iters int)
+	peakFlops int
+}
+
+// Cache blocking. Only sgemmKC changes results (it splits the sum over k), so
+// it is a constant, the same for every kernel; the others only move data.
+const (
+	// sgemmKC is the largest k block. A B sliver of kc×32 floats (32 KiB)
+	// stays in the 48 KiB L1 while the tiles of A stream past it.
+	sgemmKC = 256
+	// sgemmABlockBytes bounds an A block (mc×kc), which stays in the 2 MiB
+	// L2 while every B sliver of the panel runs over it.
+	sgemmABlockBytes = 512 << 10
+	// sgemmCBlockBytes bounds the C block (mc×nc) that the B slivers update
+	// in turn, so that it stays in L2 between them: this matters when kc is
+	// small and C is large, as in dcol = dy·Wᵀ.
+	sgemmCBlockBytes = 128 << 10
+	// sgemmBPanelBytes bounds a packed B panel (kc×nc).
+	sgemmBPanelBytes = 2 << 20
+)
+
+// sgemmBlockK returns the k block for a product with inner size k: k split
+// into equal blocks of at most sgemmKC.
+func sgemmBlockK(k int) int {
+	blocks := (k + sgemmKC - 1) / sgemmKC
+	return (k + blocks - 1) / blocks
+}
+
+// blocks returns the block sizes of a product with n columns and inner size
+// k: the k block, the rows of an A block (a multiple of mr) and the columns
+// of a B panel (a multiple of every NR).
+func (kern *sgemmKernel) blocks(n, k int) (kc, mc, nc int) {
+	kc = sgemmBlockK(k)
+	nc = max(64, sgemmBPanelBytes/(4*kc)/64*64)
+	mc = min(sgemmABlockBytes/(4*kc), sgemmCBlockBytes/(4*min(n, nc)))
+	mc = max(kern.mr, mc/kern.mr*kern.mr)
+	return kc, mc, nc
+}
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C as the package-level
+// Sgemm does, with this workspace's buffers.
+func (w *SgemmWorkspace) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmCheck(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		sgemmScale(m, n, beta, c, ldc)
+		return
+	}
+	kern := w.kernel
+	if kern == nil {
+		kern = sgemmBest
+	}
+	kcMax, mcMax, ncMax := kern.blocks(n, k)
+	inPlace := sgemmStrideSpreads(kern.mr, lda) // see block
+	w.reserve(kern, min(mcMax, m), kcMax, min(ncMax, n))
+
+	for jc := 0; jc < n; jc += ncMax {
+		nc := min(ncMax, n-jc)
+		for pc := 0; pc < k; pc += kcMax {
+			kc := min(kcMax, k-pc)
+			betaBlock := beta
+			if pc > 0 {
+				betaBlock = 1
+			}
+			w.packB(kern, transB, b, ldb, pc, kc, jc, nc)
+			for ic := 0; ic < m; ic += mcMax {
+				mc := min(mcMax, m-ic)
+				w.block(kern, transA, inPlace, a, lda, ic, mc, pc, kc, nc, alpha, betaBlock, c[jc:], ldc)
+			}
+		}
+	}
+}
+
+// reserve grows the buffers for blocks of up to mc×kc (A) and kc×nc (B).
+func (w *SgemmWorkspace) reserve(kern *sgemmKernel, mc, kc, nc int) {
+	slivers := (nc + kern.narrowNR - 1) / kern.narrowNR
+	grow := func(s *[]float32, n int) {
+		if cap(*s) < n {
+			*s = make([]float32, n)
+		}
+		*s = (*s)[:cap(*s)]
+	}
+	grow(&w.packedA, max(mc*sgemmSpreadStride(kern.mr, kc), (mc/kern.mr)*sgemmSliverStride(kern.mr, kc)))
+	grow(&w.packedB, kc*slivers*kern.narrowNR+kc*kern.wideNR)
+	grow(&w.tailA, kern.mr*kc)
+	grow(&w.edge, kern.mr*kern.wideNR)
+}
+
+// sliverWidth returns the packed width of the B sliver that starts with
+// left columns to go: wide, unless the narrow kernel covers them all.
+func (kern *sgemmKernel) sliverWidth(left int) int {
+	if left <= kern.narrowNR {
+		return kern.narrowNR
+	}
+	return kern.wideNR
+}
+
+// packB copies op(B)[pc:pc+kc, jc:jc+nc] into slivers: sliver s, of width
+// nr, is kc rows of nr floats, zero-padded past column nc.
+func (w *SgemmWorkspace) packB(kern *sgemmKernel, transB bool, b []float32, ldb, pc, kc, jc, nc int) {
+	dst := w.packedB
+	for j0 := 0; j0 < nc; {
+		nr := kern.sliverWidth(nc - j0)
+		cols := min(nr, nc-j0)
+		s := dst[:kc*nr]
+		if transB {
+			// op(B)[p, j] = B[j, p]: read rows of B, scatter down the sliver.
+			for j := 0; j < cols; j++ {
+				src := b[(jc+j0+j)*ldb+pc:][:kc]
+				for p, v := range src {
+					s[p*nr+j] = v
+				}
+			}
+			if cols < nr {
+				for p := 0; p < kc; p++ {
+					clear(s[p*nr+cols : p*nr+nr])
+				}
+			}
+		} else if cols == nr {
+			kern.packB(s, b[pc*ldb+jc+j0:], kc, nr, ldb)
+		} else {
+			for p := 0; p < kc; p++ {
+				row := s[p*nr : p*nr+nr]
+				copy(row, b[(pc+p)*ldb+jc+j0:][:cols])
+				clear(row[cols:])
+			}
+		}
+		dst = dst[kc*nr:]
+		j0 += cols
+	}
+}
+
+// block multiplies op(A)[ic:ic+mc, pc:pc+kc] by the packed B panel into
+// C[ic:ic+mc, 0:nc] (c starts at the panel's first column): each sliver in
+// turn runs over all full tiles with one kernel call, then over the partial
+// tile, if any, through the edge buffer. inPlace reports that A's row
+// stride lets the kernels read it where it lies.
+func (w *SgemmWorkspace) block(kern *sgemmKernel, transA, inPlace bool, a []float32, lda, ic, mc, pc, kc, nc int, alpha, beta float32, c []float32, ldc int) {
+	mr := kern.mr
+	tiles := mc / mr
+	rows := mc - tiles*mr // in the last, partial tile
+
+	// The kernels take element (i, p) of op(A) at i·rsA + p·csA, so A is
+	// read in place when that is cache-friendly. Untransposed, the rows of
+	// a tile stream side by side; transposed, each k step reads mr floats
+	// of one row of A. Either way a row stride near a multiple of 4 KiB
+	// would crowd the lines in use into a few L1 sets: then an untransposed
+	// block is copied to rows with a friendlier stride, and a transposed one
+	// is packed into slivers that hold each k step's mr floats together.
+	var ablk []float32
+	var rsA, csA, tsA, pfOff, pfStride int
+	switch {
+	case tiles == 0:
+	case !transA:
+		ld := lda
+		ablk = a[ic*lda+pc:]
+		if !inPlace {
+			ld = sgemmSpreadStride(mr, kc)
+			sgemmCopyRows(w.packedA, ablk, tiles*mr, kc, ld, lda)
+			ablk = w.packedA
+		}
+		rsA, csA, tsA = ld, 1, mr*ld
+		pfOff, pfStride = tsA, tsA // the next tile
+	case inPlace:
+		// Every tile reads across the same kc rows: prefetch the next k block.
+		ablk, rsA, csA, tsA = a[pc*lda+ic:], 1, lda, mr
+		pfOff, pfStride = kc*lda, 16*kc
+	default:
+		tsd := sgemmSliverStride(mr, kc)
+		kern.packAT(w.packedA, a[pc*lda+ic:], kc, tiles, mr, lda, tsd)
+		ablk, rsA, csA, tsA = w.packedA, 1, mr, tsd
+		pfOff, pfStride = tsA, tsA
+	}
+	// The last, partial tile: a transposed A is read in place when the mr
+	// columns of A (rows of op(A)) from its first lie inside a, the extra
+	// ones feeding only rows of the edge tile that are thrown away;
+	// otherwise its rows are packed, zero-padded.
+	tail, rsT, csT := w.tailA, 1, mr
+	if rows > 0 {
+		i0 := ic + tiles*mr
+		if transA && inPlace && (pc+kc-1)*lda+i0+mr <= len(a) {
+			tail, rsT, csT = a[pc*lda+i0:], 1, lda
+		} else {
+			sgemmPackATail(w.tailA, mr, rows, transA, a, lda, i0, pc, kc)
+		}
+	}
+
+	bs := w.packedB
+	for j0 := 0; j0 < nc; {
+		nr := kern.sliverWidth(nc - j0)
+		cols := min(nr, nc-j0)
+		micro := kern.wide
+		if nr == kern.narrowNR {
+			micro = kern.narrow
+		}
+		bsl := bs[:kc*nr]
+		cs := c[ic*ldc+j0:]
+		if cols == nr || kern.maskedCols {
+			if tiles > 0 {
+				micro(tiles, kc, ablk, rsA, csA, tsA, bsl, nr, cs, ldc, cols, pfOff, pfStride, alpha, beta)
+			}
+		} else {
+			for t := 0; t < tiles; t++ {
+				w.edgeTile(micro, mr, nr, mr, cols, kc, ablk[t*tsA:], rsA, csA, bsl, cs[t*mr*ldc:], ldc, alpha, beta)
+			}
+		}
+		if rows > 0 {
+			w.edgeTile(micro, mr, nr, rows, cols, kc, tail, rsT, csT, bsl, cs[tiles*mr*ldc:], ldc, alpha, beta)
+		}
+		bs = bs[kc*nr:]
+		j0 += cols
+	}
+}
+
+// edgeTile computes a tile of which only rows×cols lie inside C, through
+// the edge buffer, with the same arithmetic as a full tile.
+func (w *SgemmWorkspace) edgeTile(micro sgemmMicro, mr, nr, rows, cols, kc int, a []float32, rsA, csA int, b, c []float32, ldc int, alpha, beta float32) {
+	t := w.edge[:mr*nr]
+	if beta != 0 {
+		for i := 0; i < rows; i++ {
+			copy(t[i*nr:i*nr+cols], c[i*ldc:])
+		}
+	}
+	micro(1, kc, a, rsA, csA, 0, b, nr, t, nr, nr, 0, 0, alpha, beta)
+	for i := 0; i < rows; i++ {
+		copy(c[i*ldc:i*ldc+cols], t[i*nr:])
+	}
+}
+
+// sgemmPackBGo copies kc rows of nr floats, ldb apart, into a packed
+// sliver of kc·nr floats.
+func sgemmPackBGo(dst, src []float32, kc, nr, ldb int) {
+	for p := 0; p < kc; p++ {
+		copy(dst[p*nr:p*nr+nr], src[p*ldb:p*ldb+nr])
+	}
+}
+
+// sgemmStrideSpreads reports whether mr rows ld floats apart, streamed
+// together, spread over enough sets of the 64-set L1 that none holds more
+// than four of them; strides near a multiple of 4 KiB do not.
+func sgemmStrideSpreads(mr, ld int) bool {
+	var rowsPerSet [64]int
+	for r := 0; r < mr; r++ {
+		set := r * ld * 4 / 64 % 64
+		rowsPerSet[set]++
+		if rowsPerSet[set] > 4 {
+			return false
+		}
+	}
+	return true
+}
+
+// sgemmSpreadStride returns the smallest row stride of at least cols floats
+// that spreads mr rows over the L1 sets.
+func sgemmSpreadStride(mr, cols int) int {
+	ld := cols
+	for !sgemmStrideSpreads(mr, ld) {
+		ld += 4
+	}
+	return ld
+}
+
+// sgemmCopyRows copies rows rows of cols floats from src (stride lds) to
+// dst (stride ldd).
+func sgemmCopyRows(dst, src []float32, rows, cols, ldd, lds int) {
+	for i := 0; i < rows; i++ {
+		copy(dst[i*ldd:i*ldd+cols], src[i*lds:])
+	}
+}
+
+// sgemmSliverStride is the distance between packed slivers of mr×kc
+// floats: one cache line more than their size, so that the slivers a
+// packing loop writes side by side do not all fall in the same L1 set.
+func sgemmSliverStride(mr, kc int) int { return mr*kc + 16 }
+
+// sgemmPackATGo packs tiles mr-tall slivers of op(A) = Aᵀ, where src starts
+// at element (0, 0) of the block: sliver t holds element (r, p) at
+// t·tsd + p·mr + r, which is A[p·lda + t·mr + r]. So every run of mr
+// floats of a row of A is one k step of one sliver.
+func sgemmPackATGo(dst, src []float32, kc, tiles, mr, lda, tsd int) {
+	for p := 0; p < kc; p++ {
+		for t := 0; t < tiles; t++ {
+			copy(dst[t*tsd+p*mr:][:mr], src[p*lda+t*mr:])
+		}
+	}
+}
+
+// sgemmPackATail packs rows < mr rows of op(A) starting at row i0, column
+// pc, into one sliver laid out as in sgemmPackATGo, zero past the rows.
+func sgemmPackATail(dst []float32, mr, rows int, transA bool, a []float32, lda, i0, pc, kc int) {
+	dst = dst[:mr*kc]
+	if transA {
+		for p := 0; p < kc; p++ {
+			d := dst[p*mr : p*mr+mr]
+			copy(d, a[(pc+p)*lda+i0:][:rows])
+			clear(d[rows:])
+		}
+		return
+	}
+	clear(dst)
+	for r := 0; r < rows; r++ {
+		src := a[(i0+r)*lda+pc:][:kc]
+		for p, v := range src {
+			dst[p*mr+r] = v
+		}
+	}
+}
+
+// sgemmScale sets C = beta·C, writing zeros without reading C when beta is 0.
+func sgemmScale(m, n int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		switch beta {
+		case 0:
+			clear(row)
+		case 1:
+		default:
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
+}
+
+// sgemmCheck panics when a size is negative, a stride is too small, or a
+// slice is shorter than its matrix.
+func sgemmCheck(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("kernels: Sgemm: negative size m=%d n=%d k=%d", m, n, k))
+	}
+	rowsA, colsA := m, k
+	if transA {
+		rowsA, colsA = k, m
+	}
+	rowsB, colsB := k, n
+	if transB {
+		rowsB, colsB = n, k
+	}
+	sgemmCheckMatrix("a", a, rowsA, colsA, lda)
+	sgemmCheckMatrix("b", b, rowsB, colsB, ldb)
+	sgemmCheckMatrix("c", c, m, n, ldc)
+}
+
+func sgemmCheckMatrix(name string, s []float32, rows, cols, ld int) {
+	if ld < max(1, cols) {
+		panic(fmt.Sprintf("kernels: Sgemm: ld%s = %d, want at least %d for a %d×%d matrix", name, ld, max(1, cols), rows, cols))
+	}
+	if rows > 0 && cols > 0 && len(s) < (rows-1)*ld+cols {
+		panic(fmt.Sprintf("kernels: Sgemm: len(%s) = %d, want at least %d for a %d×%d matrix with ld%s = %d", name, len(s), (rows-1)*ld+cols, rows, cols, name, ld))
+	}
+}
+
+// sgemmCheckMicro panics unless a micro-kernel call stays inside its
+// slices; the assembly kernels call it before they take raw pointers.
+func sgemmCheckMicro(mr, nr, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols int) {
+	if tiles < 1 || kc < 1 ||
+		len(a) < (tiles-1)*tsA+(mr-1)*rsA+(kc-1)*csA+1 ||
+		len(b) < (kc-1)*ldb+nr ||
+		cols < 1 || cols > nr || len(c) < (tiles*mr-1)*ldc+cols {
+		panic(fmt.Sprintf("kernels: sgemm micro-kernel %d×%d: %d tiles, kc %d out of range (len a %d, b %d, c %d)", mr, nr, tiles, kc, len(a), len(b), len(c)))
+	}
+}
+
+// sgemmMicroGo is the reference loop of every micro-kernel, and the kernel
+// of builds without assembly. For each of tiles tiles it computes an mr×nr
+// block of C from the tile's rows of A and the packed B sliver:
+//
+//	for t := 0; t < tiles; t++ {
+//		for i := 0; i < mr; i++ {
+//			for j := 0; j < cols; j++ { // cols ≤ nr
+//				var acc float32 // summed with fused multiply-adds in assembly
+//				for p := 0; p < kc; p++ {
+//					acc += a[t·tsA + i·rsA + p·csA] · b[p·ldb + j]
+//				}
+//				c[(t·mr+i)·ldc + j] = alpha·acc + beta·c[…] // beta == 0: alpha·acc
+//			}
+//		}
+//	}
+//
+// Element (i, p) of the tile's A is at i·rsA + p·csA, so the same kernel
+// reads an untransposed A in place (rsA = lda, csA = 1) and a packed sliver
+// (rsA = 1, csA = mr). The sum over p always runs in order from zero, and
+// the write-back is the same expression for every tile, full or edge.
+func sgemmMicroGo(mr, nr, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols int, alpha, beta float32) {
+	sgemmCheckMicro(mr, nr, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
+	var accBuf [12 * 32]float32
+	acc := accBuf[:mr*nr]
+	for t := 0; t < tiles; t++ {
+		at := a[t*tsA:]
+		clear(acc)
+		for p := 0; p < kc; p++ {
+			bp := b[p*ldb : p*ldb+nr]
+			for i := 0; i < mr; i++ {
+				ai := at[i*rsA+p*csA]
+				row := acc[i*nr : i*nr+nr]
+				row = row[:len(bp)]
+				for j, bj := range bp {
+					row[j] += ai * bj
+				}
+			}
+		}
+		ct := c[t*mr*ldc:]
+		for i := 0; i < mr; i++ {
+			crow := ct[i*ldc : i*ldc+cols]
+			row := acc[i*nr : i*nr+nr]
+			for j := range crow {
+				if beta == 0 {
+					crow[j] = alpha * row[j]
+				} else {
+					crow[j] = alpha*row[j] + beta*crow[j]
+				}
+			}
+		}
+	}
+}
+
+// sgemmGo is the pure-Go kernel family.
+var sgemmGo = &sgemmKernel{
+	name: "go", mr: 6, wideNR: 16, narrowNR: 8,
+	packB: sgemmPackBGo, packAT: sgemmPackATGo, maskedCols: true,
+	wide: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, _, _ int, alpha, beta float32) {
+		sgemmMicroGo(6, 16, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols, alpha, beta)
+	},
+	narrow: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, _, _ int, alpha, beta float32) {
+		sgemmMicroGo(6, 8, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols, alpha, beta)
+	},
+}
