@@ -24,7 +24,7 @@ var mnist struct {
 	err         error
 }
 
-func loadMNIST(t *testing.T) (train, test *dataset.Set) {
+func loadMNIST(t testing.TB) (train, test *dataset.Set) {
 	t.Helper()
 	mnist.once.Do(func() {
 		dir, err := dataset.Locate("")

@@ -13,8 +13,6 @@ func (c *CPU) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32
 	Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
 }
 
-
-
 // cpuGemmRows is the number of rows of C in one item of Gemm.
 const cpuGemmRows = 64
 
