@@ -150,16 +150,27 @@ func (s Spec) Validate() error {
 // Parse reads a job spec from YAML or JSON (JSON is YAML), refusing unknown
 // fields, fills defaults and validates it.
 func Parse(data []byte) (Spec, error) {
+	s, err := Decode(data)
+	if err != nil {
+		return Spec{}, err
+	}
+	s = s.WithDefaults()
+	if err := s.Validate(); err != nil {
+		return Spec{}, err
+	}
+	return s, nil
+}
+
+// Decode reads a job spec from YAML or JSON, refusing unknown fields, as
+// written: no defaults, no validation (for callers that override fields
+// first).
+func Decode(data []byte) (Spec, error) {
 	var s Spec
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return Spec{}, errors.New("job: empty job spec")
 	}
 	if err := yaml.UnmarshalStrict(data, &s); err != nil {
 		return Spec{}, fmt.Errorf("job: %w", err)
-	}
-	s = s.WithDefaults()
-	if err := s.Validate(); err != nil {
-		return Spec{}, err
 	}
 	return s, nil
 }
