@@ -63,6 +63,13 @@ func TestTrainJobFileAndOverrides(t *testing.T) {
 	if !strings.Contains(got, "training lenet") || !strings.Contains(got, "1 epochs, 2 steps of 40 images, seed 9") {
 		t.Fatalf("job file or override not applied:\n%s", got)
 	}
+	// A flag mends a rule the file breaks: the spec is validated after the
+	// overrides.
+	os.WriteFile(jobFile, []byte("network: simple\nepochs: 1\nbatch: 40\nmicroBatch: 30\ntrainLimit: 80\ntestLimit: 50\n"), 0o644)
+	got, err = runCLI(t, "train", "-f", jobFile, "--micro-batch", "20", "--net", "lenet", "--out", dir)
+	if err != nil || !strings.Contains(got, "training lenet") {
+		t.Fatalf("override of microBatch and net: %v\n%s", err, got)
+	}
 }
 
 func TestBadInput(t *testing.T) {

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/model"
+)
+
+// jobFlags builds a job spec from flags, optionally on top of a job file.
+// The flags are bound straight to the fields of spec; with a file, the file
+// is read into spec and the flags given explicitly are applied again, so a
+// flag always wins over the file and no field is copied by hand.
+type jobFlags struct {
+	file string
+	net  string
+	spec job.Spec
+}
+
+func (f *jobFlags) register(fs *pflag.FlagSet) {
+	s := &f.spec
+	fs.StringVarP(&f.file, "job", "f", "", "job spec file (YAML or JSON); flags given explicitly override it")
+	fs.StringVar(&f.net, "net", job.DefaultNetwork, "network: deep, simple, lenet, or a network spec file (YAML or JSON)")
+	fs.IntVar(&s.Epochs, "epochs", job.DefaultEpochs, "epochs to train")
+	fs.Int64Var(&s.Steps, "steps", 0, "stop after this many optimizer steps (0: run every epoch)")
+	fs.IntVar(&s.Batch, "batch", job.DefaultBatch, "global batch size of one optimizer step")
+	fs.IntVar(&s.MicroBatch, "micro-batch", 0, "micro-batch size, the unit of work (0: the whole batch)")
+	fs.StringVar(&s.Optimizer.Type, "optimizer", model.OptAdam, "optimizer: sgd, momentum, adagrad, adam")
+	fs.Float64Var(&s.Optimizer.LR, "lr", 0, "learning rate (0: the optimizer's default, 0.001 for Adam)")
+	fs.Uint64Var(&s.Seed, "seed", 1, "seed of every random draw (init, order, augmentation, dropout)")
+	fs.IntVar(&s.TrainLimit, "train-limit", 0, "train on the first N training images only (0: all 60000)")
+	fs.IntVar(&s.TestLimit, "test-limit", 0, "evaluate on the first N test images only (0: all 10000)")
+	fs.IntVar(&s.EvalEvery, "eval-every", 1, "evaluate on the test set every N epochs")
+	fs.Float64Var(&s.Augment.RotateDeg, "rotate", 0, "augment: rotate by up to ± this many degrees")
+	fs.Float64Var(&s.Augment.ShiftPx, "shift", 0, "augment: shift by up to ± this many pixels on each axis")
+	fs.IntVar(&s.Augment.CropPad, "crop-pad", 0, "augment: pad by this many pixels, then crop a random 28x28 window")
+	fs.Float64Var(&s.Augment.Scale, "scale", 0, "augment: zoom by a factor in 1 ± this fraction")
+	fs.BoolVar(&s.Augment.Flip, "flip", false, "augment: mirror left-right half the time (off by default: a mirrored digit is often no digit)")
+	fs.Float64Var(&s.Augment.Elastic.Alpha, "elastic-alpha", 0, "augment: elastic distortion strength in pixels (Simard et al. used 34)")
+	fs.Float64Var(&s.Augment.Elastic.Sigma, "elastic-sigma", 0, "augment: elastic distortion smoothing in pixels (Simard et al. used 4)")
+}
+
+// build returns the validated job, with defaults filled in.
+func (f *jobFlags) build(fs *pflag.FlagSet) (job.Spec, error) {
+	if f.file != "" {
+		// The values are read now: the flags' storage is overwritten by the file.
+		var given [][2]string
+		fs.Visit(func(fl *pflag.Flag) { given = append(given, [2]string{fl.Name, fl.Value.String()}) })
+		data, err := os.ReadFile(f.file)
+		if err != nil {
+			return job.Spec{}, err
+		}
+		if f.spec, err = job.Decode(data); err != nil {
+			return job.Spec{}, fmt.Errorf("%s: %w", f.file, err)
+		}
+		for _, fl := range given {
+			if err := fs.Set(fl[0], fl[1]); err != nil {
+				return job.Spec{}, err
+			}
+		}
+	}
+	if f.file == "" || fs.Changed("net") {
+		if err := f.setNetwork(); err != nil {
+			return job.Spec{}, err
+		}
+	}
+	s := f.spec.WithDefaults()
+	return s, s.Validate()
+}
+
+// setNetwork resolves --net: a built-in name, else a network spec file.
+func (f *jobFlags) setNetwork() error {
+	if _, err := model.Builtin(f.net); err == nil {
+		f.spec.Network, f.spec.NetworkSpec = f.net, nil
+		return nil
+	}
+	data, err := os.ReadFile(f.net)
+	if err != nil {
+		return fmt.Errorf("--net %q is neither a built-in network %v nor a readable spec file", f.net, model.BuiltinNames())
+	}
+	ns, err := model.ParseSpec(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.net, err)
+	}
+	f.spec.Network, f.spec.NetworkSpec = "", &ns
+	return nil
+}
