@@ -12,27 +12,21 @@ import (
 type LocalWorkers struct {
 	Computer *worker.Computer
 	Test     *dataset.Set
+
+	leaves [][]float32
+	losses []float64
 }
 
-// ComputeStep implements Workers.
-func (l *LocalWorkers) ComputeStep(ctx context.Context, params []float32, mbs []worker.MicroBatch, leaves [][]float32) (float64, int, error) {
-	if err := l.Computer.SetParams(params); err != nil {
-		return 0, 0, err
+// Compute implements Workers.
+func (l *LocalWorkers) Compute(ctx context.Context, a Assign) ([]float32, []float64, int, error) {
+	if err := l.Computer.SetParams(a.Params); err != nil {
+		return nil, nil, 0, err
 	}
-	var lossSum float64
-	var correct int
-	for i, mb := range mbs {
-		if err := ctx.Err(); err != nil {
-			return 0, 0, err
-		}
-		loss, c, err := l.Computer.Gradients(mb, leaves[i])
-		if err != nil {
-			return 0, 0, err
-		}
-		lossSum += loss
-		correct += c
+	for len(l.leaves) < len(a.Micro) {
+		l.leaves = append(l.leaves, make([]float32, l.Computer.ParamCount()))
+		l.losses = append(l.losses, 0)
 	}
-	return lossSum, correct, nil
+	return worker.ComputeSubtree(ctx, l.Computer, a.Micro, l.leaves, l.losses)
 }
 
 // Evaluate implements Workers.

@@ -1,10 +1,13 @@
-// Package coordinator drives training: it plans each step's global batch,
-// has it computed by workers, reduces their gradients in a fixed order and
-// applies one optimizer step.
+// Package coordinator drives training. Its Engine, a deterministic state
+// machine with no I/O, plans each step's global batch, hands its
+// micro-batches to workers as subtrees of a fixed reduction tree, combines
+// their gradient sums in the tree's order and applies one optimizer step;
+// the Trainer drives it in process, the distributed coordinator over gRPC.
 package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -13,17 +16,16 @@ import (
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
-	"github.com/dpcnn/dpcnn/worker"
 )
 
-// Workers computes what the trainer hands out: the leaf gradients of a step
+// Workers computes what the trainer hands out: the engine's assignments
 // and evaluations. LocalWorkers runs them in process; the distributed
-// trainer sends them over gRPC. The trainer's loop is the same for both.
+// trainer drives the same Engine over gRPC instead.
 type Workers interface {
-	// ComputeStep sets the workers' parameters and fills leaves[i] with
-	// the gradient sum of micro-batch mbs[i]; it returns the summed loss
-	// and correct count of the whole step.
-	ComputeStep(ctx context.Context, params []float32, mbs []worker.MicroBatch, leaves [][]float32) (lossSum float64, correct int, err error)
+	// Compute carries out an assignment (see ComputeSubtree) and returns
+	// the subtree's gradient sum, its leaves' loss sums (both valid until
+	// the next call) and its correct count.
+	Compute(ctx context.Context, a Assign) (grad []float32, leafLosses []float64, correct int, err error)
 	// Evaluate returns how many of test samples [from, to) the model
 	// with params classifies correctly.
 	Evaluate(ctx context.Context, params []float32, from, to int) (correct int, err error)
@@ -54,226 +56,174 @@ type Result struct {
 	EpochAccuracy []float64 // test accuracy after each evaluated epoch
 }
 
-// Trainer holds the authoritative parameters and optimizer state of one job.
+// Trainer trains a job in this process: it drives an Engine with one
+// local worker, so a local run computes exactly what a distributed one
+// does.
 type Trainer struct {
-	spec    job.Spec
-	backend kernels.Backend[float32]
-	params  model.Params[float32]
-	opt     model.Optimizer[float32]
-	plan    dataset.Plan
-	order   *dataset.Order
-	testLen int
+	eng  *Engine
+	plan dataset.Plan
 
-	step  int64 // optimizer steps applied
-	epoch int64 // epochs completed
-
-	flat   []float32
-	leaves [][]float32
-	mbs    []worker.MicroBatch
-	idx    []int32
+	queue  []Effect // the engine's effects not yet carried out
+	head   int
+	joined bool // the local worker has joined the engine
 }
+
+// localWorker is the ID of the Trainer's one worker.
+const localWorker = "local"
 
 // NewTrainer initialises a job's parameters from its seed. b applies the
 // optimizer updates; trainLen and testLen are the sizes of the data sets the
 // workers hold (before the job's limits).
 func NewTrainer(spec job.Spec, b kernels.Backend[float32], trainLen, testLen int) (*Trainer, error) {
-	spec = spec.WithDefaults()
-	if err := spec.Validate(); err != nil {
-		return nil, err
+	eng := NewEngine(b, EngineConfig{})
+	for _, ef := range eng.Step(JobStarted{Spec: spec, TrainLen: trainLen, TestLen: testLen}, nil) {
+		if f, ok := ef.(JobFailed); ok {
+			return nil, f.Err
+		}
 	}
-	netSpec, err := spec.Model()
-	if err != nil {
-		return nil, err
-	}
-	holder, err := model.New[float32](netSpec, b, 1)
-	if err != nil {
-		return nil, err
-	}
-	holder.InitParams(spec.Seed)
-	params := holder.Params()
-	opt, err := model.NewOptimizer[float32](spec.Optimizer, params)
-	if err != nil {
-		return nil, err
-	}
-	if spec.TrainLimit > 0 {
-		trainLen = min(trainLen, spec.TrainLimit)
-	}
-	if spec.TestLimit > 0 {
-		testLen = min(testLen, spec.TestLimit)
-	}
-	plan, err := dataset.NewPlan(trainLen, spec.Batch, spec.MicroBatch, spec.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
-	}
-	t := &Trainer{
-		spec: spec, backend: b, params: params, opt: opt, plan: plan, order: dataset.NewOrder(plan), testLen: testLen,
-		flat: make([]float32, params.Count()),
-		idx:  make([]int32, spec.Batch),
-	}
-	micro := spec.Batch / spec.MicroBatch
-	t.leaves = make([][]float32, micro)
-	t.mbs = make([]worker.MicroBatch, micro)
-	for i := range t.leaves {
-		t.leaves[i] = make([]float32, params.Count())
-	}
-	return t, nil
+	return &Trainer{eng: eng, plan: eng.Plan()}, nil
 }
+
+// Engine is the trainer's engine.
+func (t *Trainer) Engine() *Engine { return t.eng }
 
 // Spec is the job with defaults filled in.
-func (t *Trainer) Spec() job.Spec { return t.spec }
+func (t *Trainer) Spec() job.Spec { return t.eng.Spec() }
 
 // TotalSteps is the number of optimizer steps the job runs.
-func (t *Trainer) TotalSteps() int64 {
-	total := int64(t.spec.Epochs) * int64(t.plan.StepsPerEpoch())
-	if t.spec.Steps > 0 && (t.spec.Epochs == 0 || t.spec.Steps < total) {
-		total = t.spec.Steps
-	}
-	return total
-}
+func (t *Trainer) TotalSteps() int64 { return t.eng.TotalSteps() }
 
 // Params returns the current parameters as a flat vector (shared buffer,
 // valid until the next step).
-func (t *Trainer) Params() []float32 {
-	off := 0
-	for _, p := range t.params {
-		off += copy(t.flat[off:], p.Value)
-	}
-	return t.flat
-}
+func (t *Trainer) Params() []float32 { return t.eng.Params() }
+
+// Checkpoint captures the run at the current step boundary.
+func (t *Trainer) Checkpoint() *model.Checkpoint { return t.eng.Checkpoint() }
+
+// Restore resumes from a checkpoint of the same job, before Run.
+func (t *Trainer) Restore(c *model.Checkpoint) error { return t.eng.Restore(c) }
 
 // Run trains until the job's epochs or steps are done (resuming where a
 // restored checkpoint left off), calling report after every step, and
 // checkpoint at the cadence of the job and at the end.
 func (t *Trainer) Run(ctx context.Context, w Workers, report func(Progress), checkpoint func(*model.Checkpoint) error) (*Result, error) {
 	start := time.Now()
-	total := t.TotalSteps()
+	total := t.eng.TotalSteps()
 	perEpoch := int64(t.plan.StepsPerEpoch())
 	epochs := (total + perEpoch - 1) / perEpoch
 	res := &Result{TestAccuracy: math.NaN()}
 	var images int64
-	for t.step < total {
-		if err := ctx.Err(); err != nil {
-			return res, err
+	finish := func() (*Result, error) {
+		res.Steps, res.Epochs = t.eng.StepsApplied(), t.eng.EpochsDone()
+		res.Elapsed = time.Since(start)
+		if res.Elapsed > 0 {
+			res.ImagesPerSec = float64(images) / res.Elapsed.Seconds()
 		}
-		epoch := t.step / perEpoch
-		inEpoch := int(t.step % perEpoch)
-		loss, acc, err := t.trainStep(ctx, w, epoch, inEpoch)
-		if err != nil {
-			return res, fmt.Errorf("coordinator: step %d: %w", t.step+1, err)
-		}
-		images += int64(t.spec.Batch)
-		elapsed := time.Since(start)
-		p := Progress{
-			Epoch: epoch + 1, Epochs: epochs, Step: inEpoch + 1, StepsPerEpoch: int(perEpoch),
-			GlobalStep: t.step, Steps: total, Loss: loss, TrainAccuracy: acc,
-			ImagesPerSec: float64(images) / elapsed.Seconds(), Elapsed: elapsed,
-		}
-		res.FinalLoss = loss
-		epochDone := t.step%perEpoch == 0
-		if epochDone {
-			t.epoch = epoch + 1
-		}
-		last := t.step == total
-		if last || (epochDone && t.epoch%int64(t.spec.EvalEvery) == 0) {
-			correct, err := w.Evaluate(ctx, t.Params(), 0, t.testLen)
-			if err != nil {
-				return res, fmt.Errorf("coordinator: evaluate after step %d: %w", t.step, err)
+		return res, nil
+	}
+	if t.eng.StepsApplied() >= total {
+		return finish()
+	}
+	var held Progress // a step's report, held for its evaluation
+	err := t.pump(ctx, w, func(ef Effect) (bool, error) {
+		switch ef := ef.(type) {
+		case StepApplied:
+			images += int64(ef.Images)
+			elapsed := time.Since(start)
+			p := Progress{
+				Epoch: ef.Epoch + 1, Epochs: epochs, Step: ef.InEpoch + 1, StepsPerEpoch: int(perEpoch),
+				GlobalStep: ef.Step, Steps: total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,
+				ImagesPerSec: float64(images) / elapsed.Seconds(), Elapsed: elapsed,
 			}
-			p.Evaluated = true
-			p.TestAccuracy = float64(correct) / float64(t.testLen)
-			res.TestAccuracy = p.TestAccuracy
-			res.EpochAccuracy = append(res.EpochAccuracy, p.TestAccuracy)
-		}
-		if report != nil {
-			report(p)
-		}
-		if checkpoint != nil && (last || (epochDone && t.epoch%int64(t.spec.CheckpointEvery) == 0)) {
-			if err := checkpoint(t.Checkpoint()); err != nil {
-				return res, fmt.Errorf("coordinator: checkpoint at step %d: %w", t.step, err)
+			res.FinalLoss = ef.Loss
+			if ef.Evaluate {
+				held = p
+			} else if report != nil {
+				report(p)
 			}
+		case EvalDone:
+			held.Evaluated, held.TestAccuracy = true, ef.Accuracy
+			res.TestAccuracy = ef.Accuracy
+			res.EpochAccuracy = append(res.EpochAccuracy, ef.Accuracy)
+			if report != nil {
+				report(held)
+			}
+		case PersistCheckpoint:
+			if checkpoint != nil {
+				if err := checkpoint(ef.Checkpoint); err != nil {
+					return true, fmt.Errorf("coordinator: checkpoint at step %d: %w", ef.Checkpoint.Step, err)
+				}
+			}
+		case JobFinished:
+			return true, nil
 		}
-	}
-	res.Steps, res.Epochs = t.step, t.epoch
-	res.Elapsed = time.Since(start)
-	if res.Elapsed > 0 {
-		res.ImagesPerSec = float64(images) / res.Elapsed.Seconds()
-	}
-	return res, nil
-}
-
-// trainStep computes one global batch and applies one optimizer step.
-func (t *Trainer) trainStep(ctx context.Context, w Workers, epoch int64, inEpoch int) (loss, acc float64, err error) {
-	t.order.Step(epoch, inEpoch, t.idx)
-	m := t.spec.MicroBatch
-	for i := range t.mbs {
-		t.mbs[i] = worker.MicroBatch{Epoch: epoch, Step: t.step, Indices: t.idx[i*m : (i+1)*m]}
-	}
-	lossSum, correct, err := w.ComputeStep(ctx, t.Params(), t.mbs, t.leaves)
+		return false, nil
+	})
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
-	ReduceTree(t.leaves)
-	if err := CheckFinite(t.leaves[0]); err != nil {
-		return 0, 0, err
-	}
-	scale := float32(1) / float32(t.spec.Batch)
-	off := 0
-	for _, p := range t.params {
-		g := t.leaves[0][off : off+len(p.Grad)]
-		for j := range g {
-			p.Grad[j] = g[j] * scale
-		}
-		off += len(p.Grad)
-	}
-	t.opt.Update(t.backend, t.params)
-	t.step++
-	return lossSum / float64(t.spec.Batch), float64(correct) / float64(t.spec.Batch), nil
+	return finish()
 }
 
-// CheckFinite reports the first NaN or infinity in a gradient, which would
-// otherwise poison every parameter at the next update.
-func CheckFinite(g []float32) error {
-	for i, v := range g {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("gradient element %d is %v", i, v)
+// trainStep drives the engine through one training step, which must be
+// step inEpoch of the given epoch, and returns its loss and accuracy.
+func (t *Trainer) trainStep(ctx context.Context, w Workers, epoch int64, inEpoch int) (loss, acc float64, err error) {
+	err = t.pump(ctx, w, func(ef Effect) (bool, error) {
+		s, ok := ef.(StepApplied)
+		if !ok {
+			return false, nil
 		}
-	}
-	return nil
+		if s.Epoch != epoch || s.InEpoch != inEpoch {
+			return true, fmt.Errorf("coordinator: applied step %d of epoch %d, want step %d of epoch %d", s.InEpoch, s.Epoch, inEpoch, epoch)
+		}
+		loss, acc = s.Loss, s.TrainAccuracy
+		return true, nil
+	})
+	return loss, acc, err
 }
 
-// Checkpoint captures the run at the current step boundary.
-func (t *Trainer) Checkpoint() *model.Checkpoint {
-	netSpec, _ := t.spec.Model() // validated in NewTrainer
-	ps := make([]model.Tensor, len(t.params))
-	for i, p := range t.params {
-		ps[i] = model.Tensor{Name: p.Name, Shape: append([]int(nil), p.Shape...), Data: append([]float32(nil), p.Value...)}
+// pump carries out the engine's effects with w — computing assignments
+// and evaluations and handing their results back — and shows each to on,
+// until on says stop or fails. An effect that means the local worker
+// failed ends the run with its error.
+func (t *Trainer) pump(ctx context.Context, w Workers, on func(Effect) (stop bool, err error)) error {
+	if !t.joined {
+		t.queue = t.eng.Step(WorkerJoined{ID: localWorker}, t.queue)
+		t.joined = true
 	}
-	return &model.Checkpoint{
-		Spec: netSpec, Optimizer: t.opt.Spec(), OptimizerState: t.opt.State(),
-		Step: t.step, Epoch: t.epoch, Seed: t.spec.Seed, Params: ps, Job: t.spec.JSON(),
-	}
-}
-
-// Restore resumes from a checkpoint of the same job.
-func (t *Trainer) Restore(c *model.Checkpoint) error {
-	if c.Seed != t.spec.Seed {
-		return fmt.Errorf("coordinator: checkpoint seed %d differs from the job's %d", c.Seed, t.spec.Seed)
-	}
-	if len(c.Params) != len(t.params) {
-		return fmt.Errorf("coordinator: checkpoint has %d parameter tensors, network has %d", len(c.Params), len(t.params))
-	}
-	for i, p := range t.params {
-		cp := c.Params[i]
-		if cp.Name != p.Name || len(cp.Data) != len(p.Value) {
-			return fmt.Errorf("coordinator: checkpoint tensor %d is %s[%d], network wants %s[%d]", i, cp.Name, len(cp.Data), p.Name, len(p.Value))
+	for t.head < len(t.queue) {
+		ef := t.queue[t.head]
+		t.queue[t.head] = nil
+		t.head++
+		if t.head == len(t.queue) {
+			t.queue, t.head = t.queue[:0], 0
+		}
+		switch ef := ef.(type) {
+		case Assign:
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			grad, losses, correct, err := w.Compute(ctx, ef)
+			if err != nil {
+				return fmt.Errorf("coordinator: step %d: %w", ef.Step+1, err)
+			}
+			t.queue = t.eng.Step(GradientsReceived{Worker: ef.Worker, Assignment: ef.ID, Grad: grad, LeafLosses: losses, Correct: correct}, t.queue)
+		case Evaluate:
+			correct, err := w.Evaluate(ctx, ef.Params, ef.From, ef.To)
+			if err != nil {
+				return fmt.Errorf("coordinator: evaluate after step %d: %w", ef.Version, err)
+			}
+			t.queue = t.eng.Step(EvalReceived{Worker: ef.Worker, Assignment: ef.ID, Correct: correct}, t.queue)
+		case Refused:
+			return ef.Err
+		case WorkerFlagged:
+			return ef.Err
+		case JobFailed:
+			return ef.Err
+		}
+		if stop, err := on(ef); stop || err != nil {
+			return err
 		}
 	}
-	if err := t.opt.Restore(c.OptimizerState); err != nil {
-		return fmt.Errorf("coordinator: %w", err)
-	}
-	for i, p := range t.params {
-		copy(p.Value, c.Params[i].Data)
-	}
-	t.step, t.epoch = c.Step, c.Epoch
-	return nil
+	return errors.New("coordinator: training stalled: the engine has no work for the local worker")
 }

@@ -158,7 +158,7 @@ func TestRestoreRefusesOtherJob(t *testing.T) {
 func TestReduceTreeOrder(t *testing.T) {
 	// Five leaves: ((l0+l1)+(l2+l3))+l4, exactly.
 	leaves := [][]float32{{1e8}, {1}, {-1e8}, {1}, {0.5}}
-	ReduceTree(leaves)
+	worker.ReduceTree(leaves)
 	want := (float32(1e8) + 1) + (float32(-1e8) + 1) + 0.5
 	if leaves[0][0] != want {
 		t.Fatalf("ReduceTree = %v, want %v", leaves[0][0], want)

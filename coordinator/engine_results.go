@@ -1,0 +1,260 @@
+package coordinator
+
+import (
+	"fmt"
+	"github.com/dpcnn/dpcnn/worker"
+	"math"
+	"time"
+)
+
+// take finds the outstanding assignment a result answers. When there is
+// none it reports why — Dropped for a result that is merely late or
+// repeated, Refused for one that cannot be right — and returns nil.
+func (e *Engine) take(workerID string, id uint64) *assignment {
+	w := e.worker(workerID)
+	if w == nil {
+		e.emit(Refused{Worker: workerID, Assignment: id,
+			Err: fmt.Errorf("coordinator: worker %q: result for assignment %d: %w", workerID, id, ErrUnknownWorker)})
+		return nil
+	}
+	a := e.lookup(id)
+	if a == nil {
+		if id >= e.cfg.FirstAssignment && id < e.nextID {
+			e.emit(Dropped{Worker: workerID, Assignment: id, Reason: "no longer outstanding: late, repeated, or its round is over"})
+		} else {
+			e.emit(Refused{Worker: workerID, Assignment: id,
+				Err: fmt.Errorf("coordinator: worker %s: result for assignment %d, never given out: %w", workerID, id, ErrUnknownAssignment)})
+		}
+		return nil
+	}
+	if a.w != w {
+		e.emit(Refused{Worker: workerID, Assignment: id,
+			Err: fmt.Errorf("coordinator: worker %s: result for assignment %d, given to %s: %w", workerID, id, a.w.id, ErrNotYours)})
+		return nil
+	}
+	return a
+}
+
+// takeKind is take for a result of one kind, refusing one of the other.
+func (e *Engine) takeKind(workerID string, id uint64, eval bool) *assignment {
+	a := e.take(workerID, id)
+	if a != nil && a.round.eval != eval {
+		want := "gradients"
+		if a.round.eval {
+			want = "an evaluation"
+		}
+		e.reject(a, fmt.Errorf("coordinator: %s: %w: want %s", a.describe(), ErrWrongKind, want))
+		return nil
+	}
+	return a
+}
+
+// reject refuses a bad result and flags the worker that sent it.
+func (e *Engine) reject(a *assignment, err error) {
+	e.emit(Refused{Worker: a.w.id, Assignment: a.id, Err: err})
+	e.release(a)
+	e.flag(a.w, err)
+}
+
+// flag stops giving a worker work and takes back what it holds.
+func (e *Engine) flag(w *workerState, err error) {
+	if w.flagged != nil {
+		return
+	}
+	w.flagged = err
+	e.emit(WorkerFlagged{Worker: w.id, Err: err})
+	j := e.job
+	for i := 0; i < len(j.outstanding); {
+		if a := j.outstanding[i]; a.w == w {
+			e.withdraw(a, true)
+			continue
+		}
+		i++
+	}
+}
+
+// complete takes a good result for a's item: the item is done, and its
+// other copies are withdrawn. compute is the time the worker says it
+// spent, 0 when it does not say.
+func (e *Engine) complete(a *assignment, compute time.Duration) {
+	it, w := a.item, a.w
+	it.done = true
+	a.round.left--
+	if !a.round.eval {
+		w.busyDone += a.images
+		if compute > 0 {
+			w.reportsCompute = true
+			w.sample(float64(a.images) / compute.Seconds())
+		}
+	}
+	e.release(a)
+	if w.load == 0 {
+		e.measure(w)
+	}
+	for len(it.holders) > 0 {
+		e.withdraw(it.holders[0], true)
+	}
+}
+
+func (e *Engine) gradients(ev GradientsReceived) {
+	a := e.takeKind(ev.Worker, ev.Assignment, false)
+	if a == nil {
+		return
+	}
+	j := e.job
+	it := a.item
+	switch {
+	case len(ev.Grad) != len(j.flat):
+		e.reject(a, fmt.Errorf("coordinator: %s: gradient of %d values, the network has %d parameters: %w",
+			a.describe(), len(ev.Grad), len(j.flat), ErrWrongShape))
+		return
+	case len(ev.LeafLosses) != it.hi-it.lo:
+		e.reject(a, fmt.Errorf("coordinator: %s: %d loss sums for %d micro-batches: %w",
+			a.describe(), len(ev.LeafLosses), it.hi-it.lo, ErrWrongShape))
+		return
+	case ev.Correct < 0 || ev.Correct > a.images:
+		e.reject(a, fmt.Errorf("coordinator: %s: %d correct of %d images: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
+		return
+	}
+	err := CheckFinite(ev.Grad)
+	for i, l := range ev.LeafLosses {
+		if err == nil && (math.IsNaN(l) || math.IsInf(l, 0)) {
+			err = fmt.Errorf("loss sum of micro-batch %d is %v", it.lo+i, l)
+		}
+	}
+	if err != nil {
+		e.badWork(a, ErrNonFinite, err, "non-finite gradients")
+		return
+	}
+	dst := j.bufs[it.lo]
+	if dst == nil {
+		dst = make([]float32, len(j.flat))
+		j.bufs[it.lo] = dst
+	}
+	copy(dst, ev.Grad)
+	j.roots[it.lo] = dst
+	copy(j.losses[it.lo:it.hi], ev.LeafLosses)
+	a.round.correct += ev.Correct
+	e.complete(a, ev.Compute)
+	if a.round.left == 0 {
+		e.applyStep()
+	}
+}
+
+// badWork handles an assignment a worker could not do right (non-finite
+// numbers, or a failure it reported): refused, the worker flagged and the
+// work redone elsewhere — unless another worker already went wrong in the
+// same round, which means the fault is the job's own (a diverged model, an
+// impossible job) rather than a worker's: then the job fails.
+func (e *Engine) badWork(a *assignment, kind, detail error, what string) {
+	r := a.round
+	this := fmt.Sprintf("%s (%s [%d, %d): %v)", a.w.id, r.unitName(), a.item.lo, a.item.hi, detail)
+	for _, b := range r.bad {
+		if b.worker != a.w.id {
+			e.fail(fmt.Errorf("coordinator: %s: %s from workers %s and %s: %s", r.name(), what, b.what, this, r.verdict(what)))
+			return
+		}
+	}
+	r.bad = append(r.bad, badResult{worker: a.w.id, what: this})
+	e.reject(a, fmt.Errorf("coordinator: %s: %w: %v", a.describe(), kind, detail))
+}
+
+func (e *Engine) workFailed(ev WorkFailed) {
+	a := e.take(ev.Worker, ev.Assignment)
+	if a == nil {
+		return
+	}
+	e.badWork(a, ErrWorkFailed, ev.Err, "failures")
+}
+
+func (e *Engine) evalResult(ev EvalReceived) {
+	a := e.takeKind(ev.Worker, ev.Assignment, true)
+	if a == nil {
+		return
+	}
+	if ev.Correct < 0 || ev.Correct > a.images {
+		e.reject(a, fmt.Errorf("coordinator: %s: %d correct of %d samples: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
+		return
+	}
+	a.round.correct += ev.Correct
+	e.complete(a, 0)
+	if a.round.left == 0 {
+		e.evalDone()
+	}
+}
+
+// applyStep finishes the reduction tree over the received subtree sums,
+// applies one optimizer update with their mean, and reports the step;
+// then a checkpoint, an evaluation or the end of the job, as due.
+func (e *Engine) applyStep() {
+	j := e.job
+	r := j.train
+	j.train = nil
+	worker.ReduceTree(j.roots)
+	sum := j.roots[0]
+	if err := CheckFinite(sum); err != nil {
+		e.fail(fmt.Errorf("coordinator: step %d: %w", r.version+1, err))
+		return
+	}
+	scale := float32(1) / float32(j.spec.Batch)
+	off := 0
+	for _, p := range j.params {
+		g := sum[off : off+len(p.Grad)]
+		for i := range g {
+			p.Grad[i] = g[i] * scale
+		}
+		off += len(p.Grad)
+	}
+	j.opt.Update(e.backend, j.params)
+	j.step++
+	j.snapshot()
+
+	batch := float64(j.spec.Batch)
+	loss := worker.ReduceLosses(j.losses) / batch
+	j.result.FinalLoss = loss
+	epochDone := j.step%int64(j.plan.StepsPerEpoch()) == 0
+	if epochDone {
+		j.epoch = r.epoch + 1
+	}
+	last := j.step >= j.total
+	evalDue := last || (epochDone && j.epoch%int64(j.spec.EvalEvery) == 0)
+	checkpointDue := last || (epochDone && j.epoch%int64(j.spec.CheckpointEvery) == 0)
+	e.emit(StepApplied{
+		Step: j.step, Epoch: r.epoch, InEpoch: r.inEpoch, Loss: loss, TrainAccuracy: float64(r.correct) / batch,
+		Images: j.spec.Batch, EpochDone: epochDone, Evaluate: evalDue,
+	})
+	if checkpointDue {
+		e.emit(PersistCheckpoint{Checkpoint: j.checkpoint()})
+	}
+	switch {
+	case evalDue:
+		j.finishAfterEval = last
+		e.startEval()
+	case last:
+		e.finish()
+	}
+}
+
+func (e *Engine) evalDone() {
+	j := e.job
+	r := j.eval
+	j.eval = nil
+	acc := float64(r.correct) / float64(j.testLen)
+	j.result.TestAccuracy = acc
+	j.result.EpochAccuracy = append(j.result.EpochAccuracy, acc)
+	e.emit(EvalDone{Version: r.version, Epoch: r.epoch, Correct: r.correct, Total: j.testLen, Accuracy: acc})
+	if j.finishAfterEval {
+		e.finish()
+	}
+}
+
+// CheckFinite reports the first NaN or infinity in a gradient, which would
+// otherwise poison every parameter at the next update.
+func CheckFinite(g []float32) error {
+	for i, v := range g {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("gradient element %d is %v", i, v)
+		}
+	}
+	return nil
+}
