@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// syncBuffer is a bytes.Buffer that run may write while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// The coordinator serves, leads alone, answers health checks, and drains
+// cleanly when its context ends.
+func TestRunServesAndDrains(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second) // a hang guard
+	defer cancel()
+	endpoints, stop, err := cluster.StartEmbeddedEtcd(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	t.Setenv("DPCNN_ETCD_ENDPOINTS", endpoints[0])
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(runCtx, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--id", "c-test", "--log-level", "warn"}, &stdout, &stderr)
+	}()
+	var addr string
+	for addr == "" {
+		if _, after, ok := strings.Cut(stdout.String(), "listening on "); ok {
+			addr = strings.TrimSpace(after)
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v; stderr: %s", err, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v, %v", h, err)
+	}
+	for {
+		l, err := dpcnnv1.NewClusterServiceClient(conn).Leader(ctx, &dpcnnv1.LeaderRequest{})
+		if err == nil && l.AnsweredByLeader {
+			if l.CoordinatorId != "c-test" || l.Address != addr {
+				t.Fatalf("Leader = %v", l)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopRun()
+	if err := <-done; err != nil {
+		t.Fatalf("run after the drain: %v", err)
+	}
+	if s := stderr.String(); s != "" {
+		t.Errorf("warnings or errors logged: %s", s)
+	}
+}
+
+func TestRunRefusesBadFlags(t *testing.T) {
+	t.Setenv("DPCNN_ETCD_ENDPOINTS", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "no etcd endpoints"},
+		{[]string{"--etcd", "http://127.0.0.1:1", "--log-level", "loud"}, "--log-level"},
+		{[]string{"--etcd", "http://127.0.0.1:1", "extra"}, "unexpected arguments: extra"},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), tc.args, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run %q: %v; want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, &stdout, &stderr); err != nil || !strings.Contains(stderr.String(), "-etcd-prefix") {
+		t.Errorf("run --help: %v, usage %q", err, stderr.String())
+	}
+}

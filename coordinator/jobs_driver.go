@@ -1,0 +1,585 @@
+package coordinator
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	keyspace "github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// driver runs one job: it alone owns the job's Engine and does all the I/O
+// around it. It turns what the workers' streams bring (streams opening and
+// closing, results, failures) and cancellations into engine events, ticks
+// the engine's clock, and carries out the engine's effects: assignments and
+// withdrawals to workers, checkpoints and the final model to disk, the
+// job's status to etcd and its events to watchers.
+type driver struct {
+	s     *Server
+	l     *leadership
+	id    string
+	entry *jobEntry // fields guarded by s.mu
+	log   *slog.Logger
+	inbox *mailbox[driverInput]
+
+	spec     job.Spec
+	specErr  error
+	backend  string // the kind of worker the job runs on; "" until chosen
+	eng      *Engine
+	total    int64 // optimizer steps of the job
+	perEpoch int64
+	workers  map[string]*driverWorker // in the engine, by id
+	touched  map[*workStream]bool     // streams given any of the job's work
+
+	effects []Effect
+	ended   bool
+
+	started   time.Time // when this run of the job began
+	startStep int64     // the step it began at
+	images    int64     // trained since started
+	held      *dpcnnv1.JobProgress
+	lastCkpt  *model.Checkpoint
+	dirty     bool // the status changed since it was last written
+	lastWrite time.Time
+	grad      []float32 // received gradients, decoded
+}
+
+// driverWorker is a worker in the engine and what its stream has been sent.
+type driverWorker struct {
+	ws       *workStream
+	specSent bool
+	version  int64 // the parameters version the stream holds; −1 for none
+}
+
+// driverInput is what the server hands a driver.
+type driverInput interface{ driverInput() }
+
+type (
+	streamOpened struct{ ws *workStream }
+	streamClosed struct{ ws *workStream }
+	workResult   struct {
+		ws *workStream
+		r  *dpcnnv1.WorkResult
+	}
+	workFailure struct {
+		ws *workStream
+		f  *dpcnnv1.WorkFailure
+	}
+	cancelJob struct{ reason string }
+)
+
+func (streamOpened) driverInput() {}
+func (streamClosed) driverInput() {}
+func (workResult) driverInput()   {}
+func (workFailure) driverInput()  {}
+func (cancelJob) driverInput()    {}
+
+// newDriver prepares the driver of e's job. The caller holds s.mu.
+func newDriver(s *Server, l *leadership, e *jobEntry) *driver {
+	d := &driver{
+		s: s, l: l, id: e.id, entry: e, log: s.log.With("job", e.id),
+		inbox:   newMailbox[driverInput](),
+		backend: e.status.Backend,
+		workers: map[string]*driverWorker{},
+		touched: map[*workStream]bool{},
+	}
+	d.spec, d.specErr = job.Parse(e.spec)
+	return d
+}
+
+// run drives the job until it ends or the term does; in the latter case
+// the job's status stays as it is, for the next leader to resume it.
+func (d *driver) run() {
+	defer d.inbox.Close()
+	defer d.releaseWorkers()
+	if d.specErr != nil {
+		d.finish(dpcnnv1.JobState_JOB_STATE_FAILED, fmt.Sprintf("job spec: %v", d.specErr))
+		return
+	}
+	cfg := d.s.cfg.Engine
+	// Assignment ids above any an earlier run or leader used, so a late
+	// answer to one of those is never taken for one of ours.
+	cfg.FirstAssignment = uint64(time.Now().UnixNano())
+	d.eng = NewEngine(d.s.backend, cfg)
+	d.started = time.Now()
+
+	// Workers already connected join before the job starts, so it starts
+	// running at once rather than first waiting for them.
+	var inputs []driverInput
+	inputs = d.inbox.Take(inputs)
+	for _, in := range inputs {
+		if o, ok := in.(streamOpened); ok {
+			d.input(o)
+		}
+	}
+	resume := d.loadCheckpoint()
+	if resume != nil {
+		d.startStep = resume.Step
+		d.lastCkpt = resume
+	}
+	d.step(JobStarted{Spec: d.spec, TrainLen: d.s.trainLen, TestLen: d.s.testLen, Resume: resume})
+	if d.ended {
+		return
+	}
+	d.total = d.eng.TotalSteps()
+	d.perEpoch = int64(d.eng.Plan().StepsPerEpoch())
+	for _, in := range inputs {
+		if _, ok := in.(streamOpened); !ok && !d.ended {
+			d.input(in)
+		}
+	}
+
+	tick := time.NewTicker(d.s.cfg.TickInterval)
+	defer tick.Stop()
+	for !d.ended {
+		select {
+		case <-d.l.ctx.Done():
+			d.log.Info("job stopped: the term ended", "step", d.eng.StepsApplied())
+			return
+		case <-d.inbox.Ready():
+			inputs = d.inbox.Take(inputs[:0])
+			for _, in := range inputs {
+				if d.ended {
+					break
+				}
+				d.input(in)
+			}
+			clear(inputs)
+		case now := <-tick.C:
+			d.step(Tick{Now: now})
+			d.writeStatus(false)
+		}
+	}
+}
+
+// loadCheckpoint reads the job's latest checkpoint when it has one; a
+// checkpoint that cannot be read is reported, and the job starts over.
+func (d *driver) loadCheckpoint() *model.Checkpoint {
+	d.s.mu.Lock()
+	path, state := d.entry.status.Checkpoint, d.entry.status.State
+	d.s.mu.Unlock()
+	if path == "" {
+		return nil
+	}
+	c, err := ReadCheckpointFile(path)
+	if err != nil {
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("cannot resume from the latest checkpoint, starting over: %v", err))
+		return nil
+	}
+	d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("resuming the %s job from its checkpoint at step %d", state, c.Step))
+	return c
+}
+
+// input handles one thing the server handed over.
+func (d *driver) input(in driverInput) {
+	switch in := in.(type) {
+	case streamOpened:
+		d.streamOpened(in.ws)
+	case streamClosed:
+		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws {
+			d.lose(in.ws.worker)
+		}
+	case workResult:
+		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			d.step(d.resultEvent(in.ws, in.r))
+		}
+	case workFailure:
+		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			d.step(WorkFailed{Worker: in.ws.worker, Assignment: in.f.AssignmentId, Err: errors.New(in.f.Message)})
+		}
+	case cancelJob:
+		d.finish(dpcnnv1.JobState_JOB_STATE_CANCELLED, in.reason)
+	}
+}
+
+// streamOpened takes a worker's new stream into the engine, when the
+// worker is of the job's kind (the first one chooses the kind of a job
+// that did not fix it).
+func (d *driver) streamOpened(ws *workStream) {
+	if ws.ctx.Err() != nil {
+		return // already closed
+	}
+	if d.backend == "" {
+		d.backend = ws.backend
+		d.s.mu.Lock()
+		d.entry.status.Backend = ws.backend
+		d.s.mu.Unlock()
+		d.dirty = true
+	}
+	if ws.backend != d.backend {
+		return
+	}
+	if dw := d.workers[ws.worker]; dw != nil {
+		d.lose(ws.worker) // its older stream
+	}
+	d.workers[ws.worker] = &driverWorker{ws: ws, version: -1}
+	ws.mu.Lock()
+	ws.job = d.id
+	ws.mu.Unlock()
+	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_WorkersChanged{WorkersChanged: &dpcnnv1.WorkersChanged{
+		Live: int32(len(d.workers)), Joined: []string{ws.worker}}}}, true)
+	d.step(WorkerJoined{ID: ws.worker, Speed: ws.speed})
+}
+
+// lose takes a worker out of the engine; its work goes to others.
+func (d *driver) lose(id string) {
+	delete(d.workers, id)
+	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_WorkersChanged{WorkersChanged: &dpcnnv1.WorkersChanged{
+		Live: int32(len(d.workers)), Left: []string{id}}}}, true)
+	d.step(WorkerLost{ID: id})
+}
+
+// resultEvent turns a worker's result into the engine's event. Malformed
+// gradients go to the engine as they are (a nil or wrongly sized vector),
+// so that it refuses them and takes the work elsewhere.
+func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) Event {
+	switch o := r.Outcome.(type) {
+	case *dpcnnv1.WorkResult_Train:
+		t := o.Train // may be nil: the getters below are nil-safe
+		var grad []float32
+		if g := t.GetGradientSum(); g == nil {
+			d.log.Warn("result without a gradient", "worker", ws.worker, "assignment", r.AssignmentId)
+		} else if n, err := g.Elements(); err != nil {
+			d.log.Warn("malformed gradient", "worker", ws.worker, "assignment", r.AssignmentId, "err", err)
+		} else {
+			if cap(d.grad) < n {
+				d.grad = make([]float32, n)
+			}
+			grad = d.grad[:n]
+			if err := dpcnnv1.DecodeFloat32s(grad, g.Data); err != nil {
+				grad = nil
+			}
+		}
+		leafLosses := t.GetLeafLossSums()
+		if r.ComputeNanos > 0 && len(leafLosses) > 0 {
+			images := float64(len(leafLosses) * d.spec.MicroBatch)
+			rate := images / time.Duration(r.ComputeNanos).Seconds()
+			ws.mu.Lock()
+			if ws.measured == 0 {
+				ws.measured = rate
+			} else {
+				ws.measured = (ws.measured + rate) / 2
+			}
+			ws.mu.Unlock()
+		}
+		return GradientsReceived{
+			Worker: ws.worker, Assignment: r.AssignmentId, Grad: grad, LeafLosses: leafLosses,
+			Correct: clampCount(t.GetCorrect()), Compute: time.Duration(max(r.ComputeNanos, 0)),
+		}
+	case *dpcnnv1.WorkResult_Eval:
+		return EvalReceived{Worker: ws.worker, Assignment: r.AssignmentId, Correct: clampCount(o.Eval.GetCorrect())}
+	}
+	return WorkFailed{Worker: ws.worker, Assignment: r.AssignmentId, Err: errors.New("a result with neither gradients nor an evaluation")}
+}
+
+// clampCount maps counts beyond int32 to −1, which the engine refuses.
+func clampCount(n int64) int {
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		return -1
+	}
+	return int(n)
+}
+
+// step hands the engine an event and carries out its effects in order.
+func (d *driver) step(ev Event) {
+	d.effects = d.eng.Step(ev, d.effects[:0])
+	for i, ef := range d.effects {
+		if !d.ended {
+			d.effect(ef)
+		}
+		d.effects[i] = nil
+	}
+}
+
+func (d *driver) effect(ef Effect) {
+	switch ef := ef.(type) {
+	case Assign:
+		dw := d.workers[ef.Worker]
+		if dw == nil {
+			d.log.Error("assignment for a worker not in the job", "worker", ef.Worker)
+			return
+		}
+		var idx []int32
+		for _, mb := range ef.Micro {
+			idx = append(idx, mb.Indices...)
+		}
+		a := d.assignment(dw, ef.ID, ef.Epoch, ef.Step, ef.Step, ef.Params)
+		a.Work = &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtrees: []*dpcnnv1.Subtree{{
+			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}}
+		d.sendWork(dw, a)
+	case Evaluate:
+		dw := d.workers[ef.Worker]
+		if dw == nil {
+			d.log.Error("evaluation for a worker not in the job", "worker", ef.Worker)
+			return
+		}
+		a := d.assignment(dw, ef.ID, d.eng.EpochsDone(), ef.Version, ef.Version, ef.Params)
+		a.Work = &dpcnnv1.Assignment_Eval{Eval: &dpcnnv1.EvalWork{Begin: int64(ef.From), End: int64(ef.To)}}
+		d.sendWork(dw, a)
+	case StepApplied:
+		d.stepApplied(ef)
+	case EvalDone:
+		d.evalDone(ef)
+	case PersistCheckpoint:
+		if err := d.persist(ef.Checkpoint); err != nil {
+			d.finish(dpcnnv1.JobState_JOB_STATE_FAILED, fmt.Sprintf("checkpoint at step %d: %v", ef.Checkpoint.Step, err))
+		}
+	case JobFinished:
+		d.writeModel()
+		d.finish(dpcnnv1.JobState_JOB_STATE_SUCCEEDED, "")
+	case JobFailed:
+		d.finish(dpcnnv1.JobState_JOB_STATE_FAILED, ef.Err.Error())
+	case Waiting:
+		reason := ef.Reason
+		if d.backend != "" {
+			reason = fmt.Sprintf("%s (of backend %s)", reason, d.backend)
+		}
+		d.setState(dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS, reason)
+	case Refused:
+		d.log.Warn("result refused", "worker", ef.Worker, "assignment", ef.Assignment, "err", ef.Err)
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("refused: %v", ef.Err))
+	case Dropped:
+		d.log.Debug("result dropped", "worker", ef.Worker, "assignment", ef.Assignment, "reason", ef.Reason)
+	case WorkerFlagged:
+		d.log.Warn("worker flagged", "worker", ef.Worker, "err", ef.Err)
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s gets no more work: %v", ef.Worker, ef.Err))
+	case Cancel:
+		if dw := d.workers[ef.Worker]; dw != nil {
+			dw.ws.setOutstanding(ef.Assignment, false)
+			dw.ws.send(&dpcnnv1.CoordinatorMessage{Kind: &dpcnnv1.CoordinatorMessage_Cancel{Cancel: &dpcnnv1.CancelWork{
+				JobId: d.id, AssignmentIds: []uint64{ef.Assignment}}}})
+		}
+	}
+}
+
+// assignment starts a worker's assignment, with the job's spec when the
+// stream has not had it and the parameters when it holds another version.
+func (d *driver) assignment(dw *driverWorker, id uint64, epoch, step, version int64, params []float32) *dpcnnv1.Assignment {
+	a := &dpcnnv1.Assignment{AssignmentId: id, JobId: d.id, Epoch: epoch, Step: step, ParamsVersion: uint64(version)}
+	if !dw.specSent {
+		a.JobSpecJson = d.entry.spec // never changes
+		dw.specSent = true
+	}
+	if dw.version != version {
+		a.Params = dpcnnv1.NewTensor("params", []int{len(params)}, params) // a copy: the engine's buffer changes
+		dw.version = version
+	}
+	return a
+}
+
+func (d *driver) sendWork(dw *driverWorker, a *dpcnnv1.Assignment) {
+	d.touched[dw.ws] = true
+	dw.ws.setOutstanding(a.AssignmentId, true)
+	dw.ws.send(&dpcnnv1.CoordinatorMessage{Kind: &dpcnnv1.CoordinatorMessage_Assignment{Assignment: a}})
+	d.setState(dpcnnv1.JobState_JOB_STATE_RUNNING, "")
+}
+
+// releaseWorkers tells every stream that had the job's work that the job
+// is over for it.
+func (d *driver) releaseWorkers() {
+	for ws := range d.touched {
+		ws.mu.Lock()
+		clear(ws.outstanding)
+		if ws.job == d.id {
+			ws.job = ""
+		}
+		ws.mu.Unlock()
+		ws.send(&dpcnnv1.CoordinatorMessage{Kind: &dpcnnv1.CoordinatorMessage_Cancel{Cancel: &dpcnnv1.CancelWork{JobId: d.id, ReleaseJob: true}}})
+	}
+}
+
+func (d *driver) stepApplied(ef StepApplied) {
+	d.images += int64(ef.Images)
+	elapsed := time.Since(d.started)
+	p := &dpcnnv1.JobProgress{
+		Epoch: ef.Epoch + 1, Epochs: (d.total + d.perEpoch - 1) / d.perEpoch,
+		StepInEpoch: int64(ef.InEpoch + 1), StepsPerEpoch: d.perEpoch,
+		GlobalStep: ef.Step, TotalSteps: d.total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,
+		ImagesPerSec: float64(d.images) / elapsed.Seconds(), ElapsedNanos: int64(elapsed),
+		LiveWorkers: int32(len(d.workers)),
+	}
+	if done := ef.Step - d.startStep; done > 0 {
+		p.EtaNanos = int64(elapsed) / done * (d.total - ef.Step)
+	}
+	d.s.mu.Lock()
+	st := &d.entry.status
+	st.Step, st.Epoch, st.Loss, st.TrainAccuracy = ef.Step, d.eng.EpochsDone(), ef.Loss, ef.TrainAccuracy
+	st.ImagesPerSec, st.LiveWorkers, st.Updated = p.ImagesPerSec, len(d.workers), time.Now().UTC()
+	d.entry.progress = p
+	d.s.mu.Unlock()
+	d.dirty = true
+	if ef.Evaluate {
+		d.held = p // reported with its evaluation
+		return
+	}
+	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Progress{Progress: p}}, false)
+}
+
+func (d *driver) evalDone(ef EvalDone) {
+	ev := &dpcnnv1.Evaluation{Epoch: ef.Epoch, GlobalStep: ef.Version, TestAccuracy: ef.Accuracy, Correct: int64(ef.Correct), Samples: int64(ef.Total)}
+	p := d.held
+	d.held = nil
+	if p == nil {
+		p = &dpcnnv1.JobProgress{GlobalStep: ef.Version, TotalSteps: d.total}
+	}
+	p.Evaluation = ev
+	d.s.mu.Lock()
+	st := &d.entry.status
+	st.Evaluated, st.TestAccuracy, st.EvalStep, st.EvalEpoch = true, ef.Accuracy, ef.Version, ef.Epoch
+	st.EvalCorrect, st.EvalSamples, st.Updated = int64(ef.Correct), int64(ef.Total), time.Now().UTC()
+	d.entry.progress = p
+	d.s.mu.Unlock()
+	d.dirty = true
+	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Progress{Progress: p}}, true)
+	d.log.Info("evaluated", "step", ef.Version, "accuracy", ef.Accuracy)
+	d.writeStatus(true)
+}
+
+// persist writes a checkpoint durably, then records it in etcd: a
+// recorded checkpoint is always on disk.
+func (d *driver) persist(c *model.Checkpoint) error {
+	path := filepath.Join(d.s.jobDir(d.id), checkpointFileName)
+	if err := WriteCheckpointFile(path, c); err != nil {
+		return err
+	}
+	size, sum, err := hashFile(path)
+	if err != nil {
+		return err
+	}
+	d.lastCkpt = c
+	now := time.Now().UTC()
+	info := &dpcnnv1.CheckpointInfo{Step: c.Step, Epoch: c.Epoch, Size: size, Sha256: sum, WrittenUnixNanos: now.UnixNano()}
+	d.s.mu.Lock()
+	st := &d.entry.status
+	st.Checkpoint, st.CheckpointStep, st.CheckpointEpoch = path, c.Step, c.Epoch
+	st.CheckpointSize, st.CheckpointSHA256, st.CheckpointWritten, st.Updated = size, sum, now, now
+	d.s.mu.Unlock()
+	d.dirty = true
+	d.writeStatus(true)
+	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Checkpoint{Checkpoint: info}}, true)
+	d.log.Info("checkpoint", "step", c.Step, "path", path)
+	return nil
+}
+
+// writeModel exports the final model next to the checkpoint; a failure is
+// reported but does not fail the trained job (DownloadModel exports again).
+func (d *driver) writeModel() {
+	if d.lastCkpt == nil {
+		return
+	}
+	path := filepath.Join(d.s.jobDir(d.id), modelFileName)
+	err := func() error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(f)
+		if err := model.ExportONNX(w, d.lastCkpt.Spec, d.lastCkpt.Params, model.ONNXOptions{ProducerVersion: d.s.cfg.Version}); err != nil {
+			f.Close()
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("write the final model: %v", err))
+	}
+}
+
+// setState moves the job to st: it writes the new status to etcd first,
+// then shows it (GetJob) and publishes the change (WatchJob), so a client
+// that saw the change finds it in etcd too. Staying in a state does
+// nothing.
+func (d *driver) setState(st dpcnnv1.JobState, reason string) {
+	d.s.mu.Lock()
+	next := d.entry.status // the driver is the only writer of a running job's status
+	d.s.mu.Unlock()
+	old := stateOf(next.State)
+	if old == st {
+		return
+	}
+	now := time.Now().UTC()
+	next.State, next.Updated = stateWord(st), now
+	if st == dpcnnv1.JobState_JOB_STATE_RUNNING && next.Started.IsZero() {
+		next.Started = now
+	}
+	if st == dpcnnv1.JobState_JOB_STATE_FAILED || st == dpcnnv1.JobState_JOB_STATE_CANCELLED {
+		next.Error = reason
+	}
+	if next.Ended() {
+		next.Finished, next.LiveWorkers = now, 0
+	}
+	d.dirty = true
+	d.putStatus(next)
+	d.s.mu.Lock()
+	d.entry.status = next
+	d.entry.publish(stateEvent(old, st, reason), true)
+	d.s.mu.Unlock()
+	d.log.Info("job state", "from", old, "to", st, "reason", reason)
+}
+
+// finish ends the job in state st.
+func (d *driver) finish(st dpcnnv1.JobState, reason string) {
+	d.setState(st, reason)
+	d.ended = true
+	d.s.mu.Lock()
+	select {
+	case d.l.wake <- struct{}{}:
+	default:
+	}
+	d.s.mu.Unlock()
+}
+
+// writeStatus writes the job's status to etcd when it changed: at once
+// when forced, else at most every StatusInterval.
+func (d *driver) writeStatus(force bool) {
+	if !d.dirty || (!force && time.Since(d.lastWrite) < d.s.cfg.StatusInterval) {
+		return
+	}
+	d.s.mu.Lock()
+	st := d.entry.status
+	d.s.mu.Unlock()
+	d.putStatus(st)
+}
+
+// putStatus writes st as the job's status in etcd. A write refused because
+// this coordinator no longer leads ends the term; other failures are
+// retried by the next write.
+func (d *driver) putStatus(st keyspace.JobStatus) {
+	ctx, cancel := context.WithTimeout(d.l.ctx, 5*time.Second)
+	defer cancel()
+	err := keyspace.PutJobStatus(ctx, d.s.cfg.Etcd, d.s.cfg.Prefix, d.id, st, d.l.guard())
+	switch {
+	case errors.Is(err, keyspace.ErrNotLeader):
+		d.log.Warn("no longer the leader: status write refused")
+		d.l.cancel()
+	case err != nil:
+		if d.l.ctx.Err() == nil {
+			d.log.Warn("write job status", "err", err)
+		}
+	default:
+		d.dirty, d.lastWrite = false, time.Now()
+	}
+}
+
+func (d *driver) publish(ev *dpcnnv1.JobEvent, retain bool) {
+	d.s.mu.Lock()
+	d.entry.publish(ev, retain)
+	d.s.mu.Unlock()
+}
+
+func (d *driver) logLine(level dpcnnv1.LogLevel, msg string) {
+	d.publish(logEvent(level, "coordinator", msg), true)
+}

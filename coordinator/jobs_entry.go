@@ -1,0 +1,199 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	keyspace "github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// maxRetainedEvents bounds the events kept per job for late watchers; the
+// oldest go first.
+const maxRetainedEvents = 10000
+
+// jobEntry is the leader's view of one job: its record in etcd, and the
+// events it retains for WatchJob and ListJobEvents. Guarded by Server.mu.
+type jobEntry struct {
+	id       string
+	spec     []byte // canonical spec JSON
+	revision int64  // etcd create revision of the spec: submission order
+	status   keyspace.JobStatus
+	progress *dpcnnv1.JobProgress // latest; nil before the first step
+
+	events  []*dpcnnv1.JobEvent // retained, by sequence
+	latest  *dpcnnv1.JobEvent   // the latest progress event, retained or not
+	nextSeq uint64
+	changed chan struct{} // closed (and replaced) when an event is added
+}
+
+func newJobEntry(rec keyspace.JobRecord) *jobEntry {
+	return &jobEntry{id: rec.ID, spec: rec.Spec, revision: rec.Revision, status: rec.Status, nextSeq: 1, changed: make(chan struct{})}
+}
+
+// loadJobs reads every job from etcd for a new term.
+func (s *Server) loadJobs(ctx context.Context) (map[string]*jobEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	recs, err := keyspace.ListJobs(ctx, s.cfg.Etcd, s.cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make(map[string]*jobEntry, len(recs))
+	for _, r := range recs {
+		e := newJobEntry(r)
+		// What an earlier leader's watchers saw is gone with it; its latest
+		// progress and, for an ended job, its end stand in for the history.
+		if r.Status.Step > 0 {
+			e.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Progress{Progress: e.progressFromStatus(s.trainLen)}}, false)
+		}
+		if r.Status.Ended() {
+			reason := r.Status.Error
+			e.publish(stateEvent(dpcnnv1.JobState_JOB_STATE_UNSPECIFIED, stateOf(r.Status.State), reason), true)
+		}
+		jobs[r.ID] = e
+	}
+	return jobs, nil
+}
+
+// publish adds an event to e (retained unless it is a plain progress
+// report) and wakes its watchers. The caller holds Server.mu.
+func (e *jobEntry) publish(ev *dpcnnv1.JobEvent, retain bool) {
+	ev.Sequence = e.nextSeq
+	e.nextSeq++
+	ev.JobId = e.id
+	if ev.TimeUnixNanos == 0 {
+		ev.TimeUnixNanos = time.Now().UnixNano()
+	}
+	if _, ok := ev.Kind.(*dpcnnv1.JobEvent_Progress); ok {
+		e.latest = ev
+	}
+	if retain {
+		if len(e.events) >= maxRetainedEvents {
+			e.events = slices.Delete(e.events, 0, len(e.events)-maxRetainedEvents+1)
+		}
+		e.events = append(e.events, ev)
+	}
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// since returns, in sequence order, the retained events after seq and the
+// latest progress report when it is newer than seq and not among them. The
+// caller holds Server.mu.
+func (e *jobEntry) since(seq uint64) []*dpcnnv1.JobEvent {
+	i, _ := slices.BinarySearchFunc(e.events, seq+1, func(ev *dpcnnv1.JobEvent, s uint64) int {
+		switch {
+		case ev.Sequence < s:
+			return -1
+		case ev.Sequence > s:
+			return 1
+		}
+		return 0
+	})
+	out := slices.Clone(e.events[i:])
+	if l := e.latest; l != nil && l.Sequence > seq && !slices.Contains(out, l) {
+		j, _ := slices.BinarySearchFunc(out, l.Sequence, func(ev *dpcnnv1.JobEvent, s uint64) int { return int(ev.Sequence) - int(s) })
+		out = slices.Insert(out, j, l)
+	}
+	return out
+}
+
+// Mapping between etcd's state words and the API's states.
+var jobStates = map[string]dpcnnv1.JobState{
+	keyspace.JobPending:   dpcnnv1.JobState_JOB_STATE_PENDING,
+	keyspace.JobWaiting:   dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS,
+	keyspace.JobRunning:   dpcnnv1.JobState_JOB_STATE_RUNNING,
+	keyspace.JobSucceeded: dpcnnv1.JobState_JOB_STATE_SUCCEEDED,
+	keyspace.JobFailed:    dpcnnv1.JobState_JOB_STATE_FAILED,
+	keyspace.JobCancelled: dpcnnv1.JobState_JOB_STATE_CANCELLED,
+}
+
+func stateOf(word string) dpcnnv1.JobState { return jobStates[word] }
+
+func stateWord(st dpcnnv1.JobState) string {
+	for w, s := range jobStates {
+		if s == st {
+			return w
+		}
+	}
+	return ""
+}
+
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// proto returns the job as the API shows it, with a training set of
+// trainLen samples. The caller holds Server.mu.
+func (e *jobEntry) proto(trainLen int) *dpcnnv1.Job {
+	st := e.status
+	j := &dpcnnv1.Job{
+		Id: e.id, Name: st.Name, State: stateOf(st.State), SpecJson: e.spec, Backend: st.Backend,
+		CreatedUnixNanos: unixNanos(st.Created), StartedUnixNanos: unixNanos(st.Started),
+		FinishedUnixNanos: unixNanos(st.Finished), Error: st.Error,
+		Progress: e.progress,
+	}
+	if j.Progress == nil && st.Step > 0 {
+		j.Progress = e.progressFromStatus(trainLen)
+	}
+	if st.Evaluated {
+		j.LastEvaluation = &dpcnnv1.Evaluation{
+			Epoch: st.EvalEpoch, GlobalStep: st.EvalStep, TestAccuracy: st.TestAccuracy,
+			Correct: st.EvalCorrect, Samples: st.EvalSamples,
+		}
+	}
+	if st.Checkpoint != "" {
+		j.LatestCheckpoint = &dpcnnv1.CheckpointInfo{
+			Step: st.CheckpointStep, Epoch: st.CheckpointEpoch, Size: st.CheckpointSize,
+			Sha256: st.CheckpointSHA256, WrittenUnixNanos: unixNanos(st.CheckpointWritten),
+		}
+	}
+	return j
+}
+
+// progressFromStatus rebuilds a progress report from the etcd status of a
+// job another leader ran.
+func (e *jobEntry) progressFromStatus(trainLen int) *dpcnnv1.JobProgress {
+	st := e.status
+	p := &dpcnnv1.JobProgress{
+		GlobalStep: st.Step, Loss: st.Loss, TrainAccuracy: st.TrainAccuracy,
+		ImagesPerSec: st.ImagesPerSec, LiveWorkers: int32(st.LiveWorkers),
+	}
+	if spec, err := job.Parse(e.spec); err == nil {
+		if total, perEpoch, err := jobSteps(spec, trainLen); err == nil {
+			p.TotalSteps, p.StepsPerEpoch = total, perEpoch
+			p.Epochs = (total + perEpoch - 1) / perEpoch
+			p.Epoch = min((st.Step-1)/perEpoch+1, p.Epochs)
+			p.StepInEpoch = (st.Step-1)%perEpoch + 1
+		}
+	}
+	return p
+}
+
+// jobSteps returns a job's total optimizer steps and steps per epoch with
+// a training set of trainLen samples, as the engine plans them.
+func jobSteps(spec job.Spec, trainLen int) (total, perEpoch int64, err error) {
+	n := trainLen
+	if spec.TrainLimit > 0 && (n == 0 || spec.TrainLimit < n) {
+		n = spec.TrainLimit
+	}
+	if n == 0 || spec.Batch <= 0 {
+		return 0, 0, fmt.Errorf("coordinator: job of batch %d over %d samples", spec.Batch, n)
+	}
+	perEpoch = int64(n / spec.Batch)
+	if perEpoch == 0 {
+		return 0, 0, fmt.Errorf("coordinator: batch %d exceeds the %d training samples", spec.Batch, n)
+	}
+	total = int64(spec.Epochs) * perEpoch
+	if spec.Steps > 0 && (spec.Epochs == 0 || spec.Steps < total) {
+		total = spec.Steps
+	}
+	return total, perEpoch, nil
+}

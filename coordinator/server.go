@@ -1,0 +1,484 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	keyspace "github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/worker"
+)
+
+// ServerConfig configures a coordinator Server. ID, Etcd and DataDir are
+// required; zero durations take their defaults.
+type ServerConfig struct {
+	// ID names the coordinator in the cluster (a pod name, or host and
+	// process id).
+	ID string
+	// Advertise is the gRPC address (host:port) that clients and workers
+	// dial to reach this coordinator; empty means the listener's address.
+	Advertise string
+	// Etcd is the cluster's etcd; the caller closes it after Serve returns.
+	Etcd *clientv3.Client
+	// Prefix is the etcd key prefix (default cluster.DefaultPrefix).
+	Prefix string
+	// DataDir holds the jobs' checkpoints and models, in jobs/<id>/. A
+	// standby coordinator resumes a job from its checkpoint when it shares
+	// this folder.
+	DataDir string
+	// MNISTDir is the folder of the MNIST files the coordinator serves to
+	// workers and sizes jobs by (see dataset.Locate; empty searches).
+	MNISTDir string
+	// Logger receives the coordinator's logs (default: none).
+	Logger *slog.Logger
+	// Backend applies the optimizer updates; nil makes a CPU backend with
+	// every core, which the server closes when Serve returns.
+	Backend kernels.Backend[float32]
+	// Version is the coordinator's build version, for logs.
+	Version string
+
+	// SessionTTL is the lease of the coordinator's leadership: when the
+	// leader dies, a standby takes over this long after (default 5 s).
+	SessionTTL time.Duration
+	// HeartbeatInterval is how often workers send heartbeats (default
+	// 1 s); a worker silent for HeartbeatTimeout (default 5 intervals) is
+	// taken for dead.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// TickInterval is how often a running job's engine checks deadlines
+	// and measures speeds (default 200 ms).
+	TickInterval time.Duration
+	// StatusInterval is the least time between two writes of a running
+	// job's progress to etcd (default 1 s); state changes and checkpoints
+	// are written at once.
+	StatusInterval time.Duration
+	// Engine tunes the training engine of every job.
+	Engine EngineConfig
+}
+
+func (c ServerConfig) withDefaults() ServerConfig {
+	if c.Prefix == "" {
+		c.Prefix = keyspace.DefaultPrefix
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 5 * time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 5 * c.HeartbeatInterval
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 200 * time.Millisecond
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = time.Second
+	}
+	return c
+}
+
+// Server is a coordinator: it serves JobService, WorkerService and
+// ClusterService, gRPC health and reflection on one listener, campaigns for
+// leadership in etcd and, while it leads, runs the queued jobs one at a time
+// (oldest first) with the workers that join it. A follower answers
+// UNAVAILABLE naming the leader.
+type Server struct {
+	dpcnnv1.UnimplementedJobServiceServer
+	dpcnnv1.UnimplementedWorkerServiceServer
+	dpcnnv1.UnimplementedClusterServiceServer
+
+	cfg        ServerConfig
+	log        *slog.Logger
+	backend    kernels.Backend[float32]
+	ownBackend bool
+
+	trainLen, testLen int
+	files             []*dpcnnv1.FileInfo // the data set files workers need
+	filePaths         map[string]string   // by FileInfo.Name
+
+	grpc   *grpc.Server
+	health *health.Server
+
+	mu        sync.Mutex
+	advertise string
+	served    bool
+	lead      *leadership // nil while not leading
+	workers   map[string]*remoteWorker
+	jobs      map[string]*jobEntry
+	driver    *driver // of the running job; nil when none
+}
+
+// leadership is one term of this coordinator as the leader.
+type leadership struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	election *concurrency.Election
+	term     int64
+	since    time.Time
+	wake     chan struct{} // nudges the scheduler: a job was queued or ended
+}
+
+// guard is the etcd comparison that holds while this term lasts: every
+// write of a leader is conditional on it.
+func (l *leadership) guard() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(l.election.Key()), "=", l.election.Rev())
+}
+
+// Services whose methods only the leader serves.
+var leaderOnly = []string{
+	"/" + dpcnnv1.JobService_ServiceDesc.ServiceName + "/",
+	"/" + dpcnnv1.WorkerService_ServiceDesc.ServiceName + "/",
+	dpcnnv1.ClusterService_ListWorkers_FullMethodName,
+}
+
+// NewServer checks cfg, reads the MNIST files (their sizes and sums) and
+// builds the gRPC server. Serve runs it.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case cfg.ID == "":
+		return nil, errors.New("coordinator: server: no coordinator id")
+	case cfg.Etcd == nil:
+		return nil, errors.New("coordinator: server: no etcd client")
+	case cfg.DataDir == "":
+		return nil, errors.New("coordinator: server: no data folder")
+	}
+	dir, err := dataset.Locate(cfg.MNISTDir)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: server: %w", err)
+	}
+	train, test, err := dataset.LoadMNIST(dir)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: server: %w", err)
+	}
+	files, err := worker.LocalDatasetFiles(dir)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: server: %w", err)
+	}
+	paths := make(map[string]string, len(files))
+	for _, f := range files {
+		paths[f.Name] = filepath.Join(dir, f.Name)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger.With("coordinator", cfg.ID),
+		backend:  cfg.Backend,
+		trainLen: train.Len(), testLen: test.Len(),
+		files: files, filePaths: paths,
+		advertise: cfg.Advertise,
+		workers:   map[string]*remoteWorker{},
+		jobs:      map[string]*jobEntry{},
+	}
+	if s.backend == nil {
+		s.backend, s.ownBackend = kernels.NewCPU(0), true
+	}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
+		grpc.MaxSendMsgSize(dpcnnv1.MaxMessageSize),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(s.unaryGate),
+		grpc.ChainStreamInterceptor(s.streamGate),
+	)
+	dpcnnv1.RegisterJobServiceServer(s.grpc, s)
+	dpcnnv1.RegisterWorkerServiceServer(s.grpc, s)
+	dpcnnv1.RegisterClusterServiceServer(s.grpc, s)
+	s.health = health.NewServer()
+	s.setServiceHealth(false)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	return s, nil
+}
+
+// setServiceHealth reports the job and worker services SERVING only while
+// this coordinator leads; the server as a whole ("") serves while it runs.
+func (s *Server) setServiceHealth(leading bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if leading {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(dpcnnv1.JobService_ServiceDesc.ServiceName, st)
+	s.health.SetServingStatus(dpcnnv1.WorkerService_ServiceDesc.ServiceName, st)
+	s.health.SetServingStatus(dpcnnv1.ClusterService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+}
+
+// Serve serves on lis and takes part in the leader election until ctx
+// ends, then drains: it stops the running job where it is (a checkpoint and
+// its etcd record let the next leader resume it), ends the streams, resigns
+// the leadership so a standby takes over at once, and stops the gRPC
+// server. It returns nil after a drain, or the listener's error. A Server
+// serves once.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	s.mu.Lock()
+	if s.served {
+		s.mu.Unlock()
+		return errors.New("coordinator: server: Serve called twice")
+	}
+	s.served = true
+	if s.advertise == "" {
+		s.advertise = lis.Addr().String()
+	}
+	s.mu.Unlock()
+	defer func() {
+		if s.ownBackend {
+			if c, ok := s.backend.(interface{ Close() }); ok {
+				c.Close()
+			}
+		}
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.grpc.Serve(lis) }()
+	campaignCtx, stopCampaign := context.WithCancel(ctx)
+	campaignDone := make(chan struct{})
+	go func() {
+		defer close(campaignDone)
+		s.campaign(campaignCtx)
+	}()
+	s.log.Info("coordinator serving", "address", s.advertiseAddr(), "version", s.cfg.Version)
+
+	var err error
+	stoppedByCtx := false
+	select {
+	case <-ctx.Done():
+		stoppedByCtx = true
+	case err = <-serveErr:
+		err = fmt.Errorf("coordinator: serve: %w", err)
+	}
+	stopCampaign()
+	<-campaignDone // the leadership is resigned and every stream ended
+	s.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		s.grpc.Stop()
+		<-stopped
+	}
+	if stoppedByCtx {
+		<-serveErr
+	}
+	s.log.Info("coordinator stopped")
+	return err
+}
+
+func (s *Server) advertiseAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.advertise
+}
+
+// campaign runs for leadership again and again until ctx ends: each round
+// opens an etcd session, announces the coordinator under its id, waits to
+// win the election, then leads until the session is lost or ctx ends.
+func (s *Server) campaign(ctx context.Context) {
+	ttl := int(math.Ceil(s.cfg.SessionTTL.Seconds()))
+	addr := s.advertiseAddr()
+	for ctx.Err() == nil {
+		// The session outlives ctx, so that closing it can still revoke its
+		// lease; ctx only aborts its creation.
+		sessCtx, cancelSess := context.WithCancel(context.WithoutCancel(ctx))
+		stopAbort := context.AfterFunc(ctx, cancelSess)
+		sess, err := concurrency.NewSession(s.cfg.Etcd, concurrency.WithTTL(ttl), concurrency.WithContext(sessCtx))
+		stopAbort()
+		if err != nil {
+			cancelSess()
+			if ctx.Err() == nil {
+				s.log.Warn("etcd session", "err", err)
+				sleepCtx(ctx, time.Second)
+			}
+			continue
+		}
+		s.runSession(ctx, sess, addr)
+		sess.Close() // revokes the lease: our keys vanish now, not after the TTL
+		cancelSess()
+	}
+}
+
+// runSession campaigns and leads within one etcd session.
+func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr string) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	if _, err := s.cfg.Etcd.Put(sctx, keyspace.CoordinatorKey(s.cfg.Prefix, s.cfg.ID), addr, clientv3.WithLease(sess.Lease())); err != nil {
+		if sctx.Err() == nil {
+			s.log.Warn("announce coordinator", "err", err)
+			sleepCtx(sctx, time.Second)
+		}
+		return
+	}
+	election := concurrency.NewElection(sess, keyspace.LeaderKey(s.cfg.Prefix))
+	if err := election.Campaign(sctx, addr); err != nil {
+		if sctx.Err() == nil {
+			s.log.Warn("campaign", "err", err)
+			sleepCtx(sctx, time.Second)
+		}
+		return
+	}
+	s.leadTerm(sctx, election)
+	resignCtx, cancelResign := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelResign()
+	if err := election.Resign(resignCtx); err != nil && sess.Ctx().Err() == nil {
+		s.log.Warn("resign leadership", "err", err)
+	}
+}
+
+// leadTerm leads until ctx ends: it loads the jobs from etcd, then runs the
+// job scheduler and the heartbeat monitor; at the end it stops them and
+// forgets the workers (they join the next leader afresh).
+func (s *Server) leadTerm(ctx context.Context, election *concurrency.Election) {
+	jobs, err := s.loadJobs(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("load jobs after winning the election", "err", err)
+			sleepCtx(ctx, time.Second)
+		}
+		return
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	l := &leadership{ctx: lctx, cancel: cancel, election: election, term: election.Rev(), since: time.Now(), wake: make(chan struct{}, 1)}
+	s.mu.Lock()
+	s.lead = l
+	s.jobs = jobs
+	s.workers = map[string]*remoteWorker{}
+	s.mu.Unlock()
+	s.setServiceHealth(true)
+	s.log.Info("leading", "term", l.term)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { s.schedule(l) })
+	wg.Go(func() { s.monitorHeartbeats(l) })
+	<-lctx.Done()
+	wg.Wait()
+
+	s.mu.Lock()
+	s.lead = nil
+	s.workers = map[string]*remoteWorker{}
+	s.mu.Unlock()
+	s.setServiceHealth(false)
+	s.log.Info("no longer leading", "term", l.term)
+}
+
+// leading returns the current term, or nil while this coordinator does
+// not lead.
+func (s *Server) leading() *leadership {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lead
+}
+
+// notLeader is the UNAVAILABLE error of a coordinator that does not lead,
+// naming the leader when there is one.
+func (s *Server) notLeader(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	l, err := keyspace.LeaderAddress(ctx, s.cfg.Etcd, s.cfg.Prefix)
+	switch {
+	case errors.Is(err, keyspace.ErrNoLeader):
+		return status.Errorf(codes.Unavailable, "coordinator %s does not lead: no coordinator leads (an election is under way)", s.cfg.ID)
+	case err != nil:
+		return status.Errorf(codes.Unavailable, "coordinator %s does not lead: %v", s.cfg.ID, err)
+	}
+	return status.Errorf(codes.Unavailable, "coordinator %s does not lead: the leader is %s at %s", s.cfg.ID, s.coordinatorAt(ctx, l.Address), l.Address)
+}
+
+// coordinatorAt names the coordinator announced at addr ("" when none is).
+func (s *Server) coordinatorAt(ctx context.Context, addr string) string {
+	resp, err := s.cfg.Etcd.Get(ctx, keyspace.CoordinatorKey(s.cfg.Prefix, ""), clientv3.WithPrefix())
+	if err != nil {
+		return ""
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) == addr {
+			return strings.TrimPrefix(string(kv.Key), keyspace.CoordinatorKey(s.cfg.Prefix, ""))
+		}
+	}
+	return ""
+}
+
+func isLeaderOnly(method string) bool {
+	for _, p := range leaderOnly {
+		if strings.HasPrefix(method, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) unaryGate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if isLeaderOnly(info.FullMethod) && s.leading() == nil {
+		return nil, s.notLeader(ctx)
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) streamGate(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if isLeaderOnly(info.FullMethod) && s.leading() == nil {
+		return s.notLeader(ss.Context())
+	}
+	return handler(srv, ss)
+}
+
+// Leader implements ClusterService.
+func (s *Server) Leader(ctx context.Context, _ *dpcnnv1.LeaderRequest) (*dpcnnv1.LeaderResponse, error) {
+	if l := s.leading(); l != nil {
+		return &dpcnnv1.LeaderResponse{
+			CoordinatorId: s.cfg.ID, Address: s.advertiseAddr(), Term: l.term,
+			SinceUnixNanos: l.since.UnixNano(), AnsweredByLeader: true,
+		}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	l, err := keyspace.LeaderAddress(ctx, s.cfg.Etcd, s.cfg.Prefix)
+	if errors.Is(err, keyspace.ErrNoLeader) {
+		return nil, status.Error(codes.Unavailable, "no coordinator leads (an election is under way)")
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "coordinator %s: read the leader: %v", s.cfg.ID, err)
+	}
+	return &dpcnnv1.LeaderResponse{CoordinatorId: s.coordinatorAt(ctx, l.Address), Address: l.Address, Term: l.Term}, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,793 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	keyspace "github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/worker"
+)
+
+// hangGuard bounds every wait of these tests: a hang fails the test
+// instead of stalling the run. It is not a timing.
+const hangGuard = 45 * time.Second
+
+// testEtcd starts an embedded etcd and returns a client of it.
+func testEtcd(t *testing.T) *clientv3.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	endpoints, stop, err := keyspace.StartEmbeddedEtcd(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	cli, err := keyspace.Dial(endpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// testCoordinator is a Server serving on a loopback port.
+type testCoordinator struct {
+	srv  *Server
+	addr string
+	conn *grpc.ClientConn
+	stop func() // drains the server and waits for Serve to return
+}
+
+// startCoordinator serves a coordinator with id on 127.0.0.1; it stops
+// when the test ends, or earlier by stop.
+func startCoordinator(t *testing.T, cli *clientv3.Client, id, dataDir string) *testCoordinator {
+	t.Helper()
+	srv, err := NewServer(ServerConfig{
+		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir,
+		SessionTTL: time.Second, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
+		StatusInterval: 100 * time.Millisecond, Backend: kernels.NewCPU(1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("coordinator %s: Serve: %v", id, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	conn, err := grpc.NewClient(lis.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &testCoordinator{srv: srv, addr: lis.Addr().String(), conn: conn, stop: stop}
+}
+
+// waitLeading waits until c leads.
+func waitLeading(t *testing.T, c *testCoordinator) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for c.srv.leading() == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("coordinator at %s never led", c.addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testWorker speaks the Work protocol the way the worker daemon does, with
+// worker.Computer and worker.ComputeSubtree, computing each assignment as it
+// arrives. A rogue one answers every training assignment with a gradient of
+// the wrong length; a hostile one answers with malformed results of every
+// kind; a silent one stops its heartbeats once it has work and answers
+// nothing, as a hung process would.
+type testWorker struct {
+	id          string
+	train, test *dataset.Set
+	rogue       bool
+	hostile     bool
+	silent      bool
+	assignments atomic.Int64 // how many it received
+	ended       error        // how the coordinator ended its stream
+}
+
+func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
+	client := dpcnnv1.NewWorkerServiceClient(conn)
+	joined, err := client.Join(ctx, &dpcnnv1.JoinRequest{WorkerId: w.id, Backend: "cpu", Cores: 1, ImagesPerSec: 1000, Version: "test"})
+	if err != nil {
+		return fmt.Errorf("worker %s: join: %w", w.id, err)
+	}
+	stream, err := client.Work(ctx)
+	if err != nil {
+		return fmt.Errorf("worker %s: work: %w", w.id, err)
+	}
+	var sendMu sync.Mutex
+	send := func(m *dpcnnv1.WorkerMessage) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	if err := send(&dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Hello{Hello: &dpcnnv1.Hello{WorkerId: w.id, Session: joined.Session}}}); err != nil {
+		return err
+	}
+	go func() {
+		t := time.NewTicker(time.Duration(joined.HeartbeatIntervalNanos))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if w.silent && w.assignments.Load() > 0 {
+					return // hung with work in hand
+				}
+				if send(&dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Heartbeat{Heartbeat: &dpcnnv1.Heartbeat{}}}) != nil {
+					return
+				}
+			}
+		}
+	}()
+
+	b := kernels.NewCPU(1)
+	defer b.Close()
+	var (
+		spec   job.Spec
+		comp   *worker.Computer
+		params []float32
+		leaves [][]float32
+		losses []float64
+	)
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if w.silent {
+				w.ended = err
+				return nil
+			}
+			return fmt.Errorf("worker %s: receive: %w", w.id, err)
+		}
+		a := m.GetAssignment()
+		if a == nil {
+			continue // a withdrawal: this worker computes each assignment at once anyway
+		}
+		w.assignments.Add(1)
+		if w.silent {
+			continue
+		}
+		if len(a.JobSpecJson) > 0 {
+			if spec, err = job.Parse(a.JobSpecJson); err != nil {
+				return err
+			}
+			if comp, err = worker.NewComputer(spec, b, w.train, 50); err != nil {
+				return err
+			}
+			params = make([]float32, comp.ParamCount())
+		}
+		if a.Params != nil {
+			if err := a.Params.DecodeInto(params); err != nil {
+				return err
+			}
+			if err := comp.SetParams(params); err != nil {
+				return err
+			}
+		}
+		if w.hostile {
+			for _, bad := range malformedResults(a) {
+				if err := send(&dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Result{Result: bad}}); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		res := &dpcnnv1.WorkResult{AssignmentId: a.AssignmentId, JobId: a.JobId}
+		start := time.Now()
+		switch work := a.Work.(type) {
+		case *dpcnnv1.Assignment_Train:
+			for _, st := range work.Train.Subtrees {
+				var mbs []worker.MicroBatch
+				for i := 0; i < len(st.Indices); i += spec.MicroBatch {
+					mbs = append(mbs, worker.MicroBatch{Epoch: a.Epoch, Step: a.Step, Indices: st.Indices[i : i+spec.MicroBatch]})
+				}
+				for len(leaves) < len(mbs) {
+					leaves = append(leaves, make([]float32, comp.ParamCount()))
+					losses = append(losses, 0)
+				}
+				grad, leafLosses, correct, err := worker.ComputeSubtree(ctx, comp, mbs, leaves, losses)
+				if err != nil {
+					return err
+				}
+				if w.rogue {
+					grad = grad[:len(grad)-1]
+				}
+				res.Outcome = &dpcnnv1.WorkResult_Train{Train: &dpcnnv1.SubtreeGradient{
+					FirstLeaf: st.FirstLeaf, LeafCount: st.LeafCount,
+					GradientSum:  dpcnnv1.NewTensor("grad", []int{len(grad)}, grad),
+					LeafLossSums: leafLosses, Correct: int64(correct),
+				}}
+			}
+		case *dpcnnv1.Assignment_Eval:
+			correct, err := comp.Evaluate(w.test, int(work.Eval.Begin), int(work.Eval.End))
+			if err != nil {
+				return err
+			}
+			res.Outcome = &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{Begin: work.Eval.Begin, End: work.Eval.End, Correct: int64(correct)}}
+		}
+		res.ComputeNanos = int64(time.Since(start))
+		if err := send(&dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Result{Result: res}}); err != nil {
+			return err
+		}
+	}
+}
+
+// malformedResults answers assignment a in every wrong way that still
+// parses as a WorkResult.
+func malformedResults(a *dpcnnv1.Assignment) []*dpcnnv1.WorkResult {
+	id, job := a.AssignmentId, a.JobId
+	train := func(g *dpcnnv1.SubtreeGradient) *dpcnnv1.WorkResult {
+		return &dpcnnv1.WorkResult{AssignmentId: id, JobId: job, Outcome: &dpcnnv1.WorkResult_Train{Train: g}}
+	}
+	return []*dpcnnv1.WorkResult{
+		{AssignmentId: id, JobId: job},
+		{AssignmentId: id, JobId: job, Outcome: &dpcnnv1.WorkResult_Eval{}},
+		{AssignmentId: id, JobId: job, Outcome: &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{Correct: -5}}},
+		{AssignmentId: id + 1<<40, JobId: job, Outcome: &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{}}},
+		{AssignmentId: id, JobId: "some-other-job", Outcome: &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{}}},
+		train(nil),
+		train(&dpcnnv1.SubtreeGradient{}),
+		train(&dpcnnv1.SubtreeGradient{GradientSum: &dpcnnv1.Tensor{Shape: []int64{-1}, Data: []byte{1, 2, 3}}}),
+		train(&dpcnnv1.SubtreeGradient{GradientSum: &dpcnnv1.Tensor{Shape: []int64{1 << 40, 1 << 40}}}),
+		train(&dpcnnv1.SubtreeGradient{GradientSum: dpcnnv1.NewTensor("grad", []int{2}, []float32{1, 2}), Correct: 1 << 40}),
+	}
+}
+
+// startWorkers runs workers against conn until the test ends.
+func startWorkers(t *testing.T, conn *grpc.ClientConn, workers ...*testWorker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() {
+			if err := w.run(ctx, conn); err != nil {
+				t.Errorf("%v", err)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+// tinySpec is the job of these tests: 4 steps of the simple network.
+func tinySpec() job.Spec {
+	return job.Spec{Network: "simple", Epochs: 1, Batch: 50, MicroBatch: 25, TrainLimit: 200, TestLimit: 100, Seed: 7,
+		Optimizer: model.OptimizerSpec{LR: 0.005}}
+}
+
+// watchToEnd follows a job until it ends and returns its events.
+func watchToEnd(t *testing.T, jobs dpcnnv1.JobServiceClient, id string) []*dpcnnv1.JobEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []*dpcnnv1.JobEvent
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return evs
+		}
+		if err != nil {
+			t.Fatalf("watch job %s: %v (after %d events)", id, err, len(evs))
+		}
+		evs = append(evs, ev)
+	}
+}
+
+// download fetches a file stream and checks it the way a client must.
+func download(t *testing.T, recv func() (*dpcnnv1.FileChunk, error)) (*dpcnnv1.FileInfo, []byte) {
+	t.Helper()
+	var info *dpcnnv1.FileInfo
+	var data []byte
+	for {
+		c, err := recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Info != nil {
+			if info != nil {
+				t.Fatalf("a second file %s in a one-file download", c.Info.Name)
+			}
+			info = c.Info
+		}
+		if c.Offset != int64(len(data)) || len(c.Data) > dpcnnv1.ChunkSize {
+			t.Fatalf("chunk at offset %d of %d bytes after %d bytes", c.Offset, len(c.Data), len(data))
+		}
+		data = append(data, c.Data...)
+	}
+	sum := sha256.Sum256(data)
+	if info == nil || info.Size != int64(len(data)) || info.Sha256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("download: info %v for %d bytes of sha256 %x", info, len(data), sum)
+	}
+	return info, data
+}
+
+func flatParams(c *model.Checkpoint) []float32 {
+	var out []float32
+	for _, p := range c.Params {
+		out = append(out, p.Data...)
+	}
+	return out
+}
+
+// A job submitted to the leader runs on two workers that speak the Work
+// protocol, succeeds with a falling loss, and ends with exactly the
+// parameters of the local Trainer.
+func TestServerRunsJob(t *testing.T) {
+	train, test := loadMNIST(t)
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	startWorkers(t, c.conn, &testWorker{id: "w-1", train: train, test: test}, &testWorker{id: "w-2", train: train, test: test})
+	runTinyJob(t, cli, c, tinySpec(), 2, false)
+}
+
+// Workers that answer with wrong-shaped gradients or malformed results are
+// refused and get no more work; the others redo their share and the
+// parameters are the same.
+func TestServerRefusesBadResults(t *testing.T) {
+	train, test := loadMNIST(t)
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	rogue := &testWorker{id: "rogue", train: train, test: test, rogue: true}
+	hostile := &testWorker{id: "hostile", train: train, test: test, hostile: true}
+	startWorkers(t, c.conn, rogue, hostile, &testWorker{id: "w-1", train: train, test: test})
+	spec := tinySpec()
+	spec.MicroBatch = 5 // 10 leaves a step: work for all
+	runTinyJob(t, cli, c, spec, 3, true)
+	if rogue.assignments.Load() == 0 || hostile.assignments.Load() == 0 {
+		t.Fatalf("the rogue worker got %d assignments, the hostile one %d; want some each", rogue.assignments.Load(), hostile.assignments.Load())
+	}
+}
+
+// A worker that falls silent is taken for dead after its heartbeats stop:
+// its stream ends and its work is redone by the others.
+func TestServerDropsSilentWorker(t *testing.T) {
+	train, test := loadMNIST(t)
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	silent := &testWorker{id: "silent", train: train, test: test, silent: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- silent.run(ctx, c.conn) }()
+	defer cancel()
+	startWorkers(t, c.conn, &testWorker{id: "w-1", train: train, test: test})
+	spec := tinySpec()
+	spec.MicroBatch = 5
+	runTinyJob(t, cli, c, spec, 1, false) // a lost worker is not listed once its etcd record, if any, expired
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if silent.assignments.Load() == 0 || status.Code(silent.ended) != codes.DeadlineExceeded {
+		t.Fatalf("the silent worker got %d assignments and its stream ended with %v; want some, and DEADLINE_EXCEEDED", silent.assignments.Load(), silent.ended)
+	}
+}
+
+// runTinyJob submits spec as job "tiny" to c, follows it to its end and
+// checks everything about it against a local Trainer run.
+func runTinyJob(t *testing.T, cli *clientv3.Client, c *testCoordinator, spec job.Spec, workers int, rogue bool) {
+	t.Helper()
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+
+	submitted, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if submitted.Id != "tiny" || !bytes.Equal(submitted.SpecJson, spec.WithDefaults().JSON()) {
+		t.Fatalf("submitted job %s with spec %s", submitted.Id, submitted.SpecJson)
+	}
+	again, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"})
+	if err != nil || again.Id != "tiny" || again.CreatedUnixNanos != submitted.CreatedUnixNanos {
+		t.Fatalf("submitting the same job again: %v, %v; want the existing job", again, err)
+	}
+
+	evs := watchToEnd(t, jobs, "tiny")
+	var losses []float64
+	var states []dpcnnv1.JobState
+	var evaluated *dpcnnv1.Evaluation
+	var refused, checkpoints int
+	for _, ev := range evs {
+		switch k := ev.Kind.(type) {
+		case *dpcnnv1.JobEvent_Progress:
+			losses = append(losses, k.Progress.Loss)
+			if k.Progress.Evaluation != nil {
+				evaluated = k.Progress.Evaluation
+			}
+		case *dpcnnv1.JobEvent_StateChange:
+			states = append(states, k.StateChange.NewState)
+		case *dpcnnv1.JobEvent_Log:
+			if strings.Contains(k.Log.Message, "wrong gradient shape") {
+				refused++
+			}
+		case *dpcnnv1.JobEvent_Checkpoint:
+			checkpoints++
+		}
+	}
+	last := states[len(states)-1]
+	if last != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
+		got, _ := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
+		t.Fatalf("job ended %v (%s); states %v", last, got.GetError(), states)
+	}
+	if len(losses) < 2 || !(losses[len(losses)-1] < losses[0]) || evaluated == nil || checkpoints != spec.Epochs {
+		t.Fatalf("losses %v, evaluation %v, %d checkpoints: want a falling loss, an evaluation and %d checkpoints", losses, evaluated, checkpoints, spec.Epochs)
+	}
+	if rogue != (refused > 0) {
+		t.Errorf("%d refusals of wrong-shaped gradients among the events, with a rogue worker: %v", refused, rogue)
+	}
+	if got := checkTinyJob(t, cli, c, spec, workers); !proto.Equal(got.LastEvaluation, evaluated) {
+		t.Fatalf("the job's last evaluation %v, its events' %v", got.LastEvaluation, evaluated)
+	}
+}
+
+// checkTinyJob checks everything about the job "tiny" after it succeeded:
+// its record, its checkpoint against a local Trainer run and its accuracy,
+// its model, its listing and its events, the workers that ran it, and its
+// status in etcd. It returns the job.
+func checkTinyJob(t *testing.T, cli *clientv3.Client, c *testCoordinator, spec job.Spec, workers int) *dpcnnv1.Job {
+	t.Helper()
+	train, test := loadMNIST(t)
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	steps := int64(spec.Epochs * spec.TrainLimit / spec.Batch)
+	got, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evaluated := got.LastEvaluation
+	if got.State != dpcnnv1.JobState_JOB_STATE_SUCCEEDED || got.Backend != "cpu" || got.Progress.GetGlobalStep() != steps ||
+		got.LatestCheckpoint.GetStep() != steps || evaluated.GetGlobalStep() != steps || got.FinishedUnixNanos == 0 {
+		t.Fatalf("GetJob = %v", got)
+	}
+
+	// The checkpoint downloads intact, evaluates to the reported accuracy,
+	// and holds the local Trainer's parameters bit for bit.
+	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, data := download(t, stream.Recv)
+	if info.Name != "checkpoint.ckpt" || info.Sha256 != got.LatestCheckpoint.Sha256 {
+		t.Fatalf("checkpoint download %v, job says %v", info, got.LatestCheckpoint)
+	}
+	ckpt, err := model.ReadCheckpoint(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := kernels.NewCPU(1)
+	defer b.Close()
+	comp, err := worker.NewComputer(spec.WithDefaults(), b, train, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := comp.SetParams(flatParams(ckpt)); err != nil {
+		t.Fatal(err)
+	}
+	correct, err := comp.Evaluate(test, 0, spec.TestLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(correct) != evaluated.Correct || float64(correct)/float64(spec.TestLimit) != got.LastEvaluation.TestAccuracy {
+		t.Fatalf("the checkpoint classifies %d of %d right; the job reported %v", correct, spec.TestLimit, evaluated)
+	}
+	tr, local := newLocalRun(t, spec, 1)
+	if _, err := tr.Run(ctx, local, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if paramHash(tr.Params()) != paramHash(flatParams(ckpt)) {
+		t.Fatalf("distributed parameters differ from the local Trainer's")
+	}
+
+	modelStream, err := jobs.DownloadModel(ctx, &dpcnnv1.DownloadModelRequest{JobId: "tiny", Logits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, data := download(t, modelStream.Recv); info.Name != "model.onnx" || len(data) == 0 {
+		t.Fatalf("model download %v", info)
+	}
+
+	list, err := jobs.ListJobs(ctx, &dpcnnv1.ListJobsRequest{States: []dpcnnv1.JobState{dpcnnv1.JobState_JOB_STATE_SUCCEEDED}})
+	if err != nil || len(list.Jobs) != 1 || list.Jobs[0].Id != "tiny" {
+		t.Fatalf("ListJobs(succeeded) = %v, %v", list, err)
+	}
+	page, err := jobs.ListJobEvents(ctx, &dpcnnv1.ListJobEventsRequest{JobId: "tiny", PageSize: 2})
+	if err != nil || len(page.Events) != 2 || !page.More || page.Events[0].Sequence >= page.Events[1].Sequence {
+		t.Fatalf("ListJobEvents(page of 2) = %v, %v", page, err)
+	}
+	rest, err := jobs.ListJobEvents(ctx, &dpcnnv1.ListJobEventsRequest{JobId: "tiny", AfterSequence: page.Events[1].Sequence})
+	if err != nil || len(rest.Events) == 0 || rest.More || rest.Events[0].Sequence <= page.Events[1].Sequence {
+		t.Fatalf("ListJobEvents(after %d) = %v, %v", page.Events[1].Sequence, rest, err)
+	}
+
+	listed, err := dpcnnv1.NewClusterServiceClient(c.conn).ListWorkers(ctx, &dpcnnv1.ListWorkersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed.Workers) != workers {
+		t.Fatalf("ListWorkers = %v, want %d", listed, workers)
+	}
+	for _, w := range listed.Workers {
+		if w.State != dpcnnv1.WorkerState_WORKER_STATE_IDLE || w.Backend != "cpu" || w.JoinedUnixNanos == 0 {
+			t.Fatalf("ListWorkers: %v", w)
+		}
+	}
+
+	// The status in etcd says the same, for the next leader.
+	rec, found, err := keyspace.GetJob(ctx, cli, "/test/", "tiny")
+	if err != nil || !found || rec.Status.State != keyspace.JobSucceeded || rec.Status.Step != steps || rec.Status.CheckpointSHA256 != got.LatestCheckpoint.Sha256 {
+		t.Fatalf("etcd record %+v, %v, %v", rec.Status, found, err)
+	}
+	return got
+}
+
+// Every RPC checks its input and answers with the contract's codes.
+func TestServerRefusesBadInput(t *testing.T) {
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	workers := dpcnnv1.NewWorkerServiceClient(c.conn)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+
+	code := func(what string, err error, want codes.Code, text string) {
+		t.Helper()
+		if status.Code(err) != want || !strings.Contains(status.Convert(err).Message(), text) {
+			t.Errorf("%s: %v; want %v mentioning %q", what, err, want, text)
+		}
+	}
+	_, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "nope"})
+	code("GetJob(nope)", err, codes.NotFound, "nope")
+	_, err = jobs.CancelJob(ctx, &dpcnnv1.CancelJobRequest{JobId: "nope"})
+	code("CancelJob(nope)", err, codes.NotFound, "nope")
+	_, err = jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{})
+	code("GetJob()", err, codes.InvalidArgument, "job id")
+	watch, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "nope"})
+	if err == nil {
+		_, err = watch.Recv()
+	}
+	code("WatchJob(nope)", err, codes.NotFound, "nope")
+
+	bad := []byte(`{"network": "simple", "batch": 50, "microBatch": 7}`)
+	_, parseErr := job.Parse(bad)
+	_, err = jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: bad})
+	code("SubmitJob(bad spec)", err, codes.InvalidArgument, parseErr.Error())
+	_, err = jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: []byte(`{"network": "simple", "batch": 50, "colour": "red"}`)})
+	code("SubmitJob(unknown field)", err, codes.InvalidArgument, "colour")
+	_, err = jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{})
+	code("SubmitJob(no spec)", err, codes.InvalidArgument, "empty spec")
+	_, err = jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON(), JobId: "Bad_ID"})
+	code("SubmitJob(bad id)", err, codes.InvalidArgument, "Bad_ID")
+	_, err = jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON(), Backend: "tpu"})
+	code("SubmitJob(backend tpu)", err, codes.InvalidArgument, "tpu")
+	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON(), JobId: "queued"}); err != nil {
+		t.Fatal(err)
+	}
+	other := tinySpec()
+	other.Seed++
+	_, err = jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: other.JSON(), JobId: "queued"})
+	code("SubmitJob(same id, other spec)", err, codes.AlreadyExists, "queued")
+	dl, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: "queued"})
+	if err == nil {
+		_, err = dl.Recv()
+	}
+	code("DownloadCheckpoint(before any)", err, codes.FailedPrecondition, "no checkpoint")
+	_, err = jobs.ListJobs(ctx, &dpcnnv1.ListJobsRequest{PageToken: "x"})
+	code("ListJobs(bad token)", err, codes.InvalidArgument, "page token")
+
+	_, err = workers.Join(ctx, &dpcnnv1.JoinRequest{WorkerId: "w-1", Backend: "tpu"})
+	code("Join(backend tpu)", err, codes.InvalidArgument, "tpu")
+	_, err = workers.Join(ctx, &dpcnnv1.JoinRequest{WorkerId: "w/1", Backend: "cpu"})
+	code("Join(bad id)", err, codes.InvalidArgument, "w/1")
+	work, err := workers.Work(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := work.Send(&dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Hello{Hello: &dpcnnv1.Hello{WorkerId: "w-1", Session: "forged"}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = work.Recv()
+	code("Work(unknown session)", err, codes.FailedPrecondition, "session")
+	fetch, err := workers.FetchDataset(ctx, &dpcnnv1.FetchDatasetRequest{Names: []string{"passwd"}})
+	if err == nil {
+		_, err = fetch.Recv()
+	}
+	code("FetchDataset(passwd)", err, codes.NotFound, "passwd")
+
+	// A data set file arrives whole, with its sum.
+	fetch, err = workers.FetchDataset(ctx, &dpcnnv1.FetchDatasetRequest{Names: []string{"t10k-labels-idx1-ubyte.gz"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := download(t, fetch.Recv); info.Name != "t10k-labels-idx1-ubyte.gz" {
+		t.Fatalf("fetched %v", info)
+	}
+}
+
+// Jobs wait for workers, queue behind each other, and stop when cancelled,
+// queued or running.
+func TestServerCancelsJobs(t *testing.T) {
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+
+	first, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(first.Id, "job-") || first.State != dpcnnv1.JobState_JOB_STATE_PENDING {
+		t.Fatalf("submitted %v", first)
+	}
+	second, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON(), Backend: "cuda"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With no worker, the first job waits and the second stays queued.
+	deadline := time.Now().Add(hangGuard)
+	for {
+		j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: first.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State == dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("first job is %v, want waiting for workers", j.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	list, err := jobs.ListJobs(ctx, &dpcnnv1.ListJobsRequest{PageSize: 1})
+	if err != nil || len(list.Jobs) != 1 || list.Jobs[0].Id != second.Id || list.Jobs[0].State != dpcnnv1.JobState_JOB_STATE_PENDING || list.NextPageToken == "" {
+		t.Fatalf("ListJobs(page of 1) = %v, %v; want the second job, pending, and a next page", list, err)
+	}
+	list, err = jobs.ListJobs(ctx, &dpcnnv1.ListJobsRequest{PageSize: 1, PageToken: list.NextPageToken})
+	if err != nil || len(list.Jobs) != 1 || list.Jobs[0].Id != first.Id || list.NextPageToken != "" {
+		t.Fatalf("ListJobs(second page) = %v, %v; want the first job and no more", list, err)
+	}
+
+	for _, id := range []string{second.Id, first.Id} {
+		j, err := jobs.CancelJob(ctx, &dpcnnv1.CancelJobRequest{JobId: id, Reason: "changed my mind"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State != dpcnnv1.JobState_JOB_STATE_CANCELLED || j.Error != "changed my mind" {
+			t.Fatalf("cancelled job %s is %v (%q)", id, j.State, j.Error)
+		}
+		evs := watchToEnd(t, jobs, id) // ends at once: the job is over
+		sc := evs[len(evs)-1].GetStateChange()
+		if sc.GetNewState() != dpcnnv1.JobState_JOB_STATE_CANCELLED || sc.Reason != "changed my mind" {
+			t.Fatalf("job %s: last event %v", id, evs[len(evs)-1])
+		}
+		again, err := jobs.CancelJob(ctx, &dpcnnv1.CancelJobRequest{JobId: id, Reason: "again"})
+		if err != nil || again.Error != "changed my mind" {
+			t.Fatalf("cancelling an ended job: %v, %v; want it unchanged", again, err)
+		}
+	}
+	rec, _, err := keyspace.GetJob(ctx, cli, "/test/", first.Id)
+	if err != nil || rec.Status.State != keyspace.JobCancelled {
+		t.Fatalf("etcd status of the first job: %+v, %v", rec.Status, err)
+	}
+}
+
+// A follower answers UNAVAILABLE naming the leader, and takes over when
+// the leader stops.
+func TestServerFollower(t *testing.T) {
+	cli := testEtcd(t)
+	dataDir := t.TempDir()
+	leader := startCoordinator(t, cli, "c1", dataDir)
+	waitLeading(t, leader)
+	follower := startCoordinator(t, cli, "c2", dataDir)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+
+	for _, c := range []*testCoordinator{leader, follower} {
+		h, err := healthpb.NewHealthClient(c.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %s: %v, %v", c.addr, h, err)
+		}
+	}
+	h, err := healthpb.NewHealthClient(follower.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "dpcnn.v1.JobService"})
+	if err != nil || h.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("follower's JobService health: %v, %v; want NOT_SERVING", h, err)
+	}
+	_, err = dpcnnv1.NewJobServiceClient(follower.conn).SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON()})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), leader.addr) || !strings.Contains(err.Error(), "c1") {
+		t.Fatalf("SubmitJob on the follower: %v; want UNAVAILABLE naming c1 at %s", err, leader.addr)
+	}
+	_, err = dpcnnv1.NewWorkerServiceClient(follower.conn).Join(ctx, &dpcnnv1.JoinRequest{WorkerId: "w", Backend: "cpu"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Join on the follower: %v; want UNAVAILABLE", err)
+	}
+	l, err := dpcnnv1.NewClusterServiceClient(follower.conn).Leader(ctx, &dpcnnv1.LeaderRequest{})
+	if err != nil || l.Address != leader.addr || l.CoordinatorId != "c1" || l.AnsweredByLeader {
+		t.Fatalf("Leader on the follower = %v, %v", l, err)
+	}
+	first, err := dpcnnv1.NewClusterServiceClient(leader.conn).Leader(ctx, &dpcnnv1.LeaderRequest{})
+	if err != nil || !first.AnsweredByLeader || first.Term != l.Term {
+		t.Fatalf("Leader on the leader = %v, %v", first, err)
+	}
+	queued, err := dpcnnv1.NewJobServiceClient(leader.conn).SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON(), JobId: "kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The leader drains and resigns: the follower leads at once, with the
+	// job the old leader queued.
+	leader.stop()
+	waitLeading(t, follower)
+	now, err := dpcnnv1.NewClusterServiceClient(follower.conn).Leader(ctx, &dpcnnv1.LeaderRequest{})
+	if err != nil || !now.AnsweredByLeader || now.CoordinatorId != "c2" || now.Term <= first.Term {
+		t.Fatalf("Leader after the takeover = %v, %v", now, err)
+	}
+	got, err := dpcnnv1.NewJobServiceClient(follower.conn).GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: queued.Id})
+	if err != nil || got.CreatedUnixNanos != queued.CreatedUnixNanos {
+		t.Fatalf("the new leader's view of the queued job: %v, %v", got, err)
+	}
+	// The old leader's session was revoked, not left to expire.
+	if resp, err := cli.Get(ctx, keyspace.CoordinatorKey("/test/", "c1")); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the stopped coordinator is still announced: %v, %v", resp, err)
+	}
+}

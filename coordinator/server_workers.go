@@ -1,0 +1,404 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	keyspace "github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// remoteWorker is a worker that joined this leader.
+type remoteWorker struct {
+	join    *dpcnnv1.JoinRequest
+	session string
+	joined  time.Time
+	stream  *workStream // the open Work stream; nil when none
+	lost    bool        // its last stream ended
+}
+
+// workStream is one open Work stream of a worker. The driver of the
+// running job queues messages in out; the stream's handler sends them.
+type workStream struct {
+	worker  string
+	backend string
+	speed   float64 // images/s the worker joined with
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	out     *mailbox[*dpcnnv1.CoordinatorMessage]
+
+	lastSeen atomic.Int64 // unix nanos of the last message received
+
+	mu          sync.Mutex
+	outstanding map[uint64]bool // assignments sent and not yet answered or withdrawn
+	measured    float64         // images/s timed from its results; 0 until then
+	job         string          // the job whose driver took it in
+}
+
+// send queues m for the worker; it does nothing once the stream ended.
+func (w *workStream) send(m *dpcnnv1.CoordinatorMessage) { w.out.Put(m) }
+
+func (w *workStream) setOutstanding(id uint64, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on {
+		w.outstanding[id] = true
+	} else {
+		delete(w.outstanding, id)
+	}
+}
+
+// Errors a Work stream ends with when the coordinator ends it.
+var (
+	errStreamReplaced = status.Error(codes.Aborted, "a newer Work stream of this worker replaced this one")
+	errHeartbeat      = status.Error(codes.DeadlineExceeded, "no heartbeat: the worker was taken for dead and its work reassigned")
+	errLostLead       = status.Error(codes.Unavailable, "the coordinator no longer leads; ask ClusterService.Leader for the new one")
+)
+
+// Join implements WorkerService.
+func (s *Server) Join(ctx context.Context, req *dpcnnv1.JoinRequest) (*dpcnnv1.JoinResponse, error) {
+	if err := checkJoin(req); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	session, err := newToken()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "join: %v", err)
+	}
+	s.mu.Lock()
+	if s.lead == nil {
+		s.mu.Unlock()
+		return nil, s.notLeader(ctx)
+	}
+	w := s.workers[req.WorkerId]
+	if w == nil {
+		w = &remoteWorker{}
+		s.workers[req.WorkerId] = w
+	}
+	w.join, w.session, w.joined = req, session, time.Now()
+	s.mu.Unlock()
+	s.log.Info("worker joined", "worker", req.WorkerId, "backend", req.Backend, "cores", req.Cores, "speed", req.ImagesPerSec, "version", req.Version)
+	return &dpcnnv1.JoinResponse{
+		WorkerId: req.WorkerId, Session: session, CoordinatorId: s.cfg.ID,
+		HeartbeatIntervalNanos: int64(s.cfg.HeartbeatInterval), Dataset: s.files,
+	}, nil
+}
+
+// checkJoin validates a worker's description.
+func checkJoin(req *dpcnnv1.JoinRequest) error {
+	if err := checkWorkerID(req.WorkerId); err != nil {
+		return err
+	}
+	switch {
+	case req.Backend != "cpu" && req.Backend != "cuda":
+		return fmt.Errorf("join: worker %s: backend %q: want cpu or cuda", req.WorkerId, req.Backend)
+	case req.Cores < 0:
+		return fmt.Errorf("join: worker %s: %d cores", req.WorkerId, req.Cores)
+	case req.ImagesPerSec < 0 || math.IsNaN(req.ImagesPerSec) || math.IsInf(req.ImagesPerSec, 0):
+		return fmt.Errorf("join: worker %s: speed %v images/s", req.WorkerId, req.ImagesPerSec)
+	}
+	return nil
+}
+
+// checkWorkerID accepts 1 to 63 characters of [a-zA-Z0-9._-].
+func checkWorkerID(id string) error {
+	if len(id) == 0 || len(id) > 63 {
+		return fmt.Errorf("worker id %q: want 1 to 63 characters", id)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("worker id %q: want only [a-zA-Z0-9._-]", id)
+		}
+	}
+	return nil
+}
+
+func newToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// Work implements WorkerService: after a valid Hello, the handler sends what
+// the job's driver queues for the worker while a second goroutine receives
+// the worker's messages, until either side ends the stream, the worker
+// misses its heartbeats, a newer stream of the worker replaces this one, or
+// the leadership ends.
+func (s *Server) Work(stream grpc.BidiStreamingServer[dpcnnv1.WorkerMessage, dpcnnv1.CoordinatorMessage]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "work: the first message must be a hello")
+	}
+	ws, err := s.openStream(stream.Context(), hello)
+	if err != nil {
+		return err
+	}
+	defer s.closeStream(ws)
+
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			ws.lastSeen.Store(time.Now().UnixNano())
+			if err := s.workerMessage(ws, m); err != nil {
+				recvErr <- err
+				return
+			}
+		}
+	}()
+	var batch []*dpcnnv1.CoordinatorMessage
+	for {
+		select {
+		case <-ws.ctx.Done():
+			if cause := context.Cause(ws.ctx); cause != nil && status.Code(cause) != codes.Unknown {
+				return cause
+			}
+			return ws.ctx.Err()
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		case <-ws.out.Ready():
+			batch = ws.out.Take(batch[:0])
+			for _, m := range batch {
+				if err := stream.Send(m); err != nil {
+					return err
+				}
+			}
+			clear(batch)
+		}
+	}
+}
+
+// openStream binds a stream to the worker the hello names, ending any older
+// stream of it, and tells the running job's driver.
+func (s *Server) openStream(ctx context.Context, hello *dpcnnv1.Hello) (*workStream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lead == nil {
+		return nil, errLostLead
+	}
+	w := s.workers[hello.WorkerId]
+	if w == nil || hello.Session == "" || w.session != hello.Session {
+		return nil, status.Errorf(codes.FailedPrecondition, "work: worker %q: unknown session: join first", hello.WorkerId)
+	}
+	if old := w.stream; old != nil {
+		old.cancel(errStreamReplaced)
+		s.streamGone(w, old)
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	stopOnLoss := context.AfterFunc(s.lead.ctx, func() { cancel(errLostLead) })
+	ws := &workStream{
+		worker: hello.WorkerId, backend: w.join.Backend, speed: w.join.ImagesPerSec,
+		ctx: sctx, cancel: func(cause error) { stopOnLoss(); cancel(cause) },
+		out: newMailbox[*dpcnnv1.CoordinatorMessage](), outstanding: map[uint64]bool{},
+	}
+	ws.lastSeen.Store(time.Now().UnixNano())
+	w.stream, w.lost = ws, false
+	if s.driver != nil {
+		s.driver.inbox.Put(streamOpened{ws})
+	}
+	s.log.Info("worker stream open", "worker", ws.worker)
+	return ws, nil
+}
+
+// closeStream unbinds a stream that ended.
+func (s *Server) closeStream(ws *workStream) {
+	ws.cancel(context.Canceled)
+	ws.out.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.workers[ws.worker]; w != nil && w.stream == ws {
+		s.streamGone(w, ws)
+	}
+}
+
+// streamGone marks w's stream ws ended and tells the running job's driver.
+// The caller holds s.mu.
+func (s *Server) streamGone(w *remoteWorker, ws *workStream) {
+	w.stream, w.lost = nil, true
+	if s.driver != nil {
+		s.driver.inbox.Put(streamClosed{ws})
+	}
+	s.log.Info("worker stream closed", "worker", ws.worker, "cause", context.Cause(ws.ctx))
+}
+
+// workerMessage handles one message after the hello.
+func (s *Server) workerMessage(ws *workStream, m *dpcnnv1.WorkerMessage) error {
+	switch k := m.Kind.(type) {
+	case *dpcnnv1.WorkerMessage_Hello:
+		return status.Error(codes.InvalidArgument, "work: a second hello on one stream")
+	case *dpcnnv1.WorkerMessage_Heartbeat:
+		return nil
+	case *dpcnnv1.WorkerMessage_Result:
+		if k.Result == nil {
+			return status.Error(codes.InvalidArgument, "work: empty result")
+		}
+		ws.setOutstanding(k.Result.AssignmentId, false)
+		s.toDriver(ws, k.Result.JobId, workResult{ws, k.Result})
+	case *dpcnnv1.WorkerMessage_Failure:
+		if k.Failure == nil {
+			return status.Error(codes.InvalidArgument, "work: empty failure")
+		}
+		ws.setOutstanding(k.Failure.AssignmentId, false)
+		s.toDriver(ws, k.Failure.JobId, workFailure{ws, k.Failure})
+	default:
+		return status.Error(codes.InvalidArgument, "work: a message of no known kind")
+	}
+	return nil
+}
+
+// toDriver hands a worker's answer to the driver of job, when it runs.
+func (s *Server) toDriver(ws *workStream, job string, in driverInput) {
+	if ws.ctx.Err() != nil {
+		return // the stream ended: its work is being redone already
+	}
+	s.mu.Lock()
+	d := s.driver
+	s.mu.Unlock()
+	if d == nil || d.id != job {
+		s.log.Debug("answer for a job that is not running", "worker", ws.worker, "job", job)
+		return
+	}
+	d.inbox.Put(in)
+}
+
+// monitorHeartbeats ends the streams of workers that fell silent.
+func (s *Server) monitorHeartbeats(l *leadership) {
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for _, w := range s.workers {
+				if ws := w.stream; ws != nil && now.Sub(time.Unix(0, ws.lastSeen.Load())) > s.cfg.HeartbeatTimeout {
+					s.log.Warn("worker missed its heartbeats", "worker", ws.worker, "timeout", s.cfg.HeartbeatTimeout)
+					ws.cancel(errHeartbeat)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// FetchDataset implements WorkerService.
+func (s *Server) FetchDataset(req *dpcnnv1.FetchDatasetRequest, stream grpc.ServerStreamingServer[dpcnnv1.FileChunk]) error {
+	want := s.files
+	if len(req.Names) > 0 {
+		want = nil
+		for _, name := range req.Names {
+			var found *dpcnnv1.FileInfo
+			for _, f := range s.files {
+				if f.Name == name {
+					found = f
+				}
+			}
+			if found == nil {
+				return status.Errorf(codes.NotFound, "fetch dataset: no file %q (the coordinator has %s)", name, fileNames(s.files))
+			}
+			want = append(want, found)
+		}
+	}
+	for _, f := range want {
+		if err := sendFile(stream, f, s.filePaths[f.Name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func fileNames(files []*dpcnnv1.FileInfo) string {
+	out := ""
+	for i, f := range files {
+		if i > 0 {
+			out += ", "
+		}
+		out += f.Name
+	}
+	return out
+}
+
+// ListWorkers implements ClusterService: the workers registered in etcd and
+// those that joined this leader, by id.
+func (s *Server) ListWorkers(ctx context.Context, _ *dpcnnv1.ListWorkersRequest) (*dpcnnv1.ListWorkersResponse, error) {
+	recs, err := keyspace.ListWorkers(ctx, s.cfg.Etcd, s.cfg.Prefix)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "list workers: %v", err)
+	}
+	byID := map[string]*dpcnnv1.WorkerInfo{}
+	for _, r := range recs {
+		byID[r.ID] = &dpcnnv1.WorkerInfo{
+			Id: r.ID, Address: r.Address, Backend: r.Backend, Cores: int32(r.Cores), Version: r.Version,
+			ImagesPerSec: r.Speed, State: dpcnnv1.WorkerState_WORKER_STATE_JOINING,
+		}
+	}
+	s.mu.Lock()
+	running := ""
+	if s.driver != nil {
+		running = s.driver.id
+	}
+	for id, w := range s.workers {
+		info, registered := byID[id]
+		if w.lost && w.stream == nil && !registered {
+			continue // gone, and its registration expired (or it never had one)
+		}
+		j := w.join
+		info = &dpcnnv1.WorkerInfo{
+			Id: id, Address: j.Address, Backend: j.Backend, BackendDetail: j.BackendDetail, Cores: j.Cores,
+			Version: j.Version, ImagesPerSec: j.ImagesPerSec, JoinedUnixNanos: w.joined.UnixNano(),
+			State: dpcnnv1.WorkerState_WORKER_STATE_JOINING,
+		}
+		if w.lost {
+			info.State = dpcnnv1.WorkerState_WORKER_STATE_LOST
+		}
+		if ws := w.stream; ws != nil {
+			info.LastSeenUnixNanos = ws.lastSeen.Load()
+			ws.mu.Lock()
+			info.State = dpcnnv1.WorkerState_WORKER_STATE_IDLE
+			if len(ws.outstanding) > 0 {
+				info.State = dpcnnv1.WorkerState_WORKER_STATE_BUSY
+			}
+			if ws.measured > 0 {
+				info.ImagesPerSec = ws.measured
+			}
+			if ws.job != "" && ws.job == running {
+				info.JobId = ws.job
+			}
+			ws.mu.Unlock()
+		}
+		byID[id] = info
+	}
+	s.mu.Unlock()
+	out := &dpcnnv1.ListWorkersResponse{}
+	for _, info := range byID {
+		out.Workers = append(out.Workers, info)
+	}
+	sort.Slice(out.Workers, func(i, j int) bool { return out.Workers[i].Id < out.Workers[j].Id })
+	return out, nil
+}

@@ -1,0 +1,387 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/philox"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// DaemonConfig configures a worker process (Run). Zero fields take the
+// defaults their comments give.
+type DaemonConfig struct {
+	// ID names the worker stably across reconnections (a pod name, or host
+	// and process id): 1 to 63 characters of [a-zA-Z0-9._-]. Required.
+	ID string
+	// Address is where the worker runs, for people (default: the host
+	// name). Version is the worker's build version.
+	Address string
+	Version string
+
+	// Coordinator is the gRPC address (host:port) of the coordinator to
+	// dial. When empty, the worker dials the leader that etcd names, and
+	// follows it when the leadership moves.
+	Coordinator string
+	// Etcd is the cluster's etcd, where the worker registers itself under a
+	// lease and finds the leader; EtcdEndpoints makes a client when Etcd is
+	// nil (closed by Run). Without either the worker does not register,
+	// and Coordinator is required.
+	Etcd          *clientv3.Client
+	EtcdEndpoints []string
+	// Prefix is the etcd key prefix (default cluster.DefaultPrefix);
+	// RegistrationTTL the lease of the worker's record (default
+	// cluster.DefaultWorkerTTL).
+	Prefix          string
+	RegistrationTTL time.Duration
+
+	// Backend computes the gradients; the daemon uses it from one goroutine
+	// and nothing else may use it meanwhile. When nil, Run makes the
+	// BackendName backend ("cpu", the default, or "reference") with
+	// Threads threads (0: all cores) and closes it at the end.
+	Backend     kernels.Backend[float32]
+	BackendName string
+	Threads     int
+
+	// Where the data set comes from, in this order: Train and Test, sets
+	// already in memory that DatasetFiles describes to the coordinator
+	// (for workers run in process); else the MNIST files in DataDir
+	// (loaded with dataset.LoadMNIST); else the coordinator's files,
+	// fetched with FetchDataset and kept in CacheDir (default: the user's
+	// cache folder, dpcnn/datasets).
+	Train, Test  *dataset.Set
+	DatasetFiles []*dpcnnv1.FileInfo
+	DataDir      string
+	CacheDir     string
+
+	// ImagesPerSec is the training throughput the worker joins with: when
+	// 0, Run measures it at start with a few micro-batches of the deep
+	// network; when negative, the worker reports none.
+	ImagesPerSec float64
+	// EvalBatch is the batch size of evaluations (default 256).
+	EvalBatch int
+
+	// RetryMin and RetryMax bound the exponential backoff, with jitter,
+	// between attempts to reach the coordinator (defaults 100 ms and 5 s).
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds the graceful drain when ctx ends: the worker
+	// finishes the subtree it computes, unless it takes longer than this
+	// (default 30 s), and then leaves.
+	DrainTimeout time.Duration
+	// HeartbeatInterval is used when the coordinator names none (default
+	// 1 s).
+	HeartbeatInterval time.Duration
+
+	// Logger receives the daemon's logs (default: none).
+	Logger *slog.Logger
+	// DialOptions are added to the gRPC dial options (transport security
+	// by default is none: the coordinator is reached over a trusted
+	// network).
+	DialOptions []grpc.DialOption
+}
+
+// Defaults of DaemonConfig.
+const (
+	DefaultEvalBatch         = 256
+	DefaultRetryMin          = 100 * time.Millisecond
+	DefaultRetryMax          = 5 * time.Second
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultHeartbeatInterval = time.Second
+)
+
+// Run is the worker process: it finds the coordinator (Coordinator, or the
+// leader in etcd), joins it, fetches the data set when it has none, and
+// computes the assignments of its Work stream until ctx ends. It registers
+// itself in etcd while it runs. When the stream breaks or a new leader
+// takes over, it joins again, with exponential backoff. When ctx ends it
+// drains: it finishes the subtree it computes, sends it, deregisters and
+// returns nil. It returns an error only when it cannot run at all (bad
+// configuration, the data set does not load, the coordinator refuses the
+// worker's description).
+func Run(ctx context.Context, cfg DaemonConfig) error {
+	d, err := newDaemon(cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	return d.run(ctx)
+}
+
+// daemon is one worker process's state.
+type daemon struct {
+	cfg     DaemonConfig
+	log     *slog.Logger
+	backend kernels.Backend[float32]
+	closers []func()
+
+	etcd    *clientv3.Client
+	prefix  string
+	cores   int
+	kind    string // the backend's kind on the wire: cpu or cuda
+	speed   float64
+	detail  string
+	fetch   bool // the data set comes from the coordinator
+	cache   DatasetCache
+	train   *dataset.Set
+	test    *dataset.Set
+	files   []*dpcnnv1.FileInfo
+	warned  bool // about a data set that differs from the coordinator's
+	jobs    *jobs
+	retry   backoff
+	leaders *leaderTracker // nil when Coordinator is set or there is no etcd
+	// redirect is the leader a follower named, dialled once instead of
+	// Coordinator.
+	redirect     string
+	quickRejoins int // joins in a row after a refused session
+}
+
+func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
+	if err := checkWorkerID(cfg.ID); err != nil {
+		return nil, err
+	}
+	if cfg.Coordinator == "" && cfg.Etcd == nil && len(cfg.EtcdEndpoints) == 0 {
+		return nil, fmt.Errorf("worker %s: no coordinator address and no etcd to find the leader in", cfg.ID)
+	}
+	if (cfg.Train == nil) != (cfg.Test == nil) {
+		return nil, fmt.Errorf("worker %s: give both a training and a test set, or neither", cfg.ID)
+	}
+	cfg = cfg.withDefaults()
+	d := &daemon{cfg: cfg, log: cfg.Logger.With("worker", cfg.ID), prefix: cfg.Prefix}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	d.retry = newBackoff(cfg.ID, cfg.RetryMin, cfg.RetryMax)
+
+	d.backend = cfg.Backend
+	if d.backend == nil {
+		if d.backend, err = NewBackend(cfg.BackendName, cfg.Threads); err != nil {
+			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
+		}
+		if c, ok := d.backend.(interface{ Close() }); ok {
+			d.closers = append(d.closers, c.Close)
+		}
+	}
+	d.cores = 1
+	if t, ok := d.backend.(interface{ Threads() int }); ok {
+		d.cores = t.Threads()
+	}
+	d.kind = backendKind(d.backend.Name())
+	d.detail = fmt.Sprintf("%s %s, %d threads", d.backend.Name(), runtime.GOARCH, d.cores)
+
+	d.etcd = cfg.Etcd
+	if d.etcd == nil && len(cfg.EtcdEndpoints) > 0 {
+		if d.etcd, err = cluster.Dial(cfg.EtcdEndpoints); err != nil {
+			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
+		}
+		cli := d.etcd
+		d.closers = append(d.closers, func() { cli.Close() })
+	}
+
+	switch {
+	case cfg.Train != nil:
+		d.train, d.test, d.files = cfg.Train, cfg.Test, cfg.DatasetFiles
+	case cfg.DataDir != "":
+		dir, err := dataset.Locate(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
+		}
+		if d.train, d.test, err = dataset.LoadMNIST(dir); err != nil {
+			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
+		}
+		if d.files, err = LocalDatasetFiles(dir); err != nil {
+			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
+		}
+	default:
+		d.fetch = true
+		d.cache = DatasetCache{Dir: cfg.CacheDir}
+	}
+	d.jobs = newJobs(cfg.ID, d.backend, cfg.EvalBatch)
+
+	d.speed = max(cfg.ImagesPerSec, 0)
+	if cfg.ImagesPerSec == 0 {
+		if d.speed, err = MeasureSpeed(d.backend); err != nil {
+			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
+		}
+		d.log.Info("measured speed", "imagesPerSec", d.speed, "backend", d.detail)
+	}
+	return d, nil
+}
+
+func (c DaemonConfig) withDefaults() DaemonConfig {
+	if c.Address == "" {
+		c.Address, _ = os.Hostname()
+	}
+	if c.Prefix == "" {
+		c.Prefix = cluster.DefaultPrefix
+	}
+	if c.RegistrationTTL <= 0 {
+		c.RegistrationTTL = cluster.DefaultWorkerTTL
+	}
+	if c.BackendName == "" {
+		c.BackendName = "cpu"
+	}
+	if c.CacheDir == "" {
+		if dir, err := os.UserCacheDir(); err == nil {
+			c.CacheDir = filepath.Join(dir, "dpcnn", "datasets")
+		} else {
+			c.CacheDir = filepath.Join(os.TempDir(), "dpcnn-datasets")
+		}
+	}
+	if c.EvalBatch <= 0 {
+		c.EvalBatch = DefaultEvalBatch
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
+
+// NewBackend returns the named compute backend: "cpu" with threads threads
+// (0: all cores), or "reference".
+func NewBackend(name string, threads int) (kernels.Backend[float32], error) {
+	switch name {
+	case "cpu":
+		return kernels.NewCPU(threads), nil
+	case "reference":
+		return kernels.NewReference[float32](), nil
+	default:
+		return nil, fmt.Errorf("unknown backend %q (known: cpu, reference)", name)
+	}
+}
+
+// backendKind is the kind of device a backend computes on, as JoinRequest
+// and the etcd record name it: "cuda" for CUDA backends, else "cpu" (the
+// CPU and reference backends; BackendDetail names which).
+func backendKind(name string) string {
+	if name == "cuda" {
+		return "cuda"
+	}
+	return "cpu"
+}
+
+// checkWorkerID checks the rule of JoinRequest.worker_id.
+func checkWorkerID(id string) error {
+	if len(id) < 1 || len(id) > 63 {
+		return fmt.Errorf("worker: id %q: want 1 to 63 characters", id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("worker: id %q: want only the characters [a-zA-Z0-9._-]", id)
+		}
+	}
+	return nil
+}
+
+// run registers the worker and holds sessions with the coordinator, one
+// after the other, until ctx ends.
+func (d *daemon) run(ctx context.Context) error {
+	// Registration and the leader watch outlive ctx by the drain: they end
+	// when run returns.
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLife()
+	if d.etcd != nil {
+		reg := d.register(life)
+		defer reg.stop()
+		if d.cfg.Coordinator == "" {
+			d.leaders = watchLeaders(life, d.etcd, d.prefix)
+		}
+	}
+	for {
+		end := d.session(ctx)
+		switch {
+		case end.drained || ctx.Err() != nil:
+			d.log.Info("stopped")
+			return nil
+		case end.fatal:
+			return end.err
+		}
+		if end.productive {
+			d.retry.reset()
+		}
+		wait := d.retry.next()
+		d.log.Warn("disconnected; will reconnect", "err", end.err, "retryIn", wait.Round(time.Millisecond))
+		if !sleepCtx(ctx, wait) {
+			d.log.Info("stopped")
+			return nil
+		}
+	}
+}
+
+// backoff yields exponentially growing waits, each drawn uniformly from
+// the upper half of its bound so that workers that lost the same
+// coordinator do not come back in step. The draws come from a philox
+// stream keyed by the worker's id.
+type backoff struct {
+	min, max time.Duration
+	bound    time.Duration
+	rand     philox.Stream
+	draws    uint32
+}
+
+func newBackoff(key string, lo, hi time.Duration) backoff {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return backoff{min: lo, max: hi, rand: philox.NewStream(h.Sum64(), 0x6261636b, 0x6f666600, 0)}
+}
+
+func (b *backoff) next() time.Duration {
+	if b.bound == 0 {
+		b.bound = b.min
+	} else {
+		b.bound = min(2*b.bound, b.max)
+	}
+	u := b.rand.Uniform(b.draws)
+	b.draws++
+	return b.bound/2 + time.Duration(u*float64(b.bound-b.bound/2))
+}
+
+func (b *backoff) reset() { b.bound = 0 }
+
+// sleepCtx waits for d or until ctx ends, and reports whether it waited d.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// errDrained ends a session whose worker is shutting down.
+var errDrained = errors.New("worker: drained")

@@ -1,0 +1,202 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// jobs is what a worker daemon holds for the jobs it computes: per job a
+// network replica, the parameter version it holds and reused buffers.
+// It is used by the daemon's compute goroutine only, and outlives streams:
+// after a reconnection the coordinator sends the spec and parameters
+// again, and a job whose spec is unchanged keeps its replica.
+type jobs struct {
+	worker    string
+	backend   kernels.Backend[float32]
+	evalBatch int
+	byID      map[string]*jobRun
+}
+
+func newJobs(worker string, b kernels.Backend[float32], evalBatch int) *jobs {
+	return &jobs{worker: worker, backend: b, evalBatch: evalBatch, byID: make(map[string]*jobRun)}
+}
+
+// jobRun is one job's replica and buffers.
+type jobRun struct {
+	id       string
+	specJSON []byte
+	spec     job.Spec
+	leaves   int // micro-batches per step: the leaves of a step's reduction tree
+	comp     *Computer
+
+	params     []float32 // decode buffer of Assignment.params
+	version    uint64    // of the parameters in comp, when haveParams
+	haveParams bool
+
+	leafGrads  [][]float32
+	leafLosses []float64
+	micro      []MicroBatch
+
+	// The result message, reused from subtree to subtree: gRPC has encoded
+	// it by the time Send returns.
+	msg    dpcnnv1.WorkerMessage
+	result dpcnnv1.WorkResult
+	train  dpcnnv1.SubtreeGradient
+	grad   dpcnnv1.Tensor
+}
+
+// release forgets a job.
+func (js *jobs) release(id string) { delete(js.byID, id) }
+
+// reset forgets every job (their replicas read a data set that changed).
+func (js *jobs) reset() { clear(js.byID) }
+
+// prepare readies a's job on train: it builds the job's replica when a
+// carries a spec it does not hold, and loads a's parameters when a carries
+// them. It runs for every assignment, cancelled or not, in the order they
+// came, since later assignments rely on the parameters earlier ones
+// carried.
+func (js *jobs) prepare(a *dpcnnv1.Assignment, train *dataset.Set) (*jobRun, error) {
+	j := js.byID[a.GetJobId()]
+	if spec := a.GetJobSpecJson(); len(spec) > 0 && (j == nil || !bytes.Equal(spec, j.specJSON)) {
+		delete(js.byID, a.GetJobId())
+		var err error
+		if j, err = js.build(a.GetJobId(), spec, train); err != nil {
+			return nil, err
+		}
+		js.byID[j.id] = j
+	}
+	if j == nil {
+		return nil, fmt.Errorf("unknown job %q: no spec received on this stream", a.GetJobId())
+	}
+	if t := a.GetParams(); t != nil {
+		if err := t.DecodeInto(j.params); err != nil {
+			return nil, fmt.Errorf("parameters of version %d: %w", a.GetParamsVersion(), err)
+		}
+		if err := j.comp.SetParams(j.params); err != nil {
+			return nil, err
+		}
+		j.version, j.haveParams = a.GetParamsVersion(), true
+	}
+	return j, nil
+}
+
+// build makes a job's replica from its spec.
+func (js *jobs) build(id string, specJSON []byte, train *dataset.Set) (*jobRun, error) {
+	if train == nil {
+		return nil, fmt.Errorf("job %q: no data set loaded", id)
+	}
+	spec, err := job.Parse(specJSON)
+	if err != nil {
+		return nil, fmt.Errorf("job %q: %w", id, err)
+	}
+	comp, err := NewComputer(spec, js.backend, train, js.evalBatch)
+	if err != nil {
+		return nil, fmt.Errorf("job %q: %w", id, err)
+	}
+	return &jobRun{
+		id:       id,
+		specJSON: bytes.Clone(specJSON),
+		spec:     spec,
+		leaves:   spec.Batch / spec.MicroBatch,
+		comp:     comp,
+		params:   make([]float32, comp.ParamCount()),
+	}, nil
+}
+
+// checkVersion checks that the replica holds the parameters a needs.
+func (j *jobRun) checkVersion(a *dpcnnv1.Assignment) error {
+	if !j.haveParams {
+		return fmt.Errorf("no parameters received for version %d", a.GetParamsVersion())
+	}
+	if j.version != a.GetParamsVersion() {
+		return fmt.Errorf("parameters of version %d wanted, version %d held and none sent", a.GetParamsVersion(), j.version)
+	}
+	return nil
+}
+
+// subtree computes one subtree of a training assignment and returns its
+// result message (reused by the next call).
+func (j *jobRun) subtree(ctx context.Context, a *dpcnnv1.Assignment, sub *dpcnnv1.Subtree) (*dpcnnv1.WorkerMessage, error) {
+	first, count := int(sub.GetFirstLeaf()), int(sub.GetLeafCount())
+	if !(Subtree{first, first + count}).IsNode(j.leaves) {
+		return nil, fmt.Errorf("subtree of leaves [%d, %d): not a node of the reduction tree over the step's %d micro-batches",
+			first, first+count, j.leaves)
+	}
+	m := j.spec.MicroBatch
+	idx := sub.GetIndices()
+	if len(idx) != count*m {
+		return nil, fmt.Errorf("subtree of leaves [%d, %d): %d sample indices, want %d leaves × %d",
+			first, first+count, len(idx), count, m)
+	}
+	if a.GetEpoch() < 0 || a.GetStep() < 0 {
+		return nil, fmt.Errorf("epoch %d, step %d: must not be negative", a.GetEpoch(), a.GetStep())
+	}
+	for len(j.leafGrads) < count {
+		j.leafGrads = append(j.leafGrads, make([]float32, j.comp.ParamCount()))
+		j.leafLosses = append(j.leafLosses, 0)
+	}
+	j.micro = j.micro[:0]
+	for i := range count {
+		j.micro = append(j.micro, MicroBatch{Epoch: a.GetEpoch(), Step: a.GetStep(), Indices: idx[i*m : (i+1)*m]})
+	}
+	start := time.Now()
+	grad, losses, correct, err := ComputeSubtree(ctx, j.comp, j.micro, j.leafGrads, j.leafLosses)
+	if err != nil {
+		return nil, fmt.Errorf("subtree of leaves [%d, %d): %w", first, first+count, err)
+	}
+	elapsed := time.Since(start)
+
+	j.grad.SetFloat32s("grad", []int{len(grad)}, grad)
+	j.train.FirstLeaf, j.train.LeafCount = sub.GetFirstLeaf(), sub.GetLeafCount()
+	j.train.GradientSum = &j.grad
+	j.train.LeafLossSums = losses
+	j.train.Correct = int64(correct)
+	j.result.AssignmentId, j.result.JobId = a.GetAssignmentId(), a.GetJobId()
+	j.result.Outcome = &dpcnnv1.WorkResult_Train{Train: &j.train}
+	j.result.ComputeNanos = elapsed.Nanoseconds()
+	j.msg.Kind = &dpcnnv1.WorkerMessage_Result{Result: &j.result}
+	return &j.msg, nil
+}
+
+// evaluate counts the test samples of an evaluation assignment that the
+// replica classifies correctly, in pieces of the evaluation batch so that
+// ctx can stop it between them.
+func (j *jobRun) evaluate(ctx context.Context, a *dpcnnv1.Assignment, test *dataset.Set) (*dpcnnv1.WorkerMessage, error) {
+	ev := a.GetEval()
+	begin, end := ev.GetBegin(), ev.GetEnd()
+	if test == nil || begin < 0 || begin > end || end > int64(test.Len()) {
+		n := 0
+		if test != nil {
+			n = test.Len()
+		}
+		return nil, fmt.Errorf("evaluate test samples [%d, %d) of %d", begin, end, n)
+	}
+	start := time.Now()
+	correct := 0
+	for lo := int(begin); lo < int(end); {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+4*len(j.comp.labels), int(end)) // a few batches of the replica's size
+		n, err := j.comp.Evaluate(test, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		correct += n
+		lo = hi
+	}
+	return &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Result{Result: &dpcnnv1.WorkResult{
+		AssignmentId: a.GetAssignmentId(),
+		JobId:        a.GetJobId(),
+		Outcome:      &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{Begin: begin, End: end, Correct: int64(correct)}},
+		ComputeNanos: time.Since(start).Nanoseconds(),
+	}}}, nil
+}
