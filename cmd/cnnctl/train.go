@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -14,69 +15,102 @@ import (
 	"github.com/dpcnn/dpcnn/worker"
 )
 
+// trainOptions are the flags of `cnnctl train` other than the job's.
+type trainOptions struct {
+	dataDir, backend, out string
+	threads, workers      int
+	inProcess             bool
+}
+
 func newTrainCmd(e *env) *cobra.Command {
 	var jf jobFlags
-	var dataDir, backend, out string
-	var threads int
+	var o trainOptions
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train a network on MNIST on this machine",
 		Long: `Train a network on MNIST on this machine and report test accuracy per epoch.
 
+By default the run is a whole cluster in this process: an embedded etcd, a
+coordinator and --workers workers talking gRPC over 127.0.0.1, the same code as
+the daemons. The job is submitted and watched like 'cnnctl submit job --wait'.
+With --in-process one worker computes in a plain loop with no network.
+
 The run writes checkpoint.ckpt (parameters, optimizer state, step, seed, network)
-to --out after every epoch and at the end; evaluate it with 'cnnctl eval' and
-export it with 'cnnctl export onnx'.`,
+to --out at the end (--in-process: after every epoch too); evaluate it with
+'cnnctl eval' and export it with 'cnnctl export onnx'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, err := jf.build(cmd.Flags())
 			if err != nil {
 				return err
 			}
-			b, err := newBackend(backend, threads)
-			if err != nil {
+			if _, err := newBackend(o.backend, o.threads); err != nil {
 				return err
 			}
-			dir, err := dataset.Locate(dataDir)
-			if err != nil {
-				return err
+			if o.workers < 1 {
+				return fmt.Errorf("--workers %d: want at least 1", o.workers)
 			}
-			train, test, err := dataset.LoadMNIST(dir)
-			if err != nil {
-				return err
+			if o.threads < 0 {
+				return fmt.Errorf("--threads %d: must not be negative", o.threads)
 			}
-			trainer, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
-			if err != nil {
-				return err
+			if o.out == "" {
+				o.out = filepath.Join("runs", fmt.Sprintf("%s-seed%d", netName(spec), spec.Seed))
 			}
-			comp, err := worker.NewComputer(trainer.Spec(), b, train, 500)
-			if err != nil {
-				return err
+			if o.inProcess {
+				if o.workers != 1 {
+					return fmt.Errorf("--in-process runs one worker; drop --workers %d", o.workers)
+				}
+				return trainInProcess(cmd.Context(), e, spec, o)
 			}
-			if out == "" {
-				out = filepath.Join("runs", fmt.Sprintf("%s-seed%d", netName(spec), spec.Seed))
-			}
-			ckptPath := filepath.Join(out, "checkpoint.ckpt")
-			fmt.Fprintf(e.stdout, "training %s on %s backend: %d epochs, %d steps of %d images, seed %d\n",
-				netName(spec), b.Name(), spec.Epochs, trainer.TotalSteps(), spec.Batch, spec.Seed)
-			progress := newProgressPrinter(e.stdout, trainer.TotalSteps())
-			res, err := trainer.Run(cmd.Context(), &coordinator.LocalWorkers{Computer: comp, Test: test},
-				progress.report,
-				func(c *model.Checkpoint) error { return coordinator.WriteCheckpointFile(ckptPath, c) })
-			progress.finish()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "done: %d steps in %s (%.0f images/s), final loss %.4f, test accuracy %.4f\ncheckpoint: %s\n",
-				res.Steps, res.Elapsed.Round(time.Second), res.ImagesPerSec, res.FinalLoss, res.TestAccuracy, ckptPath)
-			return nil
+			return trainLocalCluster(cmd.Context(), e, spec, o)
 		},
 	}
 	jf.register(cmd.Flags())
-	cmd.Flags().StringVar(&dataDir, "data", "", "folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
-	cmd.Flags().StringVar(&backend, "backend", "cpu", "compute backend: cpu or reference")
-	cmd.Flags().IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
-	cmd.Flags().StringVarP(&out, "out", "o", "", "output folder (default runs/<net>-seed<seed>)")
+	cmd.Flags().StringVar(&o.dataDir, "data", "", "folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
+	cmd.Flags().StringVar(&o.backend, "backend", "cpu", "compute backend: cpu or reference")
+	cmd.Flags().IntVar(&o.threads, "threads", 0, "CPU threads in all, shared among the workers (0: all cores)")
+	cmd.Flags().IntVar(&o.workers, "workers", 1, "workers of the local cluster")
+	cmd.Flags().BoolVar(&o.inProcess, "in-process", false, "train in a plain loop in this process: no etcd, no gRPC (the baseline of 'cnnctl bench cluster')")
+	cmd.Flags().StringVarP(&o.out, "out", "o", "", "output folder (default runs/<net>-seed<seed>)")
 	return cmd
+}
+
+// trainInProcess trains with coordinator.Trainer and one LocalWorkers.
+func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) error {
+	b, err := newBackend(o.backend, o.threads)
+	if err != nil {
+		return err
+	}
+	dir, err := dataset.Locate(o.dataDir)
+	if err != nil {
+		return err
+	}
+	train, test, err := dataset.LoadMNIST(dir)
+	if err != nil {
+		return err
+	}
+	trainer, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
+	if err != nil {
+		return err
+	}
+	comp, err := worker.NewComputer(trainer.Spec(), b, train, 500)
+	if err != nil {
+		return err
+	}
+	ckptPath := filepath.Join(o.out, "checkpoint.ckpt")
+	fmt.Fprintf(e.stdout, "training %s on %s backend: %d epochs, %d steps of %d images, seed %d\n",
+		netName(spec), b.Name(), spec.Epochs, trainer.TotalSteps(), spec.Batch, spec.Seed)
+	progress := newProgressPrinter(e.stdout, trainer.TotalSteps())
+	res, err := trainer.Run(ctx, &coordinator.LocalWorkers{Computer: comp, Test: test},
+		progress.report,
+		func(c *model.Checkpoint) error { return coordinator.WriteCheckpointFile(ckptPath, c) })
+	progress.finish()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "done: %d steps in %s (%.0f images/s), final loss %.4f, test accuracy %.4f\ncheckpoint: %s\n",
+		res.Steps, res.Elapsed.Round(time.Second), res.ImagesPerSec, res.FinalLoss, res.TestAccuracy, ckptPath)
+	return nil
 }
 
 func netName(s job.Spec) string {

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+func newWatchCmd(e *env) *cobra.Command {
+	var cf clientFlags
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "watch JOB",
+		Short: "Follow a job's progress until it ends",
+		Long: `Follow a job until it ends: a progress bar on a terminal, else about ten lines
+an epoch (epoch, step, loss, accuracy, images/s, ETA, live workers), and a line for
+every evaluation, state change, log line, checkpoint and membership change.
+It fails when the job fails or is cancelled.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.watch(cmd.Context(), args[0], newWatchView(e.stdout, quiet))
+			if err != nil {
+				return err
+			}
+			return res.err()
+		},
+	}
+	cf.register(cmd.Flags())
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print evaluations, state changes and errors only")
+	return cmd
+}
+
+// watchResult is what following a job found.
+type watchResult struct {
+	JobID       string
+	State       dpcnnv1.JobState
+	Reason      string                // of the last state change
+	Evaluations []*dpcnnv1.Evaluation // in the order they happened
+	Progress    *dpcnnv1.JobProgress  // the last progress report
+	Checkpoint  *dpcnnv1.CheckpointInfo
+}
+
+// err is nil for a job that succeeded and says why otherwise.
+func (r *watchResult) err() error {
+	switch r.State {
+	case dpcnnv1.JobState_JOB_STATE_SUCCEEDED:
+		return nil
+	case dpcnnv1.JobState_JOB_STATE_FAILED:
+		return fmt.Errorf("job %s failed: %s", r.JobID, r.Reason)
+	case dpcnnv1.JobState_JOB_STATE_CANCELLED:
+		if r.Reason == "" {
+			return fmt.Errorf("job %s was cancelled", r.JobID)
+		}
+		return fmt.Errorf("job %s was cancelled: %s", r.JobID, r.Reason)
+	default:
+		return fmt.Errorf("job %s: stopped watching while it is %s", r.JobID, stateName(r.State))
+	}
+}
+
+// watch follows a job's events until the job ends, showing each on view.
+// Should the stream break on a coordinator that lost the lead, it resumes
+// on the new leader after the last event seen.
+func (c *client) watch(ctx context.Context, jobID string, view *watchView) (*watchResult, error) {
+	res := &watchResult{JobID: jobID}
+	var last uint64
+	defer view.finish()
+	err := c.do(ctx, "watch "+jobID, func(ctx context.Context) error {
+		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: jobID, AfterSequence: last})
+		if err != nil {
+			return err
+		}
+		for {
+			ev, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if ev.Sequence > last {
+				last = ev.Sequence
+			}
+			res.add(ev)
+			view.show(ev)
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	if !jobEnded(res.State) {
+		// The stream ended without the final state change (a replay of a
+		// job that ended long ago may have dropped it): ask.
+		err = c.unary(ctx, "status "+jobID, func(ctx context.Context) error {
+			j, err := c.jobs().GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: jobID})
+			if err == nil {
+				res.State, res.Reason = j.State, j.Error
+				if res.Checkpoint == nil {
+					res.Checkpoint = j.LatestCheckpoint
+				}
+			}
+			return err
+		})
+	}
+	return res, err
+}
+
+func (r *watchResult) add(ev *dpcnnv1.JobEvent) {
+	switch k := ev.Kind.(type) {
+	case *dpcnnv1.JobEvent_Progress:
+		r.Progress = k.Progress
+		if e := k.Progress.Evaluation; e != nil {
+			if n := len(r.Evaluations); n == 0 || r.Evaluations[n-1].GlobalStep != e.GlobalStep {
+				r.Evaluations = append(r.Evaluations, e)
+			}
+		}
+	case *dpcnnv1.JobEvent_StateChange:
+		r.State, r.Reason = k.StateChange.NewState, k.StateChange.Reason
+	case *dpcnnv1.JobEvent_Checkpoint:
+		r.Checkpoint = k.Checkpoint
+	}
+}
+
+// watchView shows a job's events: a progress bar when out is a terminal,
+// plain lines (about ten an epoch) otherwise.
+type watchView struct {
+	out   io.Writer
+	quiet bool
+	tty   bool
+	bar   *progressbar.ProgressBar
+}
+
+func newWatchView(out io.Writer, quiet bool) *watchView {
+	v := &watchView{out: out, quiet: quiet}
+	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		v.tty = true
+	}
+	return v
+}
+
+func (v *watchView) show(ev *dpcnnv1.JobEvent) {
+	p, isProgress := ev.Kind.(*dpcnnv1.JobEvent_Progress)
+	if !isProgress {
+		if _, log := ev.Kind.(*dpcnnv1.JobEvent_Log); v.quiet && log && ev.GetLog().Level < dpcnnv1.LogLevel_LOG_LEVEL_WARN {
+			return
+		}
+		if _, ck := ev.Kind.(*dpcnnv1.JobEvent_Checkpoint); v.quiet && ck {
+			return
+		}
+		if _, wc := ev.Kind.(*dpcnnv1.JobEvent_WorkersChanged); v.quiet && wc {
+			return
+		}
+		v.line(eventText(ev))
+		return
+	}
+	pr := p.Progress
+	if v.tty && !v.quiet && pr.TotalSteps > 0 {
+		if v.bar == nil {
+			v.bar = progressbar.NewOptions64(pr.TotalSteps,
+				progressbar.OptionSetWriter(v.out),
+				progressbar.OptionShowCount(),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionThrottle(200*time.Millisecond),
+				progressbar.OptionClearOnFinish(),
+			)
+		}
+		v.bar.Describe(fmt.Sprintf("epoch %d/%d loss %.4f acc %.3f %.0f img/s workers %d",
+			pr.Epoch, pr.Epochs, pr.Loss, pr.TrainAccuracy, pr.ImagesPerSec, pr.LiveWorkers))
+		v.bar.Set64(pr.GlobalStep)
+	} else if !v.quiet {
+		every := max(1, pr.StepsPerEpoch/10)
+		if pr.StepInEpoch%every == 0 || pr.StepInEpoch == pr.StepsPerEpoch || pr.GlobalStep == pr.TotalSteps {
+			v.line(progressText(pr))
+		}
+	}
+	if pr.Evaluation != nil {
+		v.line(evaluationText(pr.Evaluation))
+	}
+}
+
+// line prints a line above the bar, if any.
+func (v *watchView) line(s string) {
+	if v.bar != nil {
+		v.bar.Clear()
+	}
+	fmt.Fprintln(v.out, s)
+}
+
+func (v *watchView) finish() {
+	if v.bar != nil {
+		v.bar.Finish()
+		v.bar = nil
+	}
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+func newWorkersCmd(e *env) *cobra.Command {
+	var cf clientFlags
+	var output string
+	cmd := &cobra.Command{
+		Use:   "workers",
+		Short: "List the workers the leading coordinator knows",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutputFormat(output); err != nil {
+				return err
+			}
+			c, err := cf.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var r *dpcnnv1.ListWorkersResponse
+			err = c.unary(cmd.Context(), "list workers", func(ctx context.Context) (err error) {
+				r, err = c.cluster().ListWorkers(ctx, &dpcnnv1.ListWorkersRequest{})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(e.stdout, r)
+			}
+			printWorkerTable(e.stdout, r.Workers, time.Now())
+			return nil
+		},
+	}
+	cf.register(cmd.Flags())
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// printWorkerTable writes one line per worker.
+func printWorkerTable(w io.Writer, workers []*dpcnnv1.WorkerInfo, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tSTATE\tBACKEND\tCORES\tIMG/S\tJOB\tLAST SEEN\tADDRESS\tVERSION")
+	for _, wk := range workers {
+		state := strings.ToLower(strings.TrimPrefix(wk.State.String(), "WORKER_STATE_"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\n", wk.Id, state, orDash(wk.Backend), wk.Cores, wk.ImagesPerSec,
+			orDash(wk.JobId), ago(wk.LastSeenUnixNanos, now), orDash(wk.Address), orDash(wk.Version))
+	}
+	tw.Flush()
+	if len(workers) == 0 {
+		fmt.Fprintln(w, "(no workers)")
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

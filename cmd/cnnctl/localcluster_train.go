@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// trainLocalCluster trains on a cluster started in this process: it
+// submits the job over gRPC, watches it to the end and downloads the final
+// checkpoint into the output folder.
+func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOptions) error {
+	dir, err := tempClusterDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	lc, err := startLocalCluster(ctx, localClusterConfig{
+		Dir: dir, Workers: o.workers, Threads: o.threads, Backend: o.backend, MNISTDir: o.dataDir, Logger: e.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer lc.Stop()
+	// Should a part of the cluster stop by itself, the watch ends with why.
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-lc.Failed:
+			cancel(fmt.Errorf("local cluster: %w", lc.Err()))
+		case <-wctx.Done():
+		}
+	}()
+
+	c := &client{timeout: 30 * time.Second}
+	if err := c.connect(lc.Coordinator); err != nil {
+		return err
+	}
+	defer c.Close()
+	var j *dpcnnv1.Job
+	err = c.unary(wctx, "submit job", func(ctx context.Context) (err error) {
+		j, err = c.jobs().SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON()})
+		return err
+	})
+	if err != nil {
+		return causeOr(wctx, err)
+	}
+	fmt.Fprintf(e.stdout, "training %s on %s backend, %s: %d epochs, %d steps of %d images, seed %d\n",
+		netName(spec), o.backend, workersText(o.workers, threadsOr(o.threads)), spec.Epochs, totalSteps(spec, lc.Train.Len()), spec.Batch, spec.Seed)
+	fmt.Fprintf(e.stdout, "job %s on coordinator %s, etcd %s\n", j.Id, lc.Coordinator, lc.Etcd[0])
+
+	ckptPath := filepath.Join(o.out, "checkpoint.ckpt")
+	res, err := c.watch(wctx, j.Id, newWatchView(e.stdout, false))
+	if err == nil {
+		err = res.err()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// Interrupted: keep what was trained so far.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if os.MkdirAll(o.out, 0o755) == nil {
+				if info, derr := c.downloadCheckpoint(dctx, j.Id, ckptPath); derr == nil {
+					fmt.Fprintf(e.stdout, "interrupted; checkpoint: %s (%d bytes)\n", ckptPath, info.Size)
+				}
+			}
+			return ctx.Err()
+		}
+		return causeOr(wctx, err)
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	if _, err := c.downloadCheckpoint(wctx, j.Id, ckptPath); err != nil {
+		return causeOr(wctx, err)
+	}
+	var steps int64
+	var elapsed time.Duration
+	var loss, speed float64
+	if p := res.Progress; p != nil {
+		steps, elapsed, loss, speed = p.GlobalStep, time.Duration(p.ElapsedNanos), p.Loss, p.ImagesPerSec
+	}
+	acc := "-"
+	if n := len(res.Evaluations); n > 0 {
+		acc = fmt.Sprintf("%.4f", res.Evaluations[n-1].TestAccuracy)
+	}
+	fmt.Fprintf(e.stdout, "done: %d steps in %s (%.0f images/s), final loss %.4f, test accuracy %s\ncheckpoint: %s\n",
+		steps, elapsed.Round(time.Second), speed, loss, acc, ckptPath)
+	return nil
+}
+
+// causeOr returns why ctx was cancelled when a failed part of the cluster
+// cancelled it, else err.
+func causeOr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+func workersText(workers, threads int) string {
+	per := max(1, threads/workers)
+	return fmt.Sprintf("%s of %s", plural(workers, "local worker"), plural(per, "thread"))
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// totalSteps is the number of optimizer steps a job runs on a training set
+// of trainLen samples (as coordinator.Engine counts them).
+func totalSteps(spec job.Spec, trainLen int) int64 {
+	if spec.TrainLimit > 0 {
+		trainLen = min(trainLen, spec.TrainLimit)
+	}
+	total := int64(spec.Epochs) * int64(trainLen/spec.Batch)
+	if spec.Steps > 0 && (spec.Epochs == 0 || spec.Steps < total) {
+		total = spec.Steps
+	}
+	return total
+}
