@@ -163,10 +163,17 @@ func (d *driver) run() {
 
 // loadCheckpoint reads the job's latest checkpoint when it has one; a
 // checkpoint that cannot be read is reported, and the job starts over.
+//
+// The file in the job's folder comes first: persist writes it before it
+// records it in etcd, so a leader that died between the two left a newer
+// checkpoint on the shared disk than etcd knows of.
 func (d *driver) loadCheckpoint() *model.Checkpoint {
 	d.s.mu.Lock()
 	path, state := d.entry.status.Checkpoint, d.entry.status.State
 	d.s.mu.Unlock()
+	if onDisk := filepath.Join(d.s.jobDir(d.id), checkpointFileName); fileExists(onDisk) {
+		path = onDisk
+	}
 	if path == "" {
 		return nil
 	}
@@ -582,4 +589,10 @@ func (d *driver) publish(ev *dpcnnv1.JobEvent, retain bool) {
 
 func (d *driver) logLine(level dpcnnv1.LogLevel, msg string) {
 	d.publish(logEvent(level, "coordinator", msg), true)
+}
+
+// fileExists reports whether path names an existing regular file.
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }
