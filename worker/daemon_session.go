@@ -52,6 +52,10 @@ func (d *daemon) session(ctx context.Context) sessionEnd {
 	log := d.log.With("coordinator", addr)
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// No service config from DNS: its TXT lookup stalls for seconds on
+		// networks without an outside resolver (an internal Docker network)
+		// and we configure the channel ourselves.
+		grpc.WithDisableServiceConfig(),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize),
 			grpc.MaxCallSendMsgSize(dpcnnv1.MaxMessageSize)),

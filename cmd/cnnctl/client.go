@@ -83,6 +83,7 @@ type client struct {
 func (c *client) connect(addr string) error {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableServiceConfig(), // no DNS TXT lookup: it stalls on isolated networks
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize), grpc.MaxCallSendMsgSize(dpcnnv1.MaxMessageSize)))
 	if err != nil {
 		return fmt.Errorf("coordinator %s: %w", addr, err)
