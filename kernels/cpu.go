@@ -24,6 +24,8 @@ type CPU struct {
 
 	// col holds each thread's im2col (or, backwards, dcol) block.
 	col [][]float32
+	// gemmSpace holds each thread's GEMM packing buffers.
+	gemmSpace []SgemmWorkspace
 	// partials holds the gradient chunks' partial sums of ConvBackwardFilter,
 	// chunk after chunk, each a transposed filter gradient (OC×K) followed
 	// by a bias gradient (OC).
@@ -52,7 +54,7 @@ func NewCPU(threads int) *CPU {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	c := &CPU{threads: threads, workers: newCPUWorkers(threads), col: make([][]float32, threads)}
+	c := &CPU{threads: threads, workers: newCPUWorkers(threads), col: make([][]float32, threads), gemmSpace: make([]SgemmWorkspace, threads)}
 	// The helpers reference only the worker set, never c, so c can become
 	// unreachable while they wait.
 	runtime.AddCleanup(c, (*cpuWorkers).close, c.workers)

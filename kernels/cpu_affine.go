@@ -43,17 +43,17 @@ type cpuAffineBackwardTask struct {
 	dxItems           int
 }
 
-func (t *cpuAffineBackwardTask) run(_, item int) {
+func (t *cpuAffineBackwardTask) run(worker, item int) {
 	dwItems := (t.in + cpuGemmRows - 1) / cpuGemmRows
 	switch {
 	case item < t.dxItems:
 		i0 := item * cpuGemmRows
 		rows := min(cpuGemmRows, t.n-i0)
-		t.c.sgemm(false, false, rows, t.in, t.out, 1, t.dy[i0*t.out:], t.out, t.c.transposed, t.in, 0, t.dx[i0*t.in:], t.in)
+		t.c.sgemm(worker, false, false, rows, t.in, t.out, 1, t.dy[i0*t.out:], t.out, t.c.transposed, t.in, 0, t.dx[i0*t.in:], t.in)
 	case item < t.dxItems+dwItems:
 		k0 := (item - t.dxItems) * cpuGemmRows
 		rows := min(cpuGemmRows, t.in-k0)
-		t.c.sgemm(true, false, rows, t.out, t.n, 1, t.x[k0:], t.in, t.dy, t.out, 0, t.dw[k0*t.out:], t.out)
+		t.c.sgemm(worker, true, false, rows, t.out, t.n, 1, t.x[k0:], t.in, t.dy, t.out, 0, t.dw[k0*t.out:], t.out)
 	default:
 		clear(t.db[:t.out])
 		cpuSumRows(t.n, t.out, t.dy, t.db)

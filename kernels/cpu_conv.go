@@ -152,7 +152,7 @@ func (t *cpuConvForwardTask) run(worker, item int) {
 	rows := (n1 - n0) * p.pixels
 	col := t.c.patches(worker, n0, n1)
 	y := t.y[n0*p.pixels*g.OC : n1*p.pixels*g.OC]
-	t.c.sgemm(false, false, rows, g.OC, p.k, 1, col, p.k, t.w, g.OC, 0, y, g.OC)
+	t.c.sgemm(worker, false, false, rows, g.OC, p.k, 1, col, p.k, t.w, g.OC, 0, y, g.OC)
 	cpuAddBias(rows, g.OC, t.bias, y)
 }
 
@@ -181,11 +181,11 @@ func (t *cpuConvDataTask) run(worker, item int) {
 	rows := (n1 - n0) * p.pixels
 	dy := t.dy[n0*p.pixels*g.OC:]
 	if p.direct {
-		t.c.sgemm(false, false, rows, p.k, g.OC, 1, dy, g.OC, t.c.transposed, p.k, 0, t.dx[n0*p.pixels*p.k:], p.k)
+		t.c.sgemm(worker, false, false, rows, p.k, g.OC, 1, dy, g.OC, t.c.transposed, p.k, 0, t.dx[n0*p.pixels*p.k:], p.k)
 		return
 	}
 	dcol := t.c.col[worker][:rows*p.k]
-	t.c.sgemm(false, false, rows, p.k, g.OC, 1, dy, g.OC, t.c.transposed, p.k, 0, dcol, p.k)
+	t.c.sgemm(worker, false, false, rows, p.k, g.OC, 1, dy, g.OC, t.c.transposed, p.k, 0, dcol, p.k)
 	cpuCol2Im(g, dcol, n0, n1, t.dx)
 }
 
@@ -229,7 +229,7 @@ func (t *cpuConvFilterTask) run(worker, chunk int) {
 		if b > b0 {
 			beta = 1
 		}
-		t.c.sgemm(true, false, g.OC, p.k, rows, 1, t.dy[n0*p.pixels*g.OC:], g.OC, col, p.k, beta, dwT, p.k)
+		t.c.sgemm(worker, true, false, g.OC, p.k, rows, 1, t.dy[n0*p.pixels*g.OC:], g.OC, col, p.k, beta, dwT, p.k)
 	}
 	n0, _ := p.samples(g, b0)
 	_, n1 := p.samples(g, b1-1)

@@ -8,9 +8,11 @@ package kernels
 // is 0. It is serial: the callers cut their work into fixed pieces and run
 // those on the threads. It is Sgemm, the register-blocked assembly GEMM,
 // whose summation order depends only on the shapes, so results do not depend
-// on the partition or the thread count.
-func (c *CPU) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
-	Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
+// on the partition or the thread count. worker names the calling thread,
+// whose own packing workspace it uses: a shared sync.Pool would hand back an
+// empty workspace after a garbage collection and allocate mid-step.
+func (c *CPU) sgemm(worker int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
+	c.gemmSpace[worker].Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cc, ldc)
 }
 
 // cpuGemmRows is the number of rows of C in one item of Gemm.
@@ -53,7 +55,7 @@ type cpuGemmTask struct {
 	lda, ldb, ldc int
 }
 
-func (t *cpuGemmTask) run(_, item int) {
+func (t *cpuGemmTask) run(worker, item int) {
 	i0 := item * cpuGemmRows
 	rows := min(cpuGemmRows, t.m-i0)
 	a := t.a
@@ -64,5 +66,5 @@ func (t *cpuGemmTask) run(_, item int) {
 			a = a[i0*t.lda:]
 		}
 	}
-	t.c.sgemm(t.transA, t.transB, rows, t.n, t.k, t.alpha, a, t.lda, t.b, t.ldb, t.beta, t.cc[i0*t.ldc:], t.ldc)
+	t.c.sgemm(worker, t.transA, t.transB, rows, t.n, t.k, t.alpha, a, t.lda, t.b, t.ldb, t.beta, t.cc[i0*t.ldc:], t.ldc)
 }
