@@ -60,11 +60,45 @@ type JobStatus struct {
 	CheckpointSize    int64     `json:"checkpointSize,omitempty"`
 	CheckpointSHA256  string    `json:"checkpointSha256,omitempty"`
 	CheckpointWritten time.Time `json:"checkpointWritten,omitzero"`
+	// CheckpointParamsSHA256 is the latest checkpoint's parameter hash.
+	CheckpointParamsSHA256 string `json:"checkpointParamsSha256,omitempty"`
+	// Checkpoints is the history of the job's checkpoints, oldest first,
+	// at most MaxCheckpointHistory of them.
+	Checkpoints []CheckpointRecord `json:"checkpoints,omitempty"`
 	EvalStep          int64     `json:"evalStep,omitempty"`
 	EvalEpoch         int64     `json:"evalEpoch,omitempty"`
 	EvalCorrect       int64     `json:"evalCorrect,omitempty"`
 	EvalSamples       int64     `json:"evalSamples,omitempty"`
 	Evaluated         bool      `json:"evaluated,omitempty"`
+}
+
+// MaxCheckpointHistory bounds JobStatus.Checkpoints, so that a long job's
+// record stays small.
+const MaxCheckpointHistory = 64
+
+// CheckpointRecord is one checkpoint in a job's history.
+type CheckpointRecord struct {
+	Step         int64     `json:"step"`
+	Epoch        int64     `json:"epoch"`
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256"`
+	ParamsSHA256 string    `json:"paramsSha256"`
+	Written      time.Time `json:"written"`
+}
+
+// AddCheckpoint appends r to the history, dropping the oldest records
+// beyond MaxCheckpointHistory and any record of a step at or after r's (a
+// job resumed from an older checkpoint writes those steps again).
+func (s *JobStatus) AddCheckpoint(r CheckpointRecord) {
+	h := s.Checkpoints
+	for len(h) > 0 && h[len(h)-1].Step >= r.Step {
+		h = h[:len(h)-1]
+	}
+	h = append(h, r)
+	if len(h) > MaxCheckpointHistory {
+		h = append([]CheckpointRecord(nil), h[len(h)-MaxCheckpointHistory:]...)
+	}
+	s.Checkpoints = h
 }
 
 // Ended reports whether the state is final.

@@ -345,7 +345,7 @@ func (s *Server) DownloadCheckpoint(req *dpcnnv1.DownloadCheckpointRequest, stre
 	if err != nil {
 		return status.Errorf(codes.Internal, "job %s: read checkpoint: %v", req.JobId, err)
 	}
-	return sendBytes(stream, checkpointFileName, data)
+	return sendBytes(stream, filepath.Base(path), data)
 }
 
 // DownloadModel implements JobService: the model of the job's latest
@@ -421,11 +421,9 @@ func (s *Server) nextDriver(l *leadership) *driver {
 	return d
 }
 
-// File names of a job's products in DataDir/jobs/<id>/.
-const (
-	checkpointFileName = "checkpoint.ckpt"
-	modelFileName      = "model.onnx"
-)
+// modelFileName is the name of a job's exported model in DataDir/jobs/<id>/;
+// its checkpoints are named by checkpointFileName.
+const modelFileName = "model.onnx"
 
 func (s *Server) jobDir(id string) string {
 	return filepath.Join(s.cfg.DataDir, "jobs", id)

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	keyspace "github.com/dpcnn/dpcnn/cluster"
@@ -161,29 +162,45 @@ func (d *driver) run() {
 	}
 }
 
-// loadCheckpoint reads the job's latest checkpoint when it has one; a
-// checkpoint that cannot be read is reported, and the job starts over.
+// loadCheckpoint reads the job's newest readable checkpoint, or returns nil
+// when it has none (the job starts over).
 //
-// The file in the job's folder comes first: persist writes it before it
-// records it in etcd, so a leader that died between the two left a newer
-// checkpoint on the shared disk than etcd knows of.
+// The files in the job's folder come first, newest step first: persist
+// writes a file before it records it in etcd, so a leader that died between
+// the two left a newer checkpoint on the shared disk than etcd knows of. A
+// file that cannot be read (truncated, corrupt, of another job) is reported
+// and the next older one is tried, so one bad file loses at most one
+// checkpoint interval. Files are named by step and a step's checkpoint is
+// the same bytes whoever wrote it, so a deposed leader that still writes one
+// cannot spoil the newer checkpoints of its successor.
 func (d *driver) loadCheckpoint() *model.Checkpoint {
 	d.s.mu.Lock()
-	path, state := d.entry.status.Checkpoint, d.entry.status.State
+	recorded, state := d.entry.status.Checkpoint, d.entry.status.State
 	d.s.mu.Unlock()
-	if onDisk := filepath.Join(d.s.jobDir(d.id), checkpointFileName); fileExists(onDisk) {
-		path = onDisk
-	}
-	if path == "" {
-		return nil
-	}
-	c, err := ReadCheckpointFile(path)
+	paths, err := jobCheckpoints(d.s.jobDir(d.id))
 	if err != nil {
-		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("cannot resume from the latest checkpoint, starting over: %v", err))
-		return nil
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("list checkpoints: %v", err))
 	}
-	d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("resuming the %s job from its checkpoint at step %d", state, c.Step))
-	return c
+	if recorded != "" && !slices.Contains(paths, recorded) {
+		paths = append(paths, recorded)
+	}
+	for i, path := range paths {
+		c, err := ReadCheckpointFile(path)
+		if err == nil && c.Seed != d.spec.Seed {
+			err = fmt.Errorf("checkpoint %s is of seed %d, the job's seed is %d", path, c.Seed, d.spec.Seed)
+		}
+		if err != nil {
+			next := "starting over"
+			if i+1 < len(paths) {
+				next = "trying an older one"
+			}
+			d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("cannot resume from a checkpoint, %s: %v", next, err))
+			continue
+		}
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("resuming the %s job from its checkpoint at step %d", state, c.Step))
+		return c
+	}
+	return nil
 }
 
 // input handles one thing the server handed over.
@@ -454,7 +471,8 @@ func (d *driver) evalDone(ef EvalDone) {
 // persist writes a checkpoint durably, then records it in etcd: a
 // recorded checkpoint is always on disk.
 func (d *driver) persist(c *model.Checkpoint) error {
-	path := filepath.Join(d.s.jobDir(d.id), checkpointFileName)
+	dir := d.s.jobDir(d.id)
+	path := filepath.Join(dir, checkpointFileName(c.Step))
 	if err := WriteCheckpointFile(path, c); err != nil {
 		return err
 	}
@@ -462,16 +480,28 @@ func (d *driver) persist(c *model.Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	params := c.ParamsSHA256()
 	d.lastCkpt = c
 	now := time.Now().UTC()
-	info := &dpcnnv1.CheckpointInfo{Step: c.Step, Epoch: c.Epoch, Size: size, Sha256: sum, WrittenUnixNanos: now.UnixNano()}
+	info := &dpcnnv1.CheckpointInfo{Step: c.Step, Epoch: c.Epoch, Size: size, Sha256: sum, WrittenUnixNanos: now.UnixNano(), ParamsSha256: params}
 	d.s.mu.Lock()
 	st := &d.entry.status
+	prev := st.CheckpointStep
+	if st.Checkpoint == "" || prev >= c.Step {
+		prev = c.Step
+	}
 	st.Checkpoint, st.CheckpointStep, st.CheckpointEpoch = path, c.Step, c.Epoch
 	st.CheckpointSize, st.CheckpointSHA256, st.CheckpointWritten, st.Updated = size, sum, now, now
+	st.CheckpointParamsSHA256 = params
+	st.AddCheckpoint(keyspace.CheckpointRecord{Step: c.Step, Epoch: c.Epoch, Size: size, SHA256: sum, ParamsSHA256: params, Written: now})
 	d.s.mu.Unlock()
 	d.dirty = true
 	d.writeStatus(true)
+	// Keep this checkpoint and the one before it, so that a corrupt newest
+	// file still leaves one to resume from.
+	if err := pruneCheckpoints(dir, prev); err != nil {
+		d.log.Warn("remove old checkpoints", "err", err)
+	}
 	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Checkpoint{Checkpoint: info}}, true)
 	d.log.Info("checkpoint", "step", c.Step, "path", path)
 	return nil

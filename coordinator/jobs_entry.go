@@ -153,7 +153,14 @@ func (e *jobEntry) proto(trainLen int) *dpcnnv1.Job {
 		j.LatestCheckpoint = &dpcnnv1.CheckpointInfo{
 			Step: st.CheckpointStep, Epoch: st.CheckpointEpoch, Size: st.CheckpointSize,
 			Sha256: st.CheckpointSHA256, WrittenUnixNanos: unixNanos(st.CheckpointWritten),
+			ParamsSha256: st.CheckpointParamsSHA256,
 		}
+	}
+	for _, r := range st.Checkpoints {
+		j.Checkpoints = append(j.Checkpoints, &dpcnnv1.CheckpointInfo{
+			Step: r.Step, Epoch: r.Epoch, Size: r.Size, Sha256: r.SHA256,
+			WrittenUnixNanos: unixNanos(r.Written), ParamsSha256: r.ParamsSHA256,
+		})
 	}
 	return j
 }

@@ -2,6 +2,11 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,4 +113,98 @@ func TestServerFailover(t *testing.T) {
 		t.Fatalf("the new leader did not resume the job from a checkpoint: events %v", evs)
 	}
 	checkTinyJob(t, cli, second, spec, 2)
+}
+
+// A coordinator restarted on the same disk resumes the job; when its newest
+// checkpoint file is corrupt it says so and resumes from the one before,
+// still ending with the local Trainer's parameters.
+func TestServerResumesPastCorruptCheckpoint(t *testing.T) {
+	cli := testEtcd(t)
+	dataDir := t.TempDir()
+	first := startCoordinator(t, cli, "c1", dataDir)
+	waitLeading(t, first)
+	startDaemons(t, cli, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+
+	spec := tinySpec()
+	spec.Epochs = 6 // a checkpoint every 4 steps
+	jobs := dpcnnv1.NewJobServiceClient(first.conn)
+	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(hangGuard)
+	for {
+		j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(j.Checkpoints) >= 2 && j.State == dpcnnv1.JobState_JOB_STATE_RUNNING {
+			break
+		}
+		if j.State != dpcnnv1.JobState_JOB_STATE_RUNNING && j.State != dpcnnv1.JobState_JOB_STATE_PENDING || time.Now().After(deadline) {
+			t.Fatalf("want a running job with two checkpoints: %v", j)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	first.stop()
+
+	files, err := jobCheckpoints(filepath.Join(dataDir, "jobs", "tiny"))
+	if err != nil || len(files) != 2 {
+		t.Fatalf("checkpoint files %v (%v), want the latest two", files, err)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x10
+	if err := os.WriteFile(files[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	older, _ := checkpointStep(filepath.Base(files[1]))
+
+	second := startCoordinator(t, cli, "c2", dataDir)
+	waitLeading(t, second)
+	evs := watchToEnd(t, dpcnnv1.NewJobServiceClient(second.conn), "tiny")
+	var warned, resumed bool
+	for _, ev := range evs {
+		msg := ev.GetLog().GetMessage()
+		warned = warned || strings.HasPrefix(msg, "cannot resume from a checkpoint, trying an older one: checkpoint "+files[0])
+		resumed = resumed || msg == fmt.Sprintf("resuming the running job from its checkpoint at step %d", older)
+	}
+	if !warned || !resumed {
+		t.Fatalf("want a warning about %s and a resumption at step %d: events %v", files[0], older, evs)
+	}
+	checkTinyJob(t, cli, second, spec, 2)
+}
+
+func TestCheckpointFileNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, step := range []int64{0, 7, 12, 100, 9} {
+		if err := os.WriteFile(filepath.Join(dir, checkpointFileName(step)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, other := range []string{"checkpoint-x.ckpt", "checkpoint-12.ckpt.tmp-1", "model.onnx"} {
+		if err := os.WriteFile(filepath.Join(dir, other), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pruneCheckpoints(dir, 9); err != nil {
+		t.Fatal(err)
+	}
+	got, err := jobCheckpoints(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{checkpointFileName(100), checkpointFileName(12), checkpointFileName(9)}
+	for i := range want {
+		want[i] = filepath.Join(dir, want[i])
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after pruning below step 9: %v, want %v", got, want)
+	}
+	if files, err := jobCheckpoints(filepath.Join(dir, "missing")); files != nil || err != nil {
+		t.Fatalf("a missing folder: %v, %v", files, err)
+	}
 }

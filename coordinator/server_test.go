@@ -506,12 +506,17 @@ func checkTinyJob(t *testing.T, cli *clientv3.Client, c *testCoordinator, spec j
 		t.Fatal(err)
 	}
 	info, data := download(t, stream.Recv)
-	if info.Name != "checkpoint.ckpt" || info.Sha256 != got.LatestCheckpoint.Sha256 {
+	if info.Name != checkpointFileName(steps) || info.Sha256 != got.LatestCheckpoint.Sha256 {
 		t.Fatalf("checkpoint download %v, job says %v", info, got.LatestCheckpoint)
 	}
 	ckpt, err := model.ReadCheckpoint(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The parameter hash is reported with every checkpoint of the history.
+	if h := got.Checkpoints; len(h) == 0 || !proto.Equal(h[len(h)-1], got.LatestCheckpoint) ||
+		got.LatestCheckpoint.ParamsSha256 != ckpt.ParamsSHA256() {
+		t.Fatalf("checkpoint history %v, latest %v; the downloaded parameters hash to %s", h, got.LatestCheckpoint, ckpt.ParamsSHA256())
 	}
 	b := kernels.NewCPU(1)
 	defer b.Close()

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -268,18 +266,7 @@ func receive(t *testing.T, stream grpc.ServerStreamingClient[dpcnnv1.FileChunk],
 
 // paramsSum is the SHA-256 of a checkpoint's parameters: names, shapes and
 // the bits of every value.
-func paramsSum(c *model.Checkpoint) string {
-	h := sha256.New()
-	var b [4]byte
-	for _, p := range c.Params {
-		fmt.Fprintf(h, "%s%v;", p.Name, p.Shape)
-		for _, v := range p.Data {
-			binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
-			h.Write(b[:])
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+func paramsSum(c *model.Checkpoint) string { return c.ParamsSHA256() }
 
 // evaluate counts the first n test samples that the checkpoint's model
 // classifies correctly, as `cnnctl eval` does.

@@ -55,7 +55,11 @@ var fakeJob = &dpcnnv1.Job{
 	Progress: &dpcnnv1.JobProgress{Epoch: 1, Epochs: 2, StepInEpoch: 3, StepsPerEpoch: 6, GlobalStep: 3, TotalSteps: 12,
 		Loss: 1.25, TrainAccuracy: 0.5, ImagesPerSec: 900, LiveWorkers: 3, EtaNanos: int64(9 * time.Second)},
 	LastEvaluation:   &dpcnnv1.Evaluation{Epoch: 1, GlobalStep: 6, TestAccuracy: 0.75, Correct: 150, Samples: 200},
-	LatestCheckpoint: &dpcnnv1.CheckpointInfo{Step: 6, Epoch: 1, Size: 10, Sha256: strings.Repeat("ab", 32)},
+	LatestCheckpoint: &dpcnnv1.CheckpointInfo{Step: 6, Epoch: 1, Size: 10, Sha256: strings.Repeat("ab", 32), ParamsSha256: strings.Repeat("cd", 32)},
+	Checkpoints: []*dpcnnv1.CheckpointInfo{
+		{Step: 3, Epoch: 0, Size: 10, Sha256: strings.Repeat("12", 32), ParamsSha256: strings.Repeat("34", 32)},
+		{Step: 6, Epoch: 1, Size: 10, Sha256: strings.Repeat("ab", 32), ParamsSha256: strings.Repeat("cd", 32)},
+	},
 }
 
 func (f *fakeCoordinator) SubmitJob(_ context.Context, r *dpcnnv1.SubmitJobRequest) (*dpcnnv1.Job, error) {
@@ -229,7 +233,8 @@ func TestClientCommands(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"status", "job-1"}, []string{"state:", "running", "epoch 1/2 step 3/6 loss 1.2500", "eta 9s workers 3", "0.7500 (150/200)", "step 6, epoch 1, 10 bytes"}},
+		{[]string{"status", "job-1"}, []string{"state:", "running", "epoch 1/2 step 3/6 loss 1.2500", "eta 9s workers 3", "0.7500 (150/200)", "step 6, epoch 1, 10 bytes",
+			"checkpoints:", "PARAMS SHA256", strings.Repeat("34", 32), strings.Repeat("cd", 32)}},
 		{[]string{"status", "job-1", "-o", "json"}, []string{`"id": "job-1"`, `"JOB_STATE_RUNNING"`}},
 		{[]string{"list"}, []string{"JOB", "job-1", "mnist", "running", "3/12", "0.7500", "job-0", "succeeded"}},
 		{[]string{"list", "--limit", "1"}, []string{"job-1"}},

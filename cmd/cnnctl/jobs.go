@@ -276,6 +276,17 @@ func printJob(w io.Writer, j *dpcnnv1.Job, now time.Time) {
 		field("checkpoint", "step %d, epoch %d, %d bytes, sha256 %s", ck.Step, ck.Epoch, ck.Size, ck.Sha256)
 	}
 	tw.Flush()
+	if len(j.Checkpoints) > 0 {
+		// The parameter hashes let users check that two runs of one spec
+		// and seed trained the same bits, whatever their workers did.
+		fmt.Fprintln(w, "checkpoints:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  STEP\tEPOCH\tWRITTEN\tPARAMS SHA256")
+		for _, ck := range j.Checkpoints {
+			fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\n", ck.Step, ck.Epoch, ago(ck.WrittenUnixNanos, now), ck.ParamsSha256)
+		}
+		tw.Flush()
+	}
 }
 
 // printJobTable writes one line per job.
@@ -339,7 +350,7 @@ func eventText(ev *dpcnnv1.JobEvent) string {
 		}
 		return fmt.Sprintf("%s [%s] %s", level, k.Log.Source, k.Log.Message)
 	case *dpcnnv1.JobEvent_Checkpoint:
-		return fmt.Sprintf("checkpoint at step %d, epoch %d (%d bytes, sha256 %.12s)", k.Checkpoint.Step, k.Checkpoint.Epoch, k.Checkpoint.Size, k.Checkpoint.Sha256)
+		return fmt.Sprintf("checkpoint at step %d, epoch %d (%d bytes, params sha256 %s)", k.Checkpoint.Step, k.Checkpoint.Epoch, k.Checkpoint.Size, k.Checkpoint.ParamsSha256)
 	case *dpcnnv1.JobEvent_WorkersChanged:
 		s := fmt.Sprintf("workers: %d live", k.WorkersChanged.Live)
 		if len(k.WorkersChanged.Joined) > 0 {

@@ -237,8 +237,11 @@ type Job struct {
 	// LatestCheckpoint describes the newest checkpoint; absent before the
 	// first.
 	LatestCheckpoint *CheckpointInfo `protobuf:"bytes,12,opt,name=latest_checkpoint,json=latestCheckpoint,proto3" json:"latest_checkpoint,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Checkpoints are the job's checkpoints, oldest first: the most recent
+	// 64 of them. Only the latest two files are kept on disk.
+	Checkpoints   []*CheckpointInfo `protobuf:"bytes,13,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -351,6 +354,13 @@ func (x *Job) GetLastEvaluation() *Evaluation {
 func (x *Job) GetLatestCheckpoint() *CheckpointInfo {
 	if x != nil {
 		return x.LatestCheckpoint
+	}
+	return nil
+}
+
+func (x *Job) GetCheckpoints() []*CheckpointInfo {
+	if x != nil {
+		return x.Checkpoints
 	}
 	return nil
 }
@@ -603,8 +613,14 @@ type CheckpointInfo struct {
 	Sha256 string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// WrittenUnixNanos is when the checkpoint was made durable.
 	WrittenUnixNanos int64 `protobuf:"varint,5,opt,name=written_unix_nanos,json=writtenUnixNanos,proto3" json:"written_unix_nanos,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// ParamsSha256 is the SHA-256 of the parameters alone (each tensor's
+	// name and shape, then its values' little-endian bits; see
+	// model.Checkpoint.ParamsSHA256), lowercase hex. Runs of the same job
+	// spec and seed have equal hashes at equal steps, whatever the workers
+	// did; users compare runs with it.
+	ParamsSha256  string `protobuf:"bytes,6,opt,name=params_sha256,json=paramsSha256,proto3" json:"params_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckpointInfo) Reset() {
@@ -670,6 +686,13 @@ func (x *CheckpointInfo) GetWrittenUnixNanos() int64 {
 		return x.WrittenUnixNanos
 	}
 	return 0
+}
+
+func (x *CheckpointInfo) GetParamsSha256() string {
+	if x != nil {
+		return x.ParamsSha256
+	}
+	return ""
 }
 
 // SubmitJobRequest carries a job spec.
@@ -1603,7 +1626,7 @@ var File_dpcnn_v1_job_proto protoreflect.FileDescriptor
 
 const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x12dpcnn/v1/job.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xe5\x03\n" +
+	"\x12dpcnn/v1/job.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xa1\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12(\n" +
@@ -1617,7 +1640,8 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\bprogress\x18\n" +
 	" \x01(\v2\x15.dpcnn.v1.JobProgressR\bprogress\x12=\n" +
 	"\x0flast_evaluation\x18\v \x01(\v2\x14.dpcnn.v1.EvaluationR\x0elastEvaluation\x12E\n" +
-	"\x11latest_checkpoint\x18\f \x01(\v2\x18.dpcnn.v1.CheckpointInfoR\x10latestCheckpoint\"\xc5\x03\n" +
+	"\x11latest_checkpoint\x18\f \x01(\v2\x18.dpcnn.v1.CheckpointInfoR\x10latestCheckpoint\x12:\n" +
+	"\vcheckpoints\x18\r \x03(\v2\x18.dpcnn.v1.CheckpointInfoR\vcheckpoints\"\xc5\x03\n" +
 	"\vJobProgress\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x16\n" +
 	"\x06epochs\x18\x02 \x01(\x03R\x06epochs\x12\"\n" +
@@ -1644,13 +1668,14 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"globalStep\x12#\n" +
 	"\rtest_accuracy\x18\x03 \x01(\x01R\ftestAccuracy\x12\x18\n" +
 	"\acorrect\x18\x04 \x01(\x03R\acorrect\x12\x18\n" +
-	"\asamples\x18\x05 \x01(\x03R\asamples\"\x94\x01\n" +
+	"\asamples\x18\x05 \x01(\x03R\asamples\"\xb9\x01\n" +
 	"\x0eCheckpointInfo\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12,\n" +
-	"\x12written_unix_nanos\x18\x05 \x01(\x03R\x10writtenUnixNanos\"W\n" +
+	"\x12written_unix_nanos\x18\x05 \x01(\x03R\x10writtenUnixNanos\x12#\n" +
+	"\rparams_sha256\x18\x06 \x01(\tR\fparamsSha256\"W\n" +
 	"\x10SubmitJobRequest\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x18\n" +
@@ -1779,40 +1804,41 @@ var file_dpcnn_v1_job_proto_depIdxs = []int32{
 	4,  // 1: dpcnn.v1.Job.progress:type_name -> dpcnn.v1.JobProgress
 	5,  // 2: dpcnn.v1.Job.last_evaluation:type_name -> dpcnn.v1.Evaluation
 	6,  // 3: dpcnn.v1.Job.latest_checkpoint:type_name -> dpcnn.v1.CheckpointInfo
-	5,  // 4: dpcnn.v1.JobProgress.evaluation:type_name -> dpcnn.v1.Evaluation
-	0,  // 5: dpcnn.v1.ListJobsRequest.states:type_name -> dpcnn.v1.JobState
-	3,  // 6: dpcnn.v1.ListJobsResponse.jobs:type_name -> dpcnn.v1.Job
-	15, // 7: dpcnn.v1.ListJobEventsResponse.events:type_name -> dpcnn.v1.JobEvent
-	4,  // 8: dpcnn.v1.JobEvent.progress:type_name -> dpcnn.v1.JobProgress
-	16, // 9: dpcnn.v1.JobEvent.state_change:type_name -> dpcnn.v1.StateChange
-	17, // 10: dpcnn.v1.JobEvent.log:type_name -> dpcnn.v1.LogLine
-	6,  // 11: dpcnn.v1.JobEvent.checkpoint:type_name -> dpcnn.v1.CheckpointInfo
-	18, // 12: dpcnn.v1.JobEvent.workers_changed:type_name -> dpcnn.v1.WorkersChanged
-	0,  // 13: dpcnn.v1.StateChange.old_state:type_name -> dpcnn.v1.JobState
-	0,  // 14: dpcnn.v1.StateChange.new_state:type_name -> dpcnn.v1.JobState
-	1,  // 15: dpcnn.v1.LogLine.level:type_name -> dpcnn.v1.LogLevel
-	2,  // 16: dpcnn.v1.DownloadModelRequest.format:type_name -> dpcnn.v1.ModelFormat
-	7,  // 17: dpcnn.v1.JobService.SubmitJob:input_type -> dpcnn.v1.SubmitJobRequest
-	8,  // 18: dpcnn.v1.JobService.GetJob:input_type -> dpcnn.v1.GetJobRequest
-	9,  // 19: dpcnn.v1.JobService.ListJobs:input_type -> dpcnn.v1.ListJobsRequest
-	11, // 20: dpcnn.v1.JobService.CancelJob:input_type -> dpcnn.v1.CancelJobRequest
-	12, // 21: dpcnn.v1.JobService.WatchJob:input_type -> dpcnn.v1.WatchJobRequest
-	13, // 22: dpcnn.v1.JobService.ListJobEvents:input_type -> dpcnn.v1.ListJobEventsRequest
-	19, // 23: dpcnn.v1.JobService.DownloadModel:input_type -> dpcnn.v1.DownloadModelRequest
-	20, // 24: dpcnn.v1.JobService.DownloadCheckpoint:input_type -> dpcnn.v1.DownloadCheckpointRequest
-	3,  // 25: dpcnn.v1.JobService.SubmitJob:output_type -> dpcnn.v1.Job
-	3,  // 26: dpcnn.v1.JobService.GetJob:output_type -> dpcnn.v1.Job
-	10, // 27: dpcnn.v1.JobService.ListJobs:output_type -> dpcnn.v1.ListJobsResponse
-	3,  // 28: dpcnn.v1.JobService.CancelJob:output_type -> dpcnn.v1.Job
-	15, // 29: dpcnn.v1.JobService.WatchJob:output_type -> dpcnn.v1.JobEvent
-	14, // 30: dpcnn.v1.JobService.ListJobEvents:output_type -> dpcnn.v1.ListJobEventsResponse
-	21, // 31: dpcnn.v1.JobService.DownloadModel:output_type -> dpcnn.v1.FileChunk
-	21, // 32: dpcnn.v1.JobService.DownloadCheckpoint:output_type -> dpcnn.v1.FileChunk
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	6,  // 4: dpcnn.v1.Job.checkpoints:type_name -> dpcnn.v1.CheckpointInfo
+	5,  // 5: dpcnn.v1.JobProgress.evaluation:type_name -> dpcnn.v1.Evaluation
+	0,  // 6: dpcnn.v1.ListJobsRequest.states:type_name -> dpcnn.v1.JobState
+	3,  // 7: dpcnn.v1.ListJobsResponse.jobs:type_name -> dpcnn.v1.Job
+	15, // 8: dpcnn.v1.ListJobEventsResponse.events:type_name -> dpcnn.v1.JobEvent
+	4,  // 9: dpcnn.v1.JobEvent.progress:type_name -> dpcnn.v1.JobProgress
+	16, // 10: dpcnn.v1.JobEvent.state_change:type_name -> dpcnn.v1.StateChange
+	17, // 11: dpcnn.v1.JobEvent.log:type_name -> dpcnn.v1.LogLine
+	6,  // 12: dpcnn.v1.JobEvent.checkpoint:type_name -> dpcnn.v1.CheckpointInfo
+	18, // 13: dpcnn.v1.JobEvent.workers_changed:type_name -> dpcnn.v1.WorkersChanged
+	0,  // 14: dpcnn.v1.StateChange.old_state:type_name -> dpcnn.v1.JobState
+	0,  // 15: dpcnn.v1.StateChange.new_state:type_name -> dpcnn.v1.JobState
+	1,  // 16: dpcnn.v1.LogLine.level:type_name -> dpcnn.v1.LogLevel
+	2,  // 17: dpcnn.v1.DownloadModelRequest.format:type_name -> dpcnn.v1.ModelFormat
+	7,  // 18: dpcnn.v1.JobService.SubmitJob:input_type -> dpcnn.v1.SubmitJobRequest
+	8,  // 19: dpcnn.v1.JobService.GetJob:input_type -> dpcnn.v1.GetJobRequest
+	9,  // 20: dpcnn.v1.JobService.ListJobs:input_type -> dpcnn.v1.ListJobsRequest
+	11, // 21: dpcnn.v1.JobService.CancelJob:input_type -> dpcnn.v1.CancelJobRequest
+	12, // 22: dpcnn.v1.JobService.WatchJob:input_type -> dpcnn.v1.WatchJobRequest
+	13, // 23: dpcnn.v1.JobService.ListJobEvents:input_type -> dpcnn.v1.ListJobEventsRequest
+	19, // 24: dpcnn.v1.JobService.DownloadModel:input_type -> dpcnn.v1.DownloadModelRequest
+	20, // 25: dpcnn.v1.JobService.DownloadCheckpoint:input_type -> dpcnn.v1.DownloadCheckpointRequest
+	3,  // 26: dpcnn.v1.JobService.SubmitJob:output_type -> dpcnn.v1.Job
+	3,  // 27: dpcnn.v1.JobService.GetJob:output_type -> dpcnn.v1.Job
+	10, // 28: dpcnn.v1.JobService.ListJobs:output_type -> dpcnn.v1.ListJobsResponse
+	3,  // 29: dpcnn.v1.JobService.CancelJob:output_type -> dpcnn.v1.Job
+	15, // 30: dpcnn.v1.JobService.WatchJob:output_type -> dpcnn.v1.JobEvent
+	14, // 31: dpcnn.v1.JobService.ListJobEvents:output_type -> dpcnn.v1.ListJobEventsResponse
+	21, // 32: dpcnn.v1.JobService.DownloadModel:output_type -> dpcnn.v1.FileChunk
+	21, // 33: dpcnn.v1.JobService.DownloadCheckpoint:output_type -> dpcnn.v1.FileChunk
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_dpcnn_v1_job_proto_init() }
