@@ -43,6 +43,12 @@ type JobStatus struct {
 	TestAccuracy  float64 `json:"testAccuracy"`
 	ImagesPerSec  float64 `json:"imagesPerSec"`
 	LiveWorkers   int     `json:"liveWorkers"`
+	// The work failures cost, over every leader's term: training images
+	// given out more than once (to replace lost, slow or wrong workers'
+	// work, and backup copies), and optimizer steps computed again after a
+	// leader resumed from a checkpoint older than the last step recorded.
+	ImagesReissued int64 `json:"imagesReissued,omitempty"`
+	StepsRedone    int64 `json:"stepsRedone,omitempty"`
 	// Checkpoint is the path of the latest checkpoint file on the
 	// coordinators' shared data directory; empty before the first.
 	Checkpoint string    `json:"checkpoint,omitempty"`

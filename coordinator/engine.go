@@ -117,6 +117,11 @@ type jobState struct {
 	roots       [][]float32         // bufs[i] when leaf i is a received subtree's root, else nil
 	losses      []float64           // loss sums of the leaves
 	outstanding []*assignment       // by ascending ID
+
+	// issued counts the training images handed out, copies included, and
+	// applied those of the steps applied, both since the job (re)started
+	// in this engine: the difference is work given out more than once.
+	issued, applied int64
 }
 
 // NewEngine returns an engine that applies optimizer updates on b.

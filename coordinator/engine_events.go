@@ -124,6 +124,12 @@ type StepApplied struct {
 	TrainAccuracy float64
 	Images        int
 	EpochDone     bool // the step was the last of its epoch
+	// ImagesReissued counts the training images given out more than once
+	// since the job (re)started in this engine: the work of lost, slow or
+	// wrong workers handed to others, and backup copies. It is the work
+	// failures cost (an upper bound: a withdrawn copy may not have been
+	// computed).
+	ImagesReissued int64
 	// Evaluate is set when an evaluation of the new parameters follows;
 	// its EvalDone comes before the next step starts.
 	Evaluate bool

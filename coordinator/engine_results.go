@@ -219,9 +219,10 @@ func (e *Engine) applyStep() {
 	last := j.step >= j.total
 	evalDue := last || (epochDone && j.epoch%int64(j.spec.EvalEvery) == 0)
 	checkpointDue := last || (epochDone && j.epoch%int64(j.spec.CheckpointEvery) == 0)
+	j.applied += int64(j.spec.Batch)
 	e.emit(StepApplied{
 		Step: j.step, Epoch: r.epoch, InEpoch: r.inEpoch, Loss: loss, TrainAccuracy: float64(r.correct) / batch,
-		Images: j.spec.Batch, EpochDone: epochDone, Evaluate: evalDue,
+		Images: j.spec.Batch, EpochDone: epochDone, Evaluate: evalDue, ImagesReissued: j.issued - j.applied,
 	})
 	if checkpointDue {
 		e.emit(PersistCheckpoint{Checkpoint: j.checkpoint()})

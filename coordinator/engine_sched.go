@@ -340,6 +340,8 @@ func (e *Engine) issue(w *workerState, r *round, it *workItem) {
 	w.load += a.images
 	if r.eval {
 		w.busyEval = true
+	} else {
+		j.issued += int64(a.images)
 	}
 	a.wait = e.deadline(w)
 	a.issued, a.timed = e.now, e.clock

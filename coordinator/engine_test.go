@@ -606,6 +606,15 @@ func TestEngineWorkerLostMidStep(t *testing.T) {
 		if !slices.ContainsFunc(effectsOf[Assign](c.log[rejoinAt:]), func(a Assign) bool { return a.Worker == lost }) {
 			c.fatalf("worker %s rejoined and got no work", lost)
 		}
+		// The work given out again is counted: the lost worker's images.
+		lostImages := 0
+		for _, l := range lostLeaves {
+			lostImages += (l.Hi - l.Lo) * spec.MicroBatch
+		}
+		steps := effectsOf[StepApplied](c.log)
+		if got := steps[len(steps)-1].ImagesReissued; got != int64(lostImages) {
+			c.fatalf("%d images reported given out again, want the %d the lost worker held", got, lostImages)
+		}
 	}
 }
 

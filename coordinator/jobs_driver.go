@@ -49,9 +49,12 @@ type driver struct {
 	images    int64     // trained since started
 	held      *dpcnnv1.JobProgress
 	lastCkpt  *model.Checkpoint
-	dirty     bool // the status changed since it was last written
-	lastWrite time.Time
-	grad      []float32 // received gradients, decoded
+	// reissuedBefore is the job's ImagesReissued when this term took it
+	// over; the engine counts this term's.
+	reissuedBefore int64
+	dirty          bool // the status changed since it was last written
+	lastWrite      time.Time
+	grad           []float32 // received gradients, decoded
 }
 
 // driverWorker is a worker in the engine and what its stream has been sent.
@@ -127,6 +130,16 @@ func (d *driver) run() {
 		d.startStep = resume.Step
 		d.lastCkpt = resume
 	}
+	d.s.mu.Lock()
+	st := &d.entry.status
+	if redo := st.Step - d.startStep; redo > 0 {
+		// Steps applied by an earlier term after its last checkpoint
+		// are computed again, to the same bits.
+		st.StepsRedone += redo
+		d.dirty = true
+	}
+	d.reissuedBefore = st.ImagesReissued
+	d.s.mu.Unlock()
 	d.step(JobStarted{Spec: d.spec, TrainLen: d.s.trainLen, TestLen: d.s.testLen, Resume: resume})
 	if d.ended {
 		return
@@ -429,7 +442,8 @@ func (d *driver) stepApplied(ef StepApplied) {
 		StepInEpoch: int64(ef.InEpoch + 1), StepsPerEpoch: d.perEpoch,
 		GlobalStep: ef.Step, TotalSteps: d.total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,
 		ImagesPerSec: float64(d.images) / elapsed.Seconds(), ElapsedNanos: int64(elapsed),
-		LiveWorkers: int32(len(d.workers)),
+		LiveWorkers:    int32(len(d.workers)),
+		ImagesReissued: d.reissuedBefore + ef.ImagesReissued,
 	}
 	if done := ef.Step - d.startStep; done > 0 {
 		p.EtaNanos = int64(elapsed) / done * (d.total - ef.Step)
@@ -438,6 +452,8 @@ func (d *driver) stepApplied(ef StepApplied) {
 	st := &d.entry.status
 	st.Step, st.Epoch, st.Loss, st.TrainAccuracy = ef.Step, d.eng.EpochsDone(), ef.Loss, ef.TrainAccuracy
 	st.ImagesPerSec, st.LiveWorkers, st.Updated = p.ImagesPerSec, len(d.workers), time.Now().UTC()
+	st.ImagesReissued = p.ImagesReissued
+	p.StepsRedone = st.StepsRedone
 	d.entry.progress = p
 	d.s.mu.Unlock()
 	d.dirty = true

@@ -172,6 +172,7 @@ func (e *jobEntry) progressFromStatus(trainLen int) *dpcnnv1.JobProgress {
 	p := &dpcnnv1.JobProgress{
 		GlobalStep: st.Step, Loss: st.Loss, TrainAccuracy: st.TrainAccuracy,
 		ImagesPerSec: st.ImagesPerSec, LiveWorkers: int32(st.LiveWorkers),
+		ImagesReissued: st.ImagesReissued, StepsRedone: st.StepsRedone,
 	}
 	if spec, err := job.Parse(e.spec); err == nil {
 		if total, perEpoch, err := jobSteps(spec, trainLen); err == nil {

@@ -268,6 +268,7 @@ func printJob(w io.Writer, j *dpcnnv1.Job, now time.Time) {
 	}
 	if p := j.Progress; p != nil {
 		field("progress", "%s", progressText(p))
+		field("lost work", "%d images given out again, %d steps redone", p.ImagesReissued, p.StepsRedone)
 	}
 	if ev := j.LastEvaluation; ev != nil {
 		field("test accuracy", "%.4f (%d/%d) after epoch %d, step %d", ev.TestAccuracy, ev.Correct, ev.Samples, ev.Epoch, ev.GlobalStep)

@@ -393,9 +393,17 @@ type JobProgress struct {
 	LiveWorkers int32 `protobuf:"varint,12,opt,name=live_workers,json=liveWorkers,proto3" json:"live_workers,omitempty"`
 	// Evaluation is set on the report of a step after which the model was
 	// evaluated on the test set.
-	Evaluation    *Evaluation `protobuf:"bytes,13,opt,name=evaluation,proto3" json:"evaluation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Evaluation *Evaluation `protobuf:"bytes,13,opt,name=evaluation,proto3" json:"evaluation,omitempty"`
+	// ImagesReissued counts the training images given out more than once
+	// over the job's life (every leader's term): work of lost, slow or wrong
+	// workers handed to others, and backup copies. StepsRedone counts the
+	// optimizer steps computed again after a new leader resumed from a
+	// checkpoint older than the last step recorded. Together they are the
+	// work failures cost.
+	ImagesReissued int64 `protobuf:"varint,14,opt,name=images_reissued,json=imagesReissued,proto3" json:"images_reissued,omitempty"`
+	StepsRedone    int64 `protobuf:"varint,15,opt,name=steps_redone,json=stepsRedone,proto3" json:"steps_redone,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobProgress) Reset() {
@@ -517,6 +525,20 @@ func (x *JobProgress) GetEvaluation() *Evaluation {
 		return x.Evaluation
 	}
 	return nil
+}
+
+func (x *JobProgress) GetImagesReissued() int64 {
+	if x != nil {
+		return x.ImagesReissued
+	}
+	return 0
+}
+
+func (x *JobProgress) GetStepsRedone() int64 {
+	if x != nil {
+		return x.StepsRedone
+	}
+	return 0
 }
 
 // Evaluation is the model's accuracy on the test set after a step.
@@ -1641,7 +1663,7 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	" \x01(\v2\x15.dpcnn.v1.JobProgressR\bprogress\x12=\n" +
 	"\x0flast_evaluation\x18\v \x01(\v2\x14.dpcnn.v1.EvaluationR\x0elastEvaluation\x12E\n" +
 	"\x11latest_checkpoint\x18\f \x01(\v2\x18.dpcnn.v1.CheckpointInfoR\x10latestCheckpoint\x12:\n" +
-	"\vcheckpoints\x18\r \x03(\v2\x18.dpcnn.v1.CheckpointInfoR\vcheckpoints\"\xc5\x03\n" +
+	"\vcheckpoints\x18\r \x03(\v2\x18.dpcnn.v1.CheckpointInfoR\vcheckpoints\"\x91\x04\n" +
 	"\vJobProgress\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x16\n" +
 	"\x06epochs\x18\x02 \x01(\x03R\x06epochs\x12\"\n" +
@@ -1660,7 +1682,9 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\flive_workers\x18\f \x01(\x05R\vliveWorkers\x124\n" +
 	"\n" +
 	"evaluation\x18\r \x01(\v2\x14.dpcnn.v1.EvaluationR\n" +
-	"evaluation\"\x9c\x01\n" +
+	"evaluation\x12'\n" +
+	"\x0fimages_reissued\x18\x0e \x01(\x03R\x0eimagesReissued\x12!\n" +
+	"\fsteps_redone\x18\x0f \x01(\x03R\vstepsRedone\"\x9c\x01\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1f\n" +
