@@ -1,0 +1,290 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// chaosSeed picks the chaos schedule: $DPCNN_CHAOS_SEED, else 1.
+func chaosSeed(t *testing.T) uint64 {
+	t.Helper()
+	s := os.Getenv("DPCNN_CHAOS_SEED")
+	if s == "" {
+		return 1
+	}
+	seed, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("DPCNN_CHAOS_SEED=%q: %v", s, err)
+	}
+	return seed
+}
+
+// chaosJob is long enough for the chaos to land mid-job: 72 steps of
+// SimpleConvNet, three epochs of 24 steps, a checkpoint after each epoch.
+func chaosJob() job.Spec {
+	return job.Spec{
+		Name: "chaos", Network: "simple", Epochs: 3, Batch: 50, MicroBatch: 10,
+		TrainLimit: 1200, TestLimit: 200, Seed: 5,
+		Augment: dataset.Augment{RotateDeg: 5, ShiftPx: 1},
+	}.WithDefaults()
+}
+
+// TestChaos trains with etcd, coordinators and workers as separate
+// processes while a random worker is killed (SIGKILL) every few steps and
+// replaced by a new one, and the leader is killed once in the last epoch: a
+// standby takes over from the latest checkpoint and the workers follow it.
+// The final parameters equal one undisturbed in-process worker's bit for
+// bit, the lost work is reported, and so are the recovery times.
+//
+// The schedule is drawn from $DPCNN_CHAOS_SEED (default 1); a failure
+// prints the command that replays it.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster of processes: skipped with -short")
+	}
+	seed := chaosSeed(t)
+	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
+	replay := fmt.Sprintf("DPCNN_CHAOS_SEED=%d go test ./e2e -run TestChaos -v", seed)
+	mnistDir, train, test := mnist(t)
+	bin := buildCommands(t)
+	tmp := t.TempDir()
+	tls := devCluster(t, bin, tmp)
+
+	epFile := filepath.Join(tmp, "etcd-endpoints")
+	startProcess(t, "etcd", filepath.Join(bin, "cnnctl"), append([]string{"etcd", "--data-dir", filepath.Join(tmp, "etcd"), "--endpoints-file", epFile}, tls.etcdServer...)...)
+	endpoints := strings.TrimSpace(string(waitFile(t, epFile, 20*time.Second)))
+	cli := tls.dialEtcd(t, endpoints)
+
+	coords := map[string]*process{}
+	startCoord := func(id string) {
+		args := append([]string{"--listen", "127.0.0.1:0", "--etcd", endpoints, "--data-dir", filepath.Join(tmp, "coordinator-data"),
+			"--mnist", mnistDir, "--id", id, "--threads", "1", "--log-level", "warn"}, tls.coordinator...)
+		coords[id] = startProcess(t, id, filepath.Join(bin, "coordinator"), args...)
+	}
+	startCoord("c1")
+	waitLeader(t, cli, "")
+	startCoord("c2")
+	waitKey(t, cli, cluster.CoordinatorKey(cluster.DefaultPrefix, "c2"))
+
+	workers := map[string]*process{}
+	var live []string
+	nextWorker := 1
+	startWorker := func() {
+		id := fmt.Sprintf("w%d", nextWorker)
+		nextWorker++
+		args := append([]string{"--etcd", endpoints, "--id", id, "--threads", "1", "--log-level", "warn", "--data", mnistDir}, tls.worker...)
+		workers[id] = startProcess(t, id, filepath.Join(bin, "worker"), args...)
+		live = append(live, id)
+	}
+	for range 4 {
+		startWorker()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	leader := currentLeader(ctx, t, cli, "")
+	conn := tls.dial(t, leader.Address)
+	waitIdleWorkers(ctx, t, dpcnnv1.NewClusterServiceClient(conn), 4)
+
+	spec := chaosJob()
+	jobs := dpcnnv1.NewJobServiceClient(conn)
+	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "chaos"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Follow the job; kill a random worker every killEvery steps and start
+	// a new one; kill the leader once at leaderKillStep.
+	const killEvery, leaderKillStep = 6, 36
+	var (
+		log             []string
+		lastStep        int64
+		nextKill        int64     = killEvery
+		killedAt        time.Time // a worker's kill, until the next step
+		killedStep      int64
+		workerRecovery  time.Duration // the longest wait for the next step
+		leaderKilled    bool
+		leaderKilledAt  time.Time
+		leaderKillSeen  int64 // the last step seen applied before the leader died
+		leaderRecovery  time.Duration
+		resumedFrom     int64 = -1
+		finalState      dpcnnv1.JobState
+		waitingForLeadr bool
+	)
+	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "chaos"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for finalState == dpcnnv1.JobState_JOB_STATE_UNSPECIFIED {
+		ev, err := stream.Recv()
+		if err != nil {
+			if !leaderKilled || errors.Is(err, io.EOF) && finalState != 0 {
+				t.Fatalf("watch: %v (replay: %s)", err, replay)
+			}
+			// The leader is gone: follow the job to the next one.
+			leader = currentLeader(ctx, t, cli, leader.Key)
+			conn = tls.dial(t, leader.Address)
+			jobs = dpcnnv1.NewJobServiceClient(conn)
+			if stream, err = jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "chaos"}); err != nil {
+				t.Fatalf("watch on the new leader %s: %v", leader.Address, err)
+			}
+			continue
+		}
+		switch k := ev.Kind.(type) {
+		case *dpcnnv1.JobEvent_Log:
+			if m := k.Log.Message; strings.HasPrefix(m, "resuming the running job from its checkpoint at step ") {
+				resumedFrom, _ = strconv.ParseInt(strings.TrimPrefix(m, "resuming the running job from its checkpoint at step "), 10, 64)
+			}
+		case *dpcnnv1.JobEvent_StateChange:
+			if s := k.StateChange.NewState; s >= dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
+				finalState = s
+			}
+		case *dpcnnv1.JobEvent_Progress:
+			p := k.Progress
+			if p.GlobalStep == 0 || p.Evaluation != nil && p.GlobalStep <= lastStep {
+				continue
+			}
+			if waitingForLeadr && resumedFrom >= 0 && p.GlobalStep > resumedFrom {
+				leaderRecovery = time.Since(leaderKilledAt)
+				waitingForLeadr = false
+				log = append(log, fmt.Sprintf("step %d applied by the new leader %s %s after the old one died",
+					p.GlobalStep, leader.Address, leaderRecovery.Round(time.Millisecond)))
+			}
+			if !killedAt.IsZero() && p.GlobalStep > killedStep {
+				workerRecovery = max(workerRecovery, time.Since(killedAt))
+				killedAt = time.Time{}
+			}
+			lastStep = p.GlobalStep
+			switch {
+			case !leaderKilled && lastStep >= leaderKillStep:
+				id := leaderID(t, coords, leader)
+				coords[id].kill(t)
+				leaderKilled, leaderKilledAt, waitingForLeadr, leaderKillSeen = true, time.Now(), true, lastStep
+				log = append(log, fmt.Sprintf("step %d: killed the leader %s", lastStep, id))
+				startCoord(fmt.Sprintf("c%d", len(coords)+1)) // a new standby
+			case lastStep >= nextKill && !waitingForLeadr && lastStep < int64(spec.Epochs*24-2):
+				i := rng.IntN(len(live))
+				id := live[i]
+				live = append(live[:i], live[i+1:]...)
+				workers[id].kill(t)
+				killedAt, killedStep = time.Now(), lastStep
+				log = append(log, fmt.Sprintf("step %d: killed worker %s", lastStep, id))
+				startWorker()
+				nextKill = lastStep + killEvery
+			}
+		}
+	}
+	t.Logf("chaos seed %d:\n  %s", seed, strings.Join(log, "\n  "))
+	if finalState != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job ended %v (replay: %s)", finalState, replay)
+	}
+	if resumedFrom < 0 {
+		t.Errorf("the new leader did not say it resumed from a checkpoint (replay: %s)", replay)
+	}
+
+	// The result: bit for bit one in-process worker's.
+	dl, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: "chaos"})
+	data := receive(t, dl, err)
+	got := readCheckpoint(t, data)
+	ref := trainInProcess(t, spec, train, test)
+	if got.Step != ref.Step || paramsSum(got) != paramsSum(ref) {
+		t.Fatalf("after chaos: step %d, parameters sha256 %s; undisturbed: step %d, %s (replay: %s)",
+			got.Step, paramsSum(got), ref.Step, paramsSum(ref), replay)
+	}
+	j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "chaos"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.LatestCheckpoint.GetParamsSha256() != paramsSum(ref) {
+		t.Errorf("the job reports parameters sha256 %s, want %s", j.LatestCheckpoint.GetParamsSha256(), paramsSum(ref))
+	}
+	// Steps redone: the job counts those its etcd record had seen applied
+	// after the checkpoint (the record is written every few seconds, so it
+	// may lag); the test saw at least leaderKillSeen−resumedFrom.
+	p := j.Progress
+	redoneSeen := leaderKillSeen - resumedFrom
+	if redoneSeen <= 0 || p.GetStepsRedone() > redoneSeen+int64(spec.Epochs*24) {
+		t.Errorf("steps redone: %d reported, %d seen (replay: %s)", p.GetStepsRedone(), redoneSeen, replay)
+	}
+	if p.GetImagesReissued() == 0 {
+		t.Errorf("no images reported given out again after %d workers died (replay: %s)", nextWorker-5, replay)
+	}
+	t.Logf("lost work: %d images given out again; steps %d..%d redone from the checkpoint at step %d (%d reported); "+
+		"longest wait for a step after a worker died: %s; the new leader applied its first step %s after the old one died",
+		p.GetImagesReissued(), resumedFrom+1, leaderKillSeen, resumedFrom, p.GetStepsRedone(),
+		workerRecovery.Round(time.Millisecond), leaderRecovery.Round(time.Millisecond))
+}
+
+// currentLeader waits for a leader other than the one whose election key
+// is notKey and returns it.
+func currentLeader(ctx context.Context, t *testing.T, cli *clientv3.Client, notKey string) cluster.Leader {
+	t.Helper()
+	for {
+		l, err := cluster.LeaderAddress(ctx, cli, cluster.DefaultPrefix)
+		if err == nil && l.Key != notKey {
+			return l
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no new leader: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// leaderID names the coordinator process that serves at the leader's
+// address, from the coordinator records in etcd.
+func leaderID(t *testing.T, coords map[string]*process, l cluster.Leader) string {
+	t.Helper()
+	for id, p := range coords {
+		if strings.Contains(p.out.String(), "listening on "+l.Address) {
+			return id
+		}
+	}
+	t.Fatalf("no coordinator process serves at %s", l.Address)
+	return ""
+}
+
+// clusterCredentials are the flags that give each process its
+// credentials, and the test's own ways to reach etcd and the coordinators.
+type clusterCredentials struct {
+	etcdServer, coordinator, worker []string
+}
+
+// devCluster makes the credentials of a test cluster in dir.
+func devCluster(t *testing.T, bin, dir string) clusterCredentials {
+	t.Helper()
+	insecure := []string{"--insecure"}
+	return clusterCredentials{etcdServer: insecure, coordinator: insecure, worker: insecure}
+}
+
+func (c clusterCredentials) dialEtcd(t *testing.T, endpoints string) *clientv3.Client {
+	t.Helper()
+	cli, err := cluster.Dial(cluster.SplitEndpoints(endpoints))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func (c clusterCredentials) dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	return dial(t, addr)
+}
