@@ -1,0 +1,331 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	keyspace "github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// The RPCs FuzzServerRPC calls, by the first byte of an input.
+const (
+	fuzzSubmitJob = iota
+	fuzzGetJob
+	fuzzCancelJob
+	fuzzListJobs
+	fuzzWatchJob
+	fuzzListJobEvents
+	fuzzDownloadCheckpoint
+	fuzzDownloadModel
+	fuzzJoin
+	fuzzFetchDataset
+	fuzzListWorkers
+	fuzzWorkFirst      // a WorkerMessage as the first message of a Work stream
+	fuzzWorkInSession  // a WorkerMessage after a valid Hello
+	fuzzWorkAimed      // a WorkerMessage aimed at a real assignment: its ids are set to it
+	fuzzMethods
+)
+
+// FuzzServerRPC sends arbitrary requests to every RPC of a leading
+// coordinator over real gRPC, with a job running and the fuzzer as its
+// worker: each answer must be one of the contract's refusals (never
+// INTERNAL or UNKNOWN, never a panic), and the coordinator must still
+// answer afterwards. The seed corpus runs in the normal suite;
+// `go test -fuzz FuzzServerRPC -fuzzminimizetime 10x ./coordinator` explores
+// further (the stream inputs take a few hundred milliseconds each, so the
+// default minimization of every new input takes minutes).
+func FuzzServerRPC(f *testing.F) {
+	add := func(method byte, m proto.Message) {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(method, b)
+	}
+	add(fuzzSubmitJob, &dpcnnv1.SubmitJobRequest{Spec: []byte(`{"network": "simple", "batch": 50, "microBatch": 7}`)})
+	add(fuzzSubmitJob, &dpcnnv1.SubmitJobRequest{Spec: []byte("network: [unclosed")})
+	add(fuzzSubmitJob, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON(), JobId: "x/../y"})
+	add(fuzzGetJob, &dpcnnv1.GetJobRequest{JobId: "fuzz"})
+	add(fuzzGetJob, &dpcnnv1.GetJobRequest{JobId: "\x00 no such id"})
+	add(fuzzCancelJob, &dpcnnv1.CancelJobRequest{JobId: "nope"})
+	add(fuzzListJobs, &dpcnnv1.ListJobsRequest{PageToken: "!!", PageSize: -5})
+	add(fuzzWatchJob, &dpcnnv1.WatchJobRequest{JobId: "fuzz", AfterSequence: math.MaxInt64})
+	add(fuzzListJobEvents, &dpcnnv1.ListJobEventsRequest{JobId: "fuzz", PageSize: math.MaxInt32})
+	add(fuzzDownloadCheckpoint, &dpcnnv1.DownloadCheckpointRequest{JobId: "../../etc"})
+	add(fuzzDownloadModel, &dpcnnv1.DownloadModelRequest{JobId: "fuzz"})
+	add(fuzzJoin, &dpcnnv1.JoinRequest{WorkerId: "w 1", Backend: "cpu", ImagesPerSec: math.Inf(1)})
+	add(fuzzJoin, &dpcnnv1.JoinRequest{WorkerId: "w-2", Backend: "cpu", Cores: -3, ImagesPerSec: math.NaN()})
+	add(fuzzFetchDataset, &dpcnnv1.FetchDatasetRequest{Names: []string{"../../../etc/passwd", ""}})
+	add(fuzzListWorkers, &dpcnnv1.ListWorkersRequest{})
+	add(fuzzWorkFirst, &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Heartbeat{Heartbeat: &dpcnnv1.Heartbeat{}}})
+	add(fuzzWorkInSession, &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Result{Result: &dpcnnv1.WorkResult{AssignmentId: 12345, JobId: "fuzz"}}})
+	add(fuzzWorkInSession, &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Hello{Hello: &dpcnnv1.Hello{WorkerId: "other", Session: "forged"}}})
+	add(fuzzWorkAimed, &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Result{Result: &dpcnnv1.WorkResult{
+		Outcome: &dpcnnv1.WorkResult_Train{Train: &dpcnnv1.SubtreeGradient{
+			FirstLeaf: 0, LeafCount: 2, LeafLossSums: []float64{1, math.Inf(1)},
+			GradientSum: &dpcnnv1.Tensor{Shape: []int64{3}},
+		}}}}})
+	add(fuzzWorkAimed, &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Result{Result: &dpcnnv1.WorkResult{
+		Outcome: &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{Begin: -1, End: 1 << 40, Correct: 7}}}}})
+	add(fuzzWorkAimed, &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Failure{Failure: &dpcnnv1.WorkFailure{Message: "out of memory"}}})
+
+	h := startFuzzCoordinator(f)
+	f.Fuzz(func(t *testing.T, method byte, payload []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := h.call(ctx, t, method%fuzzMethods, payload)
+		switch status.Code(err) {
+		case codes.Internal, codes.Unknown, codes.Unimplemented, codes.DataLoss:
+			t.Fatalf("method %d: %v", method%fuzzMethods, err)
+		}
+		if _, err := h.cluster.Leader(ctx, &dpcnnv1.LeaderRequest{}); err != nil {
+			t.Fatalf("the coordinator stopped answering after method %d: %v", method%fuzzMethods, err)
+		}
+	})
+}
+
+// rpcFuzzHarness is a leading coordinator with a job that waits for workers.
+type rpcFuzzHarness struct {
+	jobs    dpcnnv1.JobServiceClient
+	workers dpcnnv1.WorkerServiceClient
+	cluster dpcnnv1.ClusterServiceClient
+}
+
+func startFuzzCoordinator(f *testing.F) *rpcFuzzHarness {
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	endpoints, stopEtcd, err := keyspace.StartEmbeddedEtcd(ctx, f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(stopEtcd)
+	cli, err := keyspace.Dial(endpoints)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { cli.Close() })
+	backend := kernels.NewCPU(1)
+	f.Cleanup(backend.Close)
+	srv, err := NewServer(ServerConfig{
+		ID: "fuzz", Etcd: cli, Prefix: "/fuzz/", DataDir: f.TempDir(),
+		SessionTTL: time.Second, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		TickInterval: 50 * time.Millisecond, StatusInterval: 100 * time.Millisecond, Backend: backend,
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, lis) }()
+	f.Cleanup(func() {
+		stop()
+		<-done
+	})
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize), grpc.MaxCallSendMsgSize(dpcnnv1.MaxMessageSize)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { conn.Close() })
+	h := &rpcFuzzHarness{
+		jobs: dpcnnv1.NewJobServiceClient(conn), workers: dpcnnv1.NewWorkerServiceClient(conn),
+		cluster: dpcnnv1.NewClusterServiceClient(conn),
+	}
+	for {
+		_, err := h.jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tinySpec().JSON(), JobId: "fuzz"})
+		if err == nil {
+			return h
+		}
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			f.Fatalf("submit the fuzz job: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // not leading yet
+	}
+}
+
+// call decodes payload as the request of method and sends it.
+func (h *rpcFuzzHarness) call(ctx context.Context, t *testing.T, method byte, payload []byte) error {
+	decode := func(m proto.Message) bool { return proto.Unmarshal(payload, m) == nil }
+	switch method {
+	case fuzzSubmitJob:
+		var req dpcnnv1.SubmitJobRequest
+		if !decode(&req) {
+			return nil
+		}
+		if req.JobId == "" {
+			req.JobId = "fuzzed" // do not queue a new job for every input
+		}
+		_, err := h.jobs.SubmitJob(ctx, &req)
+		return err
+	case fuzzGetJob:
+		var req dpcnnv1.GetJobRequest
+		if !decode(&req) {
+			return nil
+		}
+		_, err := h.jobs.GetJob(ctx, &req)
+		return err
+	case fuzzCancelJob:
+		var req dpcnnv1.CancelJobRequest
+		if !decode(&req) || req.JobId == "fuzz" {
+			return nil
+		}
+		_, err := h.jobs.CancelJob(ctx, &req)
+		return err
+	case fuzzListJobs:
+		var req dpcnnv1.ListJobsRequest
+		if !decode(&req) {
+			return nil
+		}
+		_, err := h.jobs.ListJobs(ctx, &req)
+		return err
+	case fuzzWatchJob:
+		var req dpcnnv1.WatchJobRequest
+		if !decode(&req) {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		stream, err := h.jobs.WatchJob(wctx, &req)
+		for err == nil {
+			_, err = stream.Recv()
+		}
+		return quiet(err)
+	case fuzzListJobEvents:
+		var req dpcnnv1.ListJobEventsRequest
+		if !decode(&req) {
+			return nil
+		}
+		_, err := h.jobs.ListJobEvents(ctx, &req)
+		return err
+	case fuzzDownloadCheckpoint:
+		var req dpcnnv1.DownloadCheckpointRequest
+		if !decode(&req) {
+			return nil
+		}
+		stream, err := h.jobs.DownloadCheckpoint(ctx, &req)
+		return drain(stream, err)
+	case fuzzDownloadModel:
+		var req dpcnnv1.DownloadModelRequest
+		if !decode(&req) {
+			return nil
+		}
+		stream, err := h.jobs.DownloadModel(ctx, &req)
+		return drain(stream, err)
+	case fuzzJoin:
+		var req dpcnnv1.JoinRequest
+		if !decode(&req) {
+			return nil
+		}
+		_, err := h.workers.Join(ctx, &req)
+		return err
+	case fuzzFetchDataset:
+		var req dpcnnv1.FetchDatasetRequest
+		if !decode(&req) {
+			return nil
+		}
+		stream, err := h.workers.FetchDataset(ctx, &req)
+		return drain(stream, err)
+	case fuzzListWorkers:
+		var req dpcnnv1.ListWorkersRequest
+		if !decode(&req) {
+			return nil
+		}
+		_, err := h.cluster.ListWorkers(ctx, &req)
+		return err
+	default:
+		var msg dpcnnv1.WorkerMessage
+		if !decode(&msg) {
+			return nil
+		}
+		return h.work(ctx, t, method, &msg)
+	}
+}
+
+// work sends msg on a Work stream: first, after a Hello of a fresh session,
+// or aimed at the assignment the session was given.
+func (h *rpcFuzzHarness) work(ctx context.Context, t *testing.T, method byte, msg *dpcnnv1.WorkerMessage) error {
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	stream, err := h.workers.Work(wctx)
+	if err != nil {
+		return err
+	}
+	defer stream.CloseSend()
+	if method != fuzzWorkFirst {
+		// The second Join reports the data set the first one named, as a
+		// worker that fetched it would, so that the session gets work.
+		join := &dpcnnv1.JoinRequest{WorkerId: "fuzz-worker", Backend: "cpu", Cores: 1, ImagesPerSec: 100}
+		joined, err := h.workers.Join(ctx, join)
+		if err != nil {
+			return err
+		}
+		join.Dataset = joined.Dataset
+		if joined, err = h.workers.Join(ctx, join); err != nil {
+			return err
+		}
+		hello := &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Hello{Hello: &dpcnnv1.Hello{WorkerId: "fuzz-worker", Session: joined.Session}}}
+		if err := stream.Send(hello); err != nil {
+			return quiet(err)
+		}
+		if method == fuzzWorkAimed {
+			for {
+				in, err := stream.Recv()
+				if err != nil {
+					return quiet(err)
+				}
+				if a := in.GetAssignment(); a != nil {
+					switch k := msg.Kind.(type) {
+					case *dpcnnv1.WorkerMessage_Result:
+						k.Result.AssignmentId, k.Result.JobId = a.AssignmentId, a.JobId
+					case *dpcnnv1.WorkerMessage_Failure:
+						k.Failure.AssignmentId, k.Failure.JobId = a.AssignmentId, a.JobId
+					}
+					break
+				}
+			}
+		}
+	}
+	if err := stream.Send(msg); err != nil {
+		return quiet(err)
+	}
+	// Read what comes back until the stream ends or the time is up.
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return quiet(err)
+		}
+	}
+}
+
+// drain reads a download to its end.
+func drain(stream grpc.ServerStreamingClient[dpcnnv1.FileChunk], err error) error {
+	for err == nil {
+		_, err = stream.Recv()
+	}
+	return quiet(err)
+}
+
+// quiet maps the ends a stream may have in the fuzzer's own hands (EOF,
+// its time limit) to nil.
+func quiet(err error) error {
+	if errors.Is(err, io.EOF) || status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Canceled {
+		return nil
+	}
+	return err
+}
