@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,10 +13,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // DefaultPrefix is the key prefix every dpcnn key lives under unless a
@@ -26,26 +30,58 @@ const DefaultPrefix = "/dpcnn/"
 // picked was taken by someone else before etcd could bind it.
 const startAttempts = 5
 
+// TLSFiles names the PEM files of an etcd server: its certificate and key
+// (used for clients and peers alike, so the certificate needs both the
+// serverAuth and clientAuth key usages) and the CA that client and peer
+// certificates must chain to.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// EmbeddedOption configures StartEmbeddedEtcd.
+type EmbeddedOption func(*embeddedOptions)
+
+type embeddedOptions struct {
+	tls *TLSFiles
+}
+
+// WithServerTLS makes the embedded etcd speak TLS to clients and peers and
+// require a client certificate signed by files.CA from both.
+func WithServerTLS(files TLSFiles) EmbeddedOption {
+	return func(o *embeddedOptions) { o.tls = &files }
+}
+
 // StartEmbeddedEtcd starts a single-member etcd server that keeps its data
 // in dir and listens on 127.0.0.1 at free ports, and waits until it serves.
-// It returns the client endpoints ("http://127.0.0.1:port") and a stop
-// function that shuts the server down and may be called more than once.
-// The server logs errors only.
-func StartEmbeddedEtcd(ctx context.Context, dir string) (endpoints []string, stop func(), err error) {
+// It returns the client endpoints ("http://127.0.0.1:port", or https://
+// with WithServerTLS) and a stop function that shuts the server down and
+// may be called more than once. The server logs errors only.
+func StartEmbeddedEtcd(ctx context.Context, dir string, opts ...EmbeddedOption) (endpoints []string, stop func(), err error) {
+	var o embeddedOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tls != nil && (o.tls.CA == "" || o.tls.Cert == "" || o.tls.Key == "") {
+		return nil, nil, fmt.Errorf("cluster: embedded etcd: TLS needs a CA, a certificate and a key (got %+v)", *o.tls)
+	}
 	for attempt := 1; ; attempt++ {
-		endpoints, stop, err = startEtcdOnce(ctx, dir)
+		endpoints, stop, err = startEtcdOnce(ctx, dir, o)
 		if err == nil || attempt == startAttempts || ctx.Err() != nil || !isAddrInUse(err) {
 			return endpoints, stop, err
 		}
 	}
 }
 
-func startEtcdOnce(ctx context.Context, dir string) ([]string, func(), error) {
-	clientURL, err := freeLoopbackURL()
+func startEtcdOnce(ctx context.Context, dir string, o embeddedOptions) ([]string, func(), error) {
+	scheme := "http"
+	if o.tls != nil {
+		scheme = "https"
+	}
+	clientURL, err := freeLoopbackURL(scheme)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: embedded etcd: %w", err)
 	}
-	peerURL, err := freeLoopbackURL()
+	peerURL, err := freeLoopbackURL(scheme)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: embedded etcd: %w", err)
 	}
@@ -65,6 +101,13 @@ func startEtcdOnce(ctx context.Context, dir string) ([]string, func(), error) {
 	cfg.ListenPeerUrls = []url.URL{*peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{*peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if o.tls != nil {
+		info := transport.TLSInfo{
+			CertFile: o.tls.Cert, KeyFile: o.tls.Key, TrustedCAFile: o.tls.CA,
+			ClientCertAuth: true, MinVersion: tls.VersionTLS12,
+		}
+		cfg.ClientTLSInfo, cfg.PeerTLSInfo = info, info
+	}
 	// Job statuses are rewritten during training; keeping a bounded history
 	// keeps the embedded store small over long local runs.
 	cfg.AutoCompactionMode = "revision"
@@ -112,7 +155,7 @@ func (c *quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Ch
 
 // freeLoopbackURL finds a port on 127.0.0.1 that is free now. Someone may
 // take it before etcd binds it; StartEmbeddedEtcd retries then.
-func freeLoopbackURL() (*url.URL, error) {
+func freeLoopbackURL(scheme string) (*url.URL, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("find a free port: %w", err)
@@ -121,29 +164,55 @@ func freeLoopbackURL() (*url.URL, error) {
 	if err := lis.Close(); err != nil {
 		return nil, fmt.Errorf("find a free port: %w", err)
 	}
-	return &url.URL{Scheme: "http", Host: addr}, nil
+	return &url.URL{Scheme: scheme, Host: addr}, nil
 }
 
 func isAddrInUse(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "address already in use")
 }
 
+// DialOption configures Dial.
+type DialOption func(*clientv3.Config)
+
+// WithTLS makes Dial speak TLS with cfg: cfg.RootCAs verifies etcd, and
+// cfg.Certificates are presented when etcd asks for a client certificate.
+// The endpoints must then be https:// (or have no scheme): etcd's client
+// drops TLS for http:// ones.
+func WithTLS(cfg *tls.Config) DialOption {
+	return func(c *clientv3.Config) { c.TLS = cfg }
+}
+
 // Dial makes a client of etcd at endpoints with a quiet logger (errors
 // only). It does not wait for a connection: requests wait for one, bounded
 // by their contexts. The caller closes the client.
-func Dial(endpoints []string) (*clientv3.Client, error) {
+//
+// Without WithTLS it speaks plaintext, which it allows only to loopback
+// endpoints (127.0.0.1, ::1, localhost): anything else must use TLS.
+func Dial(endpoints []string, opts ...DialOption) (*clientv3.Client, error) {
 	if len(endpoints) == 0 {
 		return nil, errors.New("cluster: dial etcd: no endpoints")
+	}
+	var cfg clientv3.Config
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	for _, ep := range endpoints {
+		scheme, _, hasScheme := strings.Cut(ep, "://")
+		switch {
+		case cfg.TLS != nil && hasScheme && !strings.EqualFold(scheme, "https"):
+			return nil, fmt.Errorf("cluster: dial etcd %s: TLS needs an https:// endpoint", ep)
+		case cfg.TLS == nil && hasScheme && strings.EqualFold(scheme, "https"):
+			return nil, fmt.Errorf("cluster: dial etcd %s: an https:// endpoint needs TLS (a CA at least)", ep)
+		case cfg.TLS == nil && !secure.IsLoopback(ep):
+			return nil, fmt.Errorf("cluster: dial etcd %s: plaintext is allowed only to a loopback address; use TLS", ep)
+		}
 	}
 	logger, err := zap.NewProductionConfig().Build(zap.IncreaseLevel(zap.ErrorLevel))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial etcd: logger: %w", err)
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 5 * time.Second,
-		Logger:      logger,
-	})
+	cfg.Endpoints, cfg.DialTimeout, cfg.Logger = endpoints, 5*time.Second, logger
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial etcd %s: %w", strings.Join(endpoints, ","), err)
 	}

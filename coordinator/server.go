@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -27,6 +28,7 @@ import (
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -75,6 +77,17 @@ type ServerConfig struct {
 	StatusInterval time.Duration
 	// Engine tunes the training engine of every job.
 	Engine EngineConfig
+
+	// Credentials secure the gRPC server (TLS from secure.Server.Load or
+	// secure.ServerTLS). Nil serves plaintext, which Serve allows only on
+	// a loopback listener.
+	Credentials credentials.TransportCredentials
+	// Tokens are the bearer tokens that JobService, ClusterService and
+	// reflection calls (cnnctl's) must carry. When nil those calls need a
+	// verified client certificate instead, as WorkerService calls always
+	// do; over plaintext there is no certificate to ask for. gRPC health
+	// checking is open to all, for probes.
+	Tokens *secure.Tokens
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -196,14 +209,24 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if s.backend == nil {
 		s.backend, s.ownBackend = kernels.NewCPU(0), true
 	}
-	s.grpc = grpc.NewServer(
+	// Credentials are checked before anything else: a refused call learns
+	// nothing, not even whether this coordinator leads.
+	auth := &secure.Authenticator{
+		Tokens: cfg.Tokens, ClientCerts: cfg.Credentials != nil,
+		Require: requirement, Logger: s.log,
+	}
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
 		grpc.MaxSendMsgSize(dpcnnv1.MaxMessageSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(s.unaryGate),
-		grpc.ChainStreamInterceptor(s.streamGate),
-	)
+		grpc.ChainUnaryInterceptor(auth.UnaryInterceptor(), s.unaryGate),
+		grpc.ChainStreamInterceptor(auth.StreamInterceptor(), s.streamGate),
+	}
+	if cfg.Credentials != nil {
+		opts = append(opts, grpc.Creds(secure.LogRefusedHandshakes(cfg.Credentials, s.log)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	dpcnnv1.RegisterJobServiceServer(s.grpc, s)
 	dpcnnv1.RegisterWorkerServiceServer(s.grpc, s)
 	dpcnnv1.RegisterClusterServiceServer(s.grpc, s)
@@ -213,6 +236,27 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	reflection.Register(s.grpc)
 	return s, nil
 }
+
+// requirement says what a call must prove: nothing for health checks
+// (probes), a client certificate for the workers' service, a certificate or
+// a token to ask where the leader is (workers and cnnctl both ask), and
+// cnnctl's token for the rest, reflection included.
+func requirement(method string) secure.Requirement {
+	switch {
+	case strings.HasPrefix(method, "/"+healthpb.Health_ServiceDesc.ServiceName+"/"):
+		return secure.Open
+	case strings.HasPrefix(method, "/"+dpcnnv1.WorkerService_ServiceDesc.ServiceName+"/"):
+		return secure.ClientCert
+	case method == dpcnnv1.ClusterService_Leader_FullMethodName:
+		return secure.AnyCredential
+	default:
+		return secure.BearerToken
+	}
+}
+
+// Health is the server's gRPC health service, for a second, plaintext
+// listener that only probes reach (Kubernetes' gRPC probes speak no TLS).
+func (s *Server) Health() healthpb.HealthServer { return s.health }
 
 // setServiceHealth reports the job and worker services SERVING only while
 // this coordinator leads; the server as a whole ("") serves while it runs.
@@ -251,6 +295,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			}
 		}
 	}()
+	if s.cfg.Credentials == nil {
+		if err := secure.CheckPlaintext("coordinator: serve: listener", lis.Addr().String()); err != nil {
+			return err
+		}
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.grpc.Serve(lis) }()

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -330,4 +332,69 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// clusterTLS is what `cnnctl certs` made for a test cluster of processes:
+// the flags that give each process its credentials, and the files the
+// test's own clients use.
+type clusterTLS struct {
+	dir                                     string
+	etcdServer, coordinator, worker, cnnctl []string
+}
+
+// makeClusterTLS runs the built `cnnctl certs` (in bin) to write a CA, the
+// certificates and a token into dir/certs. Everything runs on 127.0.0.1,
+// which every certificate covers.
+func makeClusterTLS(t *testing.T, bin, dir string) clusterTLS {
+	t.Helper()
+	c := clusterTLS{dir: filepath.Join(dir, "certs")}
+	out, err := exec.Command(filepath.Join(bin, "cnnctl"), "certs", "--out", c.dir, "--valid-for", "24h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cnnctl certs: %v\n%s", err, out)
+	}
+	ca := c.file(secure.FileCA)
+	c.etcdServer = []string{"--tls-ca", ca, "--tls-cert", c.file(secure.FileEtcdCert), "--tls-key", c.file(secure.FileEtcdKey)}
+	c.coordinator = []string{"--tls-ca", ca, "--tls-cert", c.file(secure.FileCoordinatorCert), "--tls-key", c.file(secure.FileCoordinatorKey),
+		"--token-file", c.file(secure.FileToken)}
+	c.worker = []string{"--tls-ca", ca, "--tls-cert", c.file(secure.FileWorkerCert), "--tls-key", c.file(secure.FileWorkerKey)}
+	c.cnnctl = []string{"--tls-ca", ca, "--token-file", c.file(secure.FileToken)}
+	return c
+}
+
+func (c clusterTLS) file(name string) string { return filepath.Join(c.dir, name) }
+
+// dialEtcd makes an etcd client with the worker's certificate, closed when
+// the test ends.
+func (c clusterTLS) dialEtcd(t *testing.T, endpoints string) *clientv3.Client {
+	t.Helper()
+	cfg, err := secure.ClientTLS(secure.Files{CA: c.file(secure.FileCA), Cert: c.file(secure.FileWorkerCert), Key: c.file(secure.FileWorkerKey)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := cluster.Dial(cluster.SplitEndpoints(endpoints), cluster.WithTLS(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// dial connects to a coordinator as cnnctl does: TLS verified against the
+// CA, and the token with every call.
+func (c clusterTLS) dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	token, err := secure.ReadToken(c.file(secure.FileToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := secure.Client{Files: secure.Files{CA: c.file(secure.FileCA)}, Token: token}.DialOptions(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // etcd, two coordinators (a leader and a standby) and three workers run as
@@ -33,20 +34,24 @@ func TestSeparateProcesses(t *testing.T) {
 	mnistDir, train, test := mnist(t)
 	bin := buildCommands(t)
 	tmp := t.TempDir()
+	// Every connection is mutual TLS with what `cnnctl certs` makes, and
+	// cnnctl's calls carry its token.
+	tls := makeClusterTLS(t, bin, tmp)
 
 	// etcd: `cnnctl etcd` writes its endpoint to a file once it serves.
 	epFile := filepath.Join(tmp, "etcd-endpoints")
-	startProcess(t, "etcd", filepath.Join(bin, "cnnctl"), "etcd", "--data-dir", filepath.Join(tmp, "etcd"), "--endpoints-file", epFile)
+	startProcess(t, "etcd", filepath.Join(bin, "cnnctl"), append([]string{"etcd", "--data-dir", filepath.Join(tmp, "etcd"), "--endpoints-file", epFile}, tls.etcdServer...)...)
 	endpoints := strings.TrimSpace(string(waitFile(t, epFile, 20*time.Second)))
-	cli, err := cluster.Dial(cluster.SplitEndpoints(endpoints))
-	if err != nil {
-		t.Fatal(err)
+	if !strings.HasPrefix(endpoints, "https://") {
+		t.Fatalf("etcd serves %s, not https", endpoints)
 	}
-	defer cli.Close()
+	cli := tls.dialEtcd(t, endpoints)
 
+	coordinators := map[string]*process{}
 	coord := func(id string) *process {
-		return startProcess(t, id, filepath.Join(bin, "coordinator"), "--listen", "127.0.0.1:0", "--etcd", endpoints,
-			"--data-dir", filepath.Join(tmp, "coordinator-data"), "--mnist", mnistDir, "--id", id, "--threads", "1", "--log-level", "warn")
+		coordinators[id] = startProcess(t, id, filepath.Join(bin, "coordinator"), append([]string{"--listen", "127.0.0.1:0", "--etcd", endpoints,
+			"--data-dir", filepath.Join(tmp, "coordinator-data"), "--mnist", mnistDir, "--id", id, "--threads", "1", "--log-level", "warn"}, tls.coordinator...)...)
+		return coordinators[id]
 	}
 	coord("c1")
 	waitLeader(t, cli, "")
@@ -64,19 +69,38 @@ func TestSeparateProcesses(t *testing.T) {
 	workers := make([]*process, 3)
 	for i := range workers {
 		id := fmt.Sprintf("w%d", i+1)
-		args := []string{"--etcd", endpoints, "--id", id, "--threads", "1", "--log-level", "warn",
-			"--cache-dir", filepath.Join(tmp, "cache-"+id)}
+		args := append([]string{"--etcd", endpoints, "--id", id, "--threads", "1", "--log-level", "warn",
+			"--cache-dir", filepath.Join(tmp, "cache-"+id)}, tls.worker...)
 		if i == 0 {
 			args = append(args, "--data", mnistDir)
 		}
 		workers[i] = startProcess(t, id, filepath.Join(bin, "worker"), args...)
 	}
-	conn := dial(t, leader.Address)
+	conn := tls.dial(t, leader.Address)
 	waitIdleWorkers(ctx, t, dpcnnv1.NewClusterServiceClient(conn), 3)
 
 	cnnctl := func(args ...string) string {
 		t.Helper()
-		return runCommand(ctx, t, filepath.Join(bin, "cnnctl"), append(args, "--coordinator", leader.Address)...)
+		return runCommand(ctx, t, filepath.Join(bin, "cnnctl"), append(append(args, "--coordinator", leader.Address), tls.cnnctl...)...)
+	}
+	// Without the token, or in plaintext, cnnctl is refused; the leader
+	// logs the refusal.
+	for _, args := range [][]string{
+		{"list", "--coordinator", leader.Address, "--tls-ca", tls.file(secure.FileCA)},
+		{"list", "--coordinator", leader.Address, "--insecure", "--timeout", "2s"},
+	} {
+		if out, err := exec.CommandContext(ctx, filepath.Join(bin, "cnnctl"), args...).CombinedOutput(); err == nil {
+			t.Errorf("cnnctl %s was served:\n%s", strings.Join(args, " "), out)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		logs := coordinators["c1"].out.String()
+		if strings.Contains(logs, "refused unauthenticated call") && strings.Contains(logs, "refused TLS handshake") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader did not log the refusals:\n%s", logs)
+		}
 	}
 	spec := smallJob(11)
 	out := cnnctl("submit", "job", "--net", "simple", "--epochs", "2", "--batch", "50", "--micro-batch", "10",
@@ -107,7 +131,7 @@ func TestSeparateProcesses(t *testing.T) {
 
 	// `cnnctl watch` follows it to the end; through the standby, which
 	// names the leader.
-	out = runCommand(ctx, t, filepath.Join(bin, "cnnctl"), "watch", "e2e-processes", "--coordinator", standby)
+	out = runCommand(ctx, t, filepath.Join(bin, "cnnctl"), append([]string{"watch", "e2e-processes", "--coordinator", standby}, tls.cnnctl...)...)
 	acc := regexp.MustCompile(`epoch 2: test accuracy ([0-9.]+) \((\d+)/200\)`).FindStringSubmatch(out)
 	if acc == nil || !strings.Contains(out, "succeeded") {
 		t.Fatalf("watch:\n%s", out)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the deployable cluster: builds the dpcnn image, starts
-# deploy/compose (etcd, two coordinators, three workers), trains a tiny job
-# through cnnctl, checks it SUCCEEDED, prints its status, and takes the
+# deploy/compose (etcd, two coordinators, three workers, all over mutual
+# TLS with certificates the compose file's "certs" service makes), checks
+# that calls without the token or in plaintext are refused, trains a tiny
+# job through cnnctl, checks it SUCCEEDED, prints its status, and takes the
 # cluster down with its volumes, whether or not it passed.
 #
 #   scripts/deploy-smoke.sh                 # build the image, then test
@@ -30,8 +32,28 @@ compose+=(-p "$project" -f "$repo/deploy/compose/docker-compose.yaml")
 log() { echo "deploy-smoke: $*" >&2; }
 
 # cnnctl in the first coordinator's container, on the cluster network,
-# where the address a standby names for the leader resolves.
-cnnctl() { "${compose[@]}" exec -T coordinator-1 cnnctl "$@" --coordinator coordinator-1:7070; }
+# where the address a standby names for the leader resolves. The
+# container's environment gives it the CA (DPCNN_TLS_CA) and the token
+# (DPCNN_TOKEN_FILE); "${env[@]}" may override them for one call.
+env=()
+cnnctl() { "${compose[@]}" exec -T "${env[@]}" coordinator-1 cnnctl "$@" --coordinator coordinator-1:7070; }
+
+# refused WANT ARGS...: cnnctl ARGS must fail with WANT in its output.
+refused() {
+	local want=$1 out
+	shift
+	if out=$(cnnctl "$@" 2>&1); then
+		log "cnnctl $* was served, want a refusal:"
+		echo "$out" >&2
+		exit 1
+	fi
+	if ! grep -q -- "$want" <<<"$out"; then
+		log "cnnctl $* failed, but not with '$want':"
+		echo "$out" >&2
+		exit 1
+	fi
+	log "refused as expected: cnnctl $* ($want)"
+}
 
 teardown() {
 	local rc=$?
@@ -65,6 +87,21 @@ until out=$(cnnctl workers 2>&1) && [[ $(grep -cE '^worker-[0-9]+ +idle ' <<<"$o
 	sleep 2
 done
 echo "$out"
+
+# Without the token the coordinator refuses the call (and logs it); in
+# plaintext cnnctl refuses to dial anything but loopback.
+env=(-e DPCNN_TOKEN_FILE=)
+refused "refused our credentials" workers
+env=(-e DPCNN_TLS_CA= -e DPCNN_TLS_CERT= -e DPCNN_TLS_KEY= -e DPCNN_TOKEN_FILE=)
+refused "plaintext is allowed only on a loopback address" workers --insecure
+env=()
+# (The logs whole, then grep: grep -q would end the pipe early, and
+# pipefail would take the writer's broken pipe for a failure.)
+logs=$("${compose[@]}" logs --no-color coordinator-1 coordinator-2 2>&1)
+if ! grep -q "refused unauthenticated call" <<<"$logs"; then
+	log "no coordinator logged the refused call"
+	exit 1
+fi
 
 # A tiny job: 300 training images in steps of 50, cut into micro-batches of
 # 10 so that every worker gets work, two epochs, 200 test images.

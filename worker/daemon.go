@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,6 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
@@ -87,10 +89,17 @@ type DaemonConfig struct {
 
 	// Logger receives the daemon's logs (default: none).
 	Logger *slog.Logger
-	// DialOptions are added to the gRPC dial options (transport security
-	// by default is none: the coordinator is reached over a trusted
-	// network).
+	// DialOptions are added to the gRPC dial options; transport security
+	// goes in Credentials, not here.
 	DialOptions []grpc.DialOption
+	// Credentials secure the connections to coordinators: TLS presenting
+	// the worker's client certificate (credentials.NewTLS with
+	// secure.ClientTLS). Nil dials plaintext, which the worker allows only
+	// to loopback addresses: a coordinator elsewhere is refused.
+	Credentials credentials.TransportCredentials
+	// EtcdTLS secures the etcd client made from EtcdEndpoints (nil:
+	// plaintext, to loopback endpoints only).
+	EtcdTLS *tls.Config
 }
 
 // Defaults of DaemonConfig.
@@ -185,7 +194,11 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 
 	d.etcd = cfg.Etcd
 	if d.etcd == nil && len(cfg.EtcdEndpoints) > 0 {
-		if d.etcd, err = cluster.Dial(cfg.EtcdEndpoints); err != nil {
+		var opts []cluster.DialOption
+		if cfg.EtcdTLS != nil {
+			opts = append(opts, cluster.WithTLS(cfg.EtcdTLS))
+		}
+		if d.etcd, err = cluster.Dial(cfg.EtcdEndpoints, opts...); err != nil {
 			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
 		}
 		cli := d.etcd

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // joinTimeout bounds a Join call; closeWait bounds the wait, after the
@@ -50,8 +51,15 @@ func (d *daemon) session(ctx context.Context) sessionEnd {
 		return sessionEnd{err: err}
 	}
 	log := d.log.With("coordinator", addr)
+	creds := d.cfg.Credentials
+	if creds == nil {
+		if err := secure.CheckPlaintext("worker "+d.cfg.ID+": coordinator", addr); err != nil {
+			return sessionEnd{err: err, fatal: !followLeader}
+		}
+		creds = insecure.NewCredentials()
+	}
 	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// No service config from DNS: its TXT lookup stalls for seconds on
 		// networks without an outside resolver (an internal Docker network)
 		// and we configure the channel ourselves.

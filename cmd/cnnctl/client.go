@@ -13,20 +13,27 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // defaultCoordinator is where the client commands look for a coordinator
 // when neither --coordinator nor $DPCNN_COORDINATOR says.
 const defaultCoordinator = "127.0.0.1:7070"
 
-// clientFlags are the flags of every command that talks to a coordinator.
+// clientFlags are the flags of every command that talks to a coordinator:
+// where it is, and how to prove who we are to it.
 type clientFlags struct {
 	addr    string
 	timeout time.Duration
+
+	tls        secure.Files
+	serverName string
+	tokenFile  string
+	insecure   bool
+	fs         *pflag.FlagSet
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
@@ -34,8 +41,43 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	if addr == "" {
 		addr = defaultCoordinator
 	}
+	f.fs = fs
 	fs.StringVar(&f.addr, "coordinator", addr, "coordinator gRPC address host:port (env DPCNN_COORDINATOR)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of each request (not of watching or downloading)")
+	fs.StringVar(&f.tls.CA, "tls-ca", os.Getenv("DPCNN_TLS_CA"), "CA certificate the coordinator's certificate must chain to (env DPCNN_TLS_CA)")
+	fs.StringVar(&f.tls.Cert, "tls-cert", os.Getenv("DPCNN_TLS_CERT"), "client certificate to present, when the coordinator takes certificates instead of tokens (env DPCNN_TLS_CERT)")
+	fs.StringVar(&f.tls.Key, "tls-key", os.Getenv("DPCNN_TLS_KEY"), "the key of --tls-cert (env DPCNN_TLS_KEY)")
+	fs.StringVar(&f.serverName, "tls-server-name", os.Getenv("DPCNN_TLS_SERVER_NAME"), "name the coordinator's certificate carries, when not the host dialed (env DPCNN_TLS_SERVER_NAME)")
+	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("DPCNN_TOKEN_FILE"), "file whose first line is the bearer token to send (env DPCNN_TOKEN_FILE; env DPCNN_TOKEN gives the token itself)")
+	insecure, _ := strconv.ParseBool(os.Getenv("DPCNN_INSECURE"))
+	fs.BoolVar(&f.insecure, "insecure", insecure, "allow plaintext when no --tls-ca is given, to a loopback coordinator only (env DPCNN_INSECURE=1)")
+}
+
+// transport reads the token and says how to reach coordinators. The token
+// comes from --token-file when given on the command line, else from
+// $DPCNN_TOKEN, else from $DPCNN_TOKEN_FILE.
+func (f *clientFlags) transport() (secure.Client, error) {
+	if v := os.Getenv("DPCNN_INSECURE"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return secure.Client{}, fmt.Errorf("DPCNN_INSECURE=%q: want 1 or 0, true or false", v)
+		}
+	}
+	t := secure.Client{Files: f.tls, ServerName: f.serverName, Insecure: f.insecure}
+	fromFlag := f.fs != nil && f.fs.Changed("token-file")
+	switch env := os.Getenv("DPCNN_TOKEN"); {
+	case f.tokenFile != "" && (fromFlag || env == ""):
+		tok, err := secure.ReadToken(f.tokenFile)
+		if err != nil {
+			return secure.Client{}, fmt.Errorf("--token-file: %w", err)
+		}
+		t.Token = tok
+	case env != "":
+		if err := secure.CheckToken(env); err != nil {
+			return secure.Client{}, fmt.Errorf("DPCNN_TOKEN: %w", err)
+		}
+		t.Token = env
+	}
+	return t, nil
 }
 
 // dial opens a client of the coordinator at the flags' address. No
@@ -47,7 +89,11 @@ func (f *clientFlags) dial() (*client, error) {
 	if f.timeout <= 0 {
 		return nil, fmt.Errorf("--timeout %s: must be positive", f.timeout)
 	}
-	c := &client{timeout: f.timeout}
+	t, err := f.transport()
+	if err != nil {
+		return nil, err
+	}
+	c := &client{timeout: f.timeout, transport: t}
 	if err := c.connect(f.addr); err != nil {
 		return nil, err
 	}
@@ -74,17 +120,21 @@ func checkHostPort(addr string) error {
 // coordinator that is not the leader answers UNAVAILABLE; the client then
 // asks it where the leader is and follows there, once.
 type client struct {
-	addr     string
-	conn     *grpc.ClientConn
-	timeout  time.Duration
-	followed bool // already moved to the leader once
+	addr      string
+	conn      *grpc.ClientConn
+	timeout   time.Duration
+	transport secure.Client // TLS and token; checked again for every address dialed
+	followed  bool          // already moved to the leader once
 }
 
 func (c *client) connect(addr string) error {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	opts, err := c.transport.DialOptions(addr)
+	if err != nil {
+		return fmt.Errorf("coordinator %s: %w", addr, err)
+	}
+	conn, err := grpc.NewClient(addr, append(opts,
 		grpc.WithDisableServiceConfig(), // no DNS TXT lookup: it stalls on isolated networks
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize), grpc.MaxCallSendMsgSize(dpcnnv1.MaxMessageSize)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize), grpc.MaxCallSendMsgSize(dpcnnv1.MaxMessageSize)))...)
 	if err != nil {
 		return fmt.Errorf("coordinator %s: %w", addr, err)
 	}
@@ -176,6 +226,8 @@ func (c *client) describe(err error) error {
 		return context.Canceled
 	case codes.InvalidArgument:
 		return fmt.Errorf("refused: %s", s.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("coordinator %s refused our credentials: %s", c.addr, s.Message())
 	case codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
 		return errors.New(s.Message())
 	default:

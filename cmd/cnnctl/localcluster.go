@@ -2,19 +2,24 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -31,10 +36,21 @@ type localClusterConfig struct {
 // localCluster is a whole cluster in this process: an embedded etcd, one
 // coordinator and workers, talking gRPC over 127.0.0.1 with the same code
 // the daemons run. Train and Test are the data set the workers share.
+//
+// Nothing goes in plaintext, even on loopback: each cluster makes its own
+// CA, certificates and token (secure.NewDevelopmentSet) in Dir/tls, so
+// etcd, the coordinator and the workers use mutual TLS, and cnnctl's calls
+// carry the token, exactly as in a deployed cluster. Another process on
+// the machine cannot call the coordinator without reading those files.
 type localCluster struct {
 	Coordinator string // the coordinator's gRPC address
 	Etcd        []string
 	Train, Test *dataset.Set
+	// TLSDir holds the cluster's CA, certificates and token, with the
+	// names `cnnctl certs` gives them; Transport is how cnnctl reaches
+	// the coordinator (the CA and the token).
+	TLSDir    string
+	Transport secure.Client
 
 	// Failed is closed when a part of the cluster stopped by itself;
 	// Err says why.
@@ -77,13 +93,21 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 		return nil, err
 	}
 
-	endpoints, stopEtcd, err := cluster.StartEmbeddedEtcd(ctx, filepath.Join(cfg.Dir, "etcd"))
+	pki, err := newLocalPKI(filepath.Join(cfg.Dir, "tls"))
+	if err != nil {
+		return nil, err
+	}
+	lc.TLSDir = pki.dir
+	lc.Transport = secure.Client{Files: secure.Files{CA: pki.file(secure.FileCA)}, Token: pki.token}
+	endpoints, stopEtcd, err := cluster.StartEmbeddedEtcd(ctx, filepath.Join(cfg.Dir, "etcd"), cluster.WithServerTLS(cluster.TLSFiles{
+		CA: pki.file(secure.FileCA), Cert: pki.file(secure.FileEtcdCert), Key: pki.file(secure.FileEtcdKey),
+	}))
 	if err != nil {
 		return nil, err
 	}
 	lc.Etcd = endpoints
 	lc.closers = append(lc.closers, stopEtcd)
-	cli, err := cluster.Dial(endpoints)
+	cli, err := cluster.Dial(endpoints, cluster.WithTLS(pki.coordinatorClient))
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +123,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		ID: "local", Etcd: cli, DataDir: filepath.Join(cfg.Dir, "coordinator"), MNISTDir: mnist,
 		Logger: cfg.Logger, Backend: optimizer, Version: version,
+		Credentials: credentials.NewTLS(pki.coordinatorServer), Tokens: pki.tokens,
 	})
 	if err != nil {
 		return nil, err
@@ -117,7 +142,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			lc.fail(errors.New("local cluster: the coordinator stopped"))
 		}
 	})
-	if err := waitLeading(ctx, lc.Coordinator, lc.Failed); err != nil {
+	if err := waitLeading(ctx, lc.Coordinator, lc.Transport, lc.Failed); err != nil {
 		if ferr := lc.Err(); ferr != nil {
 			return nil, ferr
 		}
@@ -138,6 +163,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			// Equal workers need no speed test to share the work evenly.
 			ImagesPerSec: -1,
 			Logger:       cfg.Logger,
+			Credentials:  credentials.NewTLS(pki.worker),
 		}
 		lc.workers.Go(func() {
 			defer func() {
@@ -192,9 +218,19 @@ func (lc *localCluster) Stop() {
 	lc.failed.Do(func() { close(lc.Failed) })
 }
 
+// dial makes a client of the cluster's coordinator with the cluster's CA
+// and token.
+func (lc *localCluster) dial(timeout time.Duration) (*client, error) {
+	c := &client{timeout: timeout, transport: lc.Transport}
+	if err := c.connect(lc.Coordinator); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // waitLeading waits until the coordinator at addr says it leads.
-func waitLeading(ctx context.Context, addr string, failed <-chan struct{}) error {
-	c := &client{timeout: time.Second}
+func waitLeading(ctx context.Context, addr string, transport secure.Client, failed <-chan struct{}) error {
+	c := &client{timeout: time.Second, transport: transport}
 	if err := c.connect(addr); err != nil {
 		return err
 	}
@@ -219,6 +255,44 @@ func waitLeading(ctx context.Context, addr string, failed <-chan struct{}) error
 		}
 	}
 }
+
+// localPKI is a local cluster's own CA, certificates and token, written
+// to dir (etcd reads its certificate from files) and loaded.
+type localPKI struct {
+	dir               string
+	token             string
+	tokens            *secure.Tokens
+	coordinatorServer *tls.Config // serves gRPC
+	coordinatorClient *tls.Config // dials etcd
+	worker            *tls.Config // dials the coordinator
+}
+
+func newLocalPKI(dir string) (*localPKI, error) {
+	set, err := secure.NewDevelopmentSet(nil, 7*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	if err := set.Write(dir, false); err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	p := &localPKI{dir: dir, token: strings.TrimSpace(string(set.Files[secure.FileToken]))}
+	if p.tokens, err = secure.ParseTokens(set.Files[secure.FileToken]); err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	coordinator := secure.Files{CA: p.file(secure.FileCA), Cert: p.file(secure.FileCoordinatorCert), Key: p.file(secure.FileCoordinatorKey)}
+	if p.coordinatorServer, err = secure.ServerTLS(coordinator, false); err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	if p.coordinatorClient, err = secure.ClientTLS(coordinator, ""); err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	if p.worker, err = secure.ClientTLS(secure.Files{CA: p.file(secure.FileCA), Cert: p.file(secure.FileWorkerCert), Key: p.file(secure.FileWorkerKey)}, ""); err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	return p, nil
+}
+
+func (p *localPKI) file(name string) string { return filepath.Join(p.dir, name) }
 
 // tempClusterDir makes the working folder of a local cluster.
 func tempClusterDir() (string, error) {

@@ -160,8 +160,8 @@ func benchLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 		return 0, err
 	}
 	defer lc.Stop()
-	c := &client{timeout: 30 * time.Second}
-	if err := c.connect(lc.Coordinator); err != nil {
+	c, err := lc.dial(30 * time.Second)
+	if err != nil {
 		return 0, err
 	}
 	defer c.Close()

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // newEtcdCmd runs a single-member etcd in this process: enough for a local
@@ -16,22 +17,42 @@ import (
 // real deployment runs a real etcd cluster.
 func newEtcdCmd(e *env) *cobra.Command {
 	var dataDir, endpointsFile string
+	var files cluster.TLSFiles
+	var insecure bool
 	cmd := &cobra.Command{
 		Use:   "etcd",
 		Short: "Run a single-member etcd on 127.0.0.1 for a local cluster",
 		Long: `Run a single-member etcd on 127.0.0.1 at a free port, keeping its data in
 --data-dir, until interrupted. It prints its client endpoint, and writes it to
 --endpoints-file if given, for DPCNN_ETCD_ENDPOINTS of the coordinators and
-workers. For local clusters and tests; production runs a real etcd cluster.`,
+workers. For local clusters and tests; production runs a real etcd cluster.
+
+With --tls-ca, --tls-cert and --tls-key (etcd.crt and etcd.key from
+` + "`cnnctl certs`" + `) it serves https:// and requires client certificates signed
+by the CA from clients and peers; --insecure serves plaintext instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dataDir == "" {
 				return fmt.Errorf("--data-dir is required")
 			}
+			var opts []cluster.EmbeddedOption
+			switch {
+			case files != cluster.TLSFiles{}:
+				if files.CA == "" || files.Cert == "" || files.Key == "" {
+					return fmt.Errorf("etcd TLS needs --tls-ca, --tls-cert and --tls-key together")
+				}
+				// Read them now, for a clear error before etcd starts.
+				if _, err := secure.ServerTLS(secure.Files{CA: files.CA, Cert: files.Cert, Key: files.Key}, true); err != nil {
+					return err
+				}
+				opts = append(opts, cluster.WithServerTLS(files))
+			case !insecure:
+				return secure.ErrNoTransportSecurity
+			}
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return err
 			}
-			endpoints, stop, err := cluster.StartEmbeddedEtcd(cmd.Context(), dataDir)
+			endpoints, stop, err := cluster.StartEmbeddedEtcd(cmd.Context(), dataDir, opts...)
 			if err != nil {
 				return err
 			}
@@ -54,5 +75,9 @@ workers. For local clusters and tests; production runs a real etcd cluster.`,
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "folder for etcd's data")
 	cmd.Flags().StringVar(&endpointsFile, "endpoints-file", "", "also write the client endpoint to this file")
+	cmd.Flags().StringVar(&files.CA, "tls-ca", "", "CA that client and peer certificates must chain to")
+	cmd.Flags().StringVar(&files.Cert, "tls-cert", "", "etcd's certificate (server and client usages: it also serves peers)")
+	cmd.Flags().StringVar(&files.Key, "tls-key", "", "the key of --tls-cert")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "serve plaintext (on 127.0.0.1 only) when no TLS files are given")
 	return cmd
 }

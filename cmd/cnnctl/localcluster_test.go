@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // The client commands against a real coordinator, etcd and two workers,
@@ -19,7 +21,9 @@ func TestClientAgainstLocalCluster(t *testing.T) {
 	}
 	t.Cleanup(lc.Stop)
 	addr := lc.Coordinator
-	cli := func(args ...string) (string, error) { return runCLI(t, append(args, "--coordinator", addr)...) }
+	// The local cluster makes its own CA and token; cnnctl needs both.
+	creds := []string{"--coordinator", addr, "--tls-ca", filepath.Join(lc.TLSDir, secure.FileCA), "--token-file", filepath.Join(lc.TLSDir, secure.FileToken)}
+	cli := func(args ...string) (string, error) { return runCLI(t, append(args, creds...)...) }
 	ok := func(args ...string) string {
 		t.Helper()
 		out, err := cli(args...)
@@ -90,6 +94,14 @@ func TestClientAgainstLocalCluster(t *testing.T) {
 	// The job may wait for the workers to join before it runs.
 	if out := ok("logs", "small"); !regexp.MustCompile(`state (pending|waiting) -> running`).MatchString(out) || !strings.Contains(out, "checkpoint at step 2") {
 		t.Errorf("logs:\n%s", out)
+	}
+
+	// Without the token, or without TLS, nothing is served.
+	if _, err := runCLI(t, "list", "--coordinator", addr, "--tls-ca", filepath.Join(lc.TLSDir, secure.FileCA)); err == nil || !strings.Contains(err.Error(), "refused our credentials") {
+		t.Errorf("list without the token: %v", err)
+	}
+	if _, err := runCLI(t, "list", "--coordinator", addr, "--insecure", "--timeout", "2s"); err == nil {
+		t.Errorf("list in plaintext was served")
 	}
 
 	for _, c := range []struct {

@@ -39,8 +39,8 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 		}
 	}()
 
-	c := &client{timeout: 30 * time.Second}
-	if err := c.connect(lc.Coordinator); err != nil {
+	c, err := lc.dial(30 * time.Second)
+	if err != nil {
 		return err
 	}
 	defer c.Close()

@@ -44,5 +44,6 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newExportCmd(e))
 	root.AddCommand(newSubmitCmd(e), newStatusCmd(e), newListCmd(e), newWatchCmd(e), newCancelCmd(e),
 		newLogsCmd(e), newDownloadCmd(e), newWorkersCmd(e), newEtcdCmd(e), newBenchCmd(e))
+	root.AddCommand(newCertsCmd(e))
 	return root
 }

@@ -5,7 +5,12 @@
 //
 // Every flag has an environment variable, for containers:
 //
-//	coordinator --etcd http://etcd:2379 --data-dir /var/lib/dpcnn --advertise coordinator-0.coordinator:7070
+//	coordinator --etcd https://etcd:2379 --data-dir /var/lib/dpcnn --advertise coordinator-0.coordinator:7070 \
+//	    --tls-ca ca.crt --tls-cert coordinator.crt --tls-key coordinator.key --token-file token
+//
+// It serves mutual TLS (workers present client certificates, cnnctl a
+// bearer token from --token-file) and dials etcd over TLS; plaintext needs
+// --insecure and is allowed on loopback addresses only.
 package main
 
 import (
@@ -19,12 +24,17 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -48,6 +58,12 @@ type config struct {
 	id                string
 	threads           int
 	logLevel          string
+	healthListen      string
+
+	tls      secure.Files // the gRPC server's certificate, key and client CA
+	etcdTLS  secure.Files // etcd's CA and this client's certificate; default tls
+	token    string       // file of cnnctl's bearer tokens
+	insecure bool         // plaintext allowed where no TLS is configured, on loopback
 }
 
 // run parses args, serves until ctx ends, then drains: the running job
@@ -70,17 +86,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(endpoints) == 0 {
 		return errors.New("no etcd endpoints: set --etcd or DPCNN_ETCD_ENDPOINTS")
 	}
-	cli, err := cluster.Dial(endpoints)
+	creds, tokens, err := secure.Server{Files: cfg.tls, TokenFile: cfg.token, Insecure: cfg.insecure}.Load(cfg.listen)
+	if err != nil {
+		return err
+	}
+	etcdTLS, err := secure.EtcdTLS(cfg.etcdTLS.Or(cfg.tls), cfg.insecure, endpoints)
+	if err != nil {
+		return err
+	}
+	var etcdOpts []cluster.DialOption
+	if etcdTLS != nil {
+		etcdOpts = append(etcdOpts, cluster.WithTLS(etcdTLS))
+	}
+	cli, err := cluster.Dial(endpoints, etcdOpts...)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
+	switch {
+	case creds == nil:
+		logger.Warn("serving plaintext on a loopback address (--insecure): no credentials are checked")
+	case tokens == nil:
+		logger.Warn("no --token-file: job and cluster calls need a client certificate, and any certificate the CA signed (a worker's too) may make them")
+	}
 
 	backend := kernels.NewCPU(cfg.threads)
 	defer backend.Close()
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		ID: cfg.id, Advertise: cfg.advertise, Etcd: cli, Prefix: cfg.prefix,
 		DataDir: cfg.dataDir, MNISTDir: cfg.mnistDir, Logger: logger, Backend: backend, Version: version,
+		Credentials: creds, Tokens: tokens,
 	})
 	if err != nil {
 		return err
@@ -89,8 +124,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
 	}
+	if cfg.healthListen != "" {
+		stopHealth, err := serveHealth(cfg.healthListen, srv.Health(), logger)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer stopHealth()
+	}
 	fmt.Fprintf(stdout, "coordinator %s listening on %s\n", cfg.id, lis.Addr())
 	return srv.Serve(ctx, lis)
+}
+
+// serveHealth serves gRPC health checking alone, in plaintext, on addr:
+// for probes that speak no TLS (Kubernetes' gRPC probes). It tells
+// nothing but whether the coordinator serves and leads.
+func serveHealth(addr string, h healthpb.HealthServer, logger *slog.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--health-listen %s: %w", addr, err)
+	}
+	s := grpc.NewServer()
+	healthpb.RegisterHealthServer(s, h)
+	go func() {
+		if err := s.Serve(lis); err != nil {
+			logger.Error("health listener", "address", addr, "err", err)
+		}
+	}()
+	logger.Info("serving plaintext gRPC health checks only", "address", lis.Addr().String())
+	return s.Stop, nil
 }
 
 // parseFlags reads the flags over defaults from the environment.
@@ -112,6 +174,19 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.id, "id", env("DPCNN_ID", defaultID), "this coordinator's id (DPCNN_ID)")
 	fs.IntVar(&cfg.threads, "threads", 0, "threads applying optimizer updates; 0 uses every core")
 	fs.StringVar(&cfg.logLevel, "log-level", env("DPCNN_LOG_LEVEL", "info"), "debug, info, warn or error (DPCNN_LOG_LEVEL)")
+	fs.StringVar(&cfg.tls.CA, "tls-ca", env("DPCNN_TLS_CA", ""), "CA certificate that workers' and cnnctl's client certificates must chain to (DPCNN_TLS_CA)")
+	fs.StringVar(&cfg.tls.Cert, "tls-cert", env("DPCNN_TLS_CERT", ""), "this coordinator's TLS certificate; with clientAuth usage, also presented to etcd (DPCNN_TLS_CERT)")
+	fs.StringVar(&cfg.tls.Key, "tls-key", env("DPCNN_TLS_KEY", ""), "the key of --tls-cert (DPCNN_TLS_KEY)")
+	fs.StringVar(&cfg.token, "token-file", env("DPCNN_TOKEN_FILE", ""), "file of the bearer tokens cnnctl's calls must carry, one a line (or sha256:HEX); empty: they need a client certificate (DPCNN_TOKEN_FILE)")
+	fs.StringVar(&cfg.etcdTLS.CA, "etcd-ca", env("DPCNN_ETCD_CA", ""), "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too (DPCNN_ETCD_CA)")
+	fs.StringVar(&cfg.etcdTLS.Cert, "etcd-cert", env("DPCNN_ETCD_CERT", ""), "client certificate presented to etcd (DPCNN_ETCD_CERT)")
+	fs.StringVar(&cfg.etcdTLS.Key, "etcd-key", env("DPCNN_ETCD_KEY", ""), "the key of --etcd-cert (DPCNN_ETCD_KEY)")
+	insecure, err := envBool("DPCNN_INSECURE")
+	if err != nil {
+		return config{}, err
+	}
+	fs.BoolVar(&cfg.insecure, "insecure", insecure, "allow plaintext gRPC and etcd where no TLS files are given, on loopback addresses only (DPCNN_INSECURE=1)")
+	fs.StringVar(&cfg.healthListen, "health-listen", env("DPCNN_HEALTH_LISTEN", ""), "also serve gRPC health checks alone, in plaintext, on this address, for probes that speak no TLS (DPCNN_HEALTH_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -126,6 +201,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		cfg.dataDir = abs
 	}
 	return cfg, nil
+}
+
+// envBool reads a yes/no environment variable (1, true, 0, false, ...);
+// unset or empty is false.
+func envBool(name string) (bool, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1 or 0, true or false", name, v)
+	}
+	return b, nil
 }
 
 func env(name, fallback string) string {

@@ -50,7 +50,7 @@ func TestRunServesAndDrains(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--id", "c-test", "--log-level", "warn"}, &stdout, &stderr)
+		done <- run(runCtx, []string{"--listen", "127.0.0.1:0", "--insecure", "--data-dir", t.TempDir(), "--id", "c-test", "--log-level", "warn"}, &stdout, &stderr)
 	}()
 	var addr string
 	for addr == "" {
@@ -87,7 +87,8 @@ func TestRunServesAndDrains(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("run after the drain: %v", err)
 	}
-	if s := stderr.String(); s != "" {
+	// The one warning expected: that --insecure serves plaintext.
+	if s := stderr.String(); strings.Count(s, "\n") != 1 || !strings.Contains(s, "serving plaintext on a loopback address") {
 		t.Errorf("warnings or errors logged: %s", s)
 	}
 }
@@ -102,6 +103,11 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{[]string{"--etcd", "http://127.0.0.1:1", "--log-level", "loud"}, "--log-level"},
 		{[]string{"--etcd", "http://127.0.0.1:1", "extra"}, "unexpected arguments: extra"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--etcd", "http://127.0.0.1:1"}, "no transport security"},
+		{[]string{"--etcd", "http://127.0.0.1:1", "--insecure", "--listen", ":7070"}, "plaintext is allowed only on a loopback address"},
+		{[]string{"--etcd", "http://etcd:2379", "--insecure"}, "etcd endpoint http://etcd:2379: plaintext is allowed only on a loopback address"},
+		{[]string{"--etcd", "http://127.0.0.1:1", "--tls-ca", "ca.crt", "--tls-cert", "c.crt"}, "needs a CA, a certificate and a key"},
+		{[]string{"--etcd", "http://127.0.0.1:1", "--insecure", "--token-file", "/no/such/token"}, "/no/such/token"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), tc.args, &stdout, &stderr)

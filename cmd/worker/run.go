@@ -12,8 +12,11 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -28,6 +31,14 @@ const (
 	envThreads     = "DPCNN_THREADS"
 	envCacheDir    = "DPCNN_CACHE_DIR"
 	envLogLevel    = "DPCNN_LOG_LEVEL"
+	envTLSCA       = "DPCNN_TLS_CA"
+	envTLSCert     = "DPCNN_TLS_CERT"
+	envTLSKey      = "DPCNN_TLS_KEY"
+	envServerName  = "DPCNN_TLS_SERVER_NAME"
+	envEtcdCA      = "DPCNN_ETCD_CA"
+	envEtcdCert    = "DPCNN_ETCD_CERT"
+	envEtcdKey     = "DPCNN_ETCD_KEY"
+	envInsecure    = "DPCNN_INSECURE"
 )
 
 // run is the worker command: it parses args (flags, then the environment
@@ -43,7 +54,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Logger.Info("starting worker", "id", cfg.ID, "version", cfg.Version, "coordinator", cfg.Coordinator,
-		"etcd", strings.Join(cfg.EtcdEndpoints, ","), "backend", cfg.BackendName)
+		"etcd", strings.Join(cfg.EtcdEndpoints, ","), "backend", cfg.BackendName, "tls", cfg.Credentials != nil)
+	if cfg.Credentials == nil {
+		cfg.Logger.Warn("dialing coordinators in plaintext, to loopback addresses only (--insecure)")
+	}
 	return worker.Run(ctx, cfg)
 }
 
@@ -51,7 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // daemon's configuration and the log level.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (worker.DaemonConfig, slog.Level, error) {
 	var cfg worker.DaemonConfig
-	var etcd, level string
+	var etcd, level, serverName string
+	var tlsFiles, etcdFiles secure.Files
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -84,6 +99,19 @@ Flags:
 		"where fetched data set files are kept ("+envCacheDir+"; default the user cache folder)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "longest wait for the work under way when stopping")
 	fs.StringVar(&level, "log-level", envOr(getenv, envLogLevel, "info"), "log level: debug, info, warn or error ("+envLogLevel+")")
+	fs.StringVar(&tlsFiles.CA, "tls-ca", getenv(envTLSCA), "CA certificate the coordinator's certificate must chain to ("+envTLSCA+")")
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", getenv(envTLSCert), "this worker's client certificate, presented to coordinators and etcd ("+envTLSCert+")")
+	fs.StringVar(&tlsFiles.Key, "tls-key", getenv(envTLSKey), "the key of --tls-cert ("+envTLSKey+")")
+	fs.StringVar(&serverName, "tls-server-name", getenv(envServerName),
+		"name the coordinators' certificates carry, when not the host dialed (coordinators that advertise an IP) ("+envServerName+")")
+	fs.StringVar(&etcdFiles.CA, "etcd-ca", getenv(envEtcdCA), "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too ("+envEtcdCA+")")
+	fs.StringVar(&etcdFiles.Cert, "etcd-cert", getenv(envEtcdCert), "client certificate presented to etcd ("+envEtcdCert+")")
+	fs.StringVar(&etcdFiles.Key, "etcd-key", getenv(envEtcdKey), "the key of --etcd-cert ("+envEtcdKey+")")
+	insecure, err := envBool(getenv, envInsecure)
+	if err != nil {
+		return cfg, 0, err
+	}
+	fs.BoolVar(&insecure, "insecure", insecure, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only ("+envInsecure+"=1)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err
 	}
@@ -101,8 +129,58 @@ Flags:
 	if cfg.DrainTimeout <= 0 {
 		return cfg, 0, fmt.Errorf("--drain-timeout %v: must be positive", cfg.DrainTimeout)
 	}
+	if err := secureConfig(&cfg, tlsFiles, etcdFiles, serverName, insecure); err != nil {
+		return cfg, 0, err
+	}
 	cfg.Version = version()
 	return cfg, lvl, nil
+}
+
+// secureConfig loads the worker's TLS files into cfg, or checks that
+// plaintext was asked for and stays on loopback. A worker proves itself to
+// coordinators with its client certificate.
+func secureConfig(cfg *worker.DaemonConfig, tlsFiles, etcdFiles secure.Files, serverName string, insecure bool) error {
+	if tlsFiles.IsZero() {
+		if !insecure {
+			return secure.ErrNoTransportSecurity
+		}
+		if cfg.Coordinator != "" {
+			if err := secure.CheckPlaintext("--insecure: --coordinator", cfg.Coordinator); err != nil {
+				return err
+			}
+		}
+	} else {
+		if tlsFiles.Cert == "" || tlsFiles.Key == "" {
+			return errors.New("--tls-cert and --tls-key are required with --tls-ca: a worker proves itself to coordinators with a client certificate")
+		}
+		tlsCfg, err := secure.ClientTLS(tlsFiles, serverName)
+		if err != nil {
+			return err
+		}
+		cfg.Credentials = credentials.NewTLS(tlsCfg)
+	}
+	if len(cfg.EtcdEndpoints) > 0 {
+		etcdTLS, err := secure.EtcdTLS(etcdFiles.Or(tlsFiles), insecure, cfg.EtcdEndpoints)
+		if err != nil {
+			return err
+		}
+		cfg.EtcdTLS = etcdTLS
+	}
+	return nil
+}
+
+// envBool reads a yes/no environment variable (1, true, 0, false, ...);
+// unset or empty is false.
+func envBool(getenv func(string) string, name string) (bool, error) {
+	v := getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1 or 0, true or false", name, v)
+	}
+	return b, nil
 }
 
 func envOr(getenv func(string) string, name, def string) string {

@@ -54,9 +54,12 @@ mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/tmp"
 chmod 1777 "$ctx/rootfs/tmp"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' >"$ctx/rootfs/etc/group"
+# /etc/dpcnn/certs: where the certificates and the token are mounted (a
+# compose volume that `cnnctl certs` fills, or a Kubernetes Secret); owned
+# by the user, so a named volume mounted there starts out writable by it.
 mkdir -p "$ctx/rootfs-owned/home/nonroot" "$ctx/rootfs-owned/var/lib/dpcnn" \
-	"$ctx/rootfs-owned/var/lib/etcd" "$ctx/rootfs-owned/var/cache/dpcnn"
-chmod 0700 "$ctx/rootfs-owned/var/lib/etcd"
+	"$ctx/rootfs-owned/var/lib/etcd" "$ctx/rootfs-owned/var/cache/dpcnn" "$ctx/rootfs-owned/etc/dpcnn/certs"
+chmod 0700 "$ctx/rootfs-owned/var/lib/etcd" "$ctx/rootfs-owned/etc/dpcnn/certs"
 
 cp "$repo/deploy/docker/Dockerfile" "$ctx/Dockerfile"
 docker build --build-arg "VERSION=$version" -t "$image" "$ctx"
