@@ -71,11 +71,11 @@ type JobStatus struct {
 	// Checkpoints is the history of the job's checkpoints, oldest first,
 	// at most MaxCheckpointHistory of them.
 	Checkpoints []CheckpointRecord `json:"checkpoints,omitempty"`
-	EvalStep          int64     `json:"evalStep,omitempty"`
-	EvalEpoch         int64     `json:"evalEpoch,omitempty"`
-	EvalCorrect       int64     `json:"evalCorrect,omitempty"`
-	EvalSamples       int64     `json:"evalSamples,omitempty"`
-	Evaluated         bool      `json:"evaluated,omitempty"`
+	EvalStep    int64              `json:"evalStep,omitempty"`
+	EvalEpoch   int64              `json:"evalEpoch,omitempty"`
+	EvalCorrect int64              `json:"evalCorrect,omitempty"`
+	EvalSamples int64              `json:"evalSamples,omitempty"`
+	Evaluated   bool               `json:"evaluated,omitempty"`
 }
 
 // MaxCheckpointHistory bounds JobStatus.Checkpoints, so that a long job's

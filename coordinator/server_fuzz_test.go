@@ -33,9 +33,9 @@ const (
 	fuzzJoin
 	fuzzFetchDataset
 	fuzzListWorkers
-	fuzzWorkFirst      // a WorkerMessage as the first message of a Work stream
-	fuzzWorkInSession  // a WorkerMessage after a valid Hello
-	fuzzWorkAimed      // a WorkerMessage aimed at a real assignment: its ids are set to it
+	fuzzWorkFirst     // a WorkerMessage as the first message of a Work stream
+	fuzzWorkInSession // a WorkerMessage after a valid Hello
+	fuzzWorkAimed     // a WorkerMessage aimed at a real assignment: its ids are set to it
 	fuzzMethods
 )
 
