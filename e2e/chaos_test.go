@@ -14,7 +14,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
@@ -65,7 +64,7 @@ func TestChaos(t *testing.T) {
 	mnistDir, train, test := mnist(t)
 	bin := buildCommands(t)
 	tmp := t.TempDir()
-	tls := devCluster(t, bin, tmp)
+	tls := makeClusterTLS(t, bin, tmp)
 
 	epFile := filepath.Join(tmp, "etcd-endpoints")
 	startProcess(t, "etcd", filepath.Join(bin, "cnnctl"), append([]string{"etcd", "--data-dir", filepath.Join(tmp, "etcd"), "--endpoints-file", epFile}, tls.etcdServer...)...)
@@ -259,32 +258,4 @@ func leaderID(t *testing.T, coords map[string]*process, l cluster.Leader) string
 	}
 	t.Fatalf("no coordinator process serves at %s", l.Address)
 	return ""
-}
-
-// clusterCredentials are the flags that give each process its
-// credentials, and the test's own ways to reach etcd and the coordinators.
-type clusterCredentials struct {
-	etcdServer, coordinator, worker []string
-}
-
-// devCluster makes the credentials of a test cluster in dir.
-func devCluster(t *testing.T, bin, dir string) clusterCredentials {
-	t.Helper()
-	insecure := []string{"--insecure"}
-	return clusterCredentials{etcdServer: insecure, coordinator: insecure, worker: insecure}
-}
-
-func (c clusterCredentials) dialEtcd(t *testing.T, endpoints string) *clientv3.Client {
-	t.Helper()
-	cli, err := cluster.Dial(cluster.SplitEndpoints(endpoints))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
-func (c clusterCredentials) dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	return dial(t, addr)
 }
