@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -42,7 +43,15 @@ type TLSFiles struct {
 type EmbeddedOption func(*embeddedOptions)
 
 type embeddedOptions struct {
-	tls *TLSFiles
+	tls        *TLSFiles
+	clientHost string
+}
+
+// WithClientHost makes the embedded etcd serve clients on host (an IP
+// address of this machine) instead of 127.0.0.1, for clusters whose members
+// run on other hosts. Only with WithServerTLS: plaintext stays on loopback.
+func WithClientHost(host string) EmbeddedOption {
+	return func(o *embeddedOptions) { o.clientHost = host }
 }
 
 // WithServerTLS makes the embedded etcd speak TLS to clients and peers and
@@ -64,6 +73,14 @@ func StartEmbeddedEtcd(ctx context.Context, dir string, opts ...EmbeddedOption) 
 	if o.tls != nil && (o.tls.CA == "" || o.tls.Cert == "" || o.tls.Key == "") {
 		return nil, nil, fmt.Errorf("cluster: embedded etcd: TLS needs a CA, a certificate and a key (got %+v)", *o.tls)
 	}
+	if o.clientHost != "" {
+		if net.ParseIP(o.clientHost) == nil {
+			return nil, nil, fmt.Errorf("cluster: embedded etcd: client host %q is not an IP address", o.clientHost)
+		}
+		if o.tls == nil && !net.ParseIP(o.clientHost).IsLoopback() {
+			return nil, nil, fmt.Errorf("cluster: embedded etcd: serving clients on %s needs TLS: plaintext is for loopback only", o.clientHost)
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		endpoints, stop, err = startEtcdOnce(ctx, dir, o)
 		if err == nil || attempt == startAttempts || ctx.Err() != nil || !isAddrInUse(err) {
@@ -77,11 +94,11 @@ func startEtcdOnce(ctx context.Context, dir string, o embeddedOptions) ([]string
 	if o.tls != nil {
 		scheme = "https"
 	}
-	clientURL, err := freeLoopbackURL(scheme)
+	clientURL, err := freeURL(scheme, cmp.Or(o.clientHost, "127.0.0.1"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: embedded etcd: %w", err)
 	}
-	peerURL, err := freeLoopbackURL(scheme)
+	peerURL, err := freeURL(scheme, "127.0.0.1")
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: embedded etcd: %w", err)
 	}
@@ -153,10 +170,10 @@ func (c *quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Ch
 	return c.Core.Check(e, ce)
 }
 
-// freeLoopbackURL finds a port on 127.0.0.1 that is free now. Someone may
+// freeURL finds a port on host that is free now. Someone may
 // take it before etcd binds it; StartEmbeddedEtcd retries then.
-func freeLoopbackURL(scheme string) (*url.URL, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+func freeURL(scheme, host string) (*url.URL, error) {
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("find a free port: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -347,8 +348,19 @@ type clusterTLS struct {
 // which every certificate covers.
 func makeClusterTLS(t *testing.T, bin, dir string) clusterTLS {
 	t.Helper()
+	return makeClusterTLSFor(t, bin, dir)
+}
+
+// makeClusterTLSFor is makeClusterTLS for coordinators and etcd reached at
+// hosts as well.
+func makeClusterTLSFor(t *testing.T, bin, dir string, hosts ...string) clusterTLS {
+	t.Helper()
 	c := clusterTLS{dir: filepath.Join(dir, "certs")}
-	out, err := exec.Command(filepath.Join(bin, "cnnctl"), "certs", "--out", c.dir, "--valid-for", "24h").CombinedOutput()
+	args := []string{"certs", "--out", c.dir, "--valid-for", "24h"}
+	if len(hosts) > 0 {
+		args = append(args, "--hosts", strings.Join(hosts, ","))
+	}
+	out, err := exec.Command(filepath.Join(bin, "cnnctl"), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cnnctl certs: %v\n%s", err, out)
 	}

@@ -19,9 +19,10 @@ func newEtcdCmd(e *env) *cobra.Command {
 	var dataDir, endpointsFile string
 	var files cluster.TLSFiles
 	var insecure bool
+	var listenHost string
 	cmd := &cobra.Command{
 		Use:   "etcd",
-		Short: "Run a single-member etcd on 127.0.0.1 for a local cluster",
+		Short: "Run a single-member etcd for a local or test cluster",
 		Long: `Run a single-member etcd on 127.0.0.1 at a free port, keeping its data in
 --data-dir, until interrupted. It prints its client endpoint, and writes it to
 --endpoints-file if given, for DPCNN_ETCD_ENDPOINTS of the coordinators and
@@ -29,13 +30,18 @@ workers. For local clusters and tests; production runs a real etcd cluster.
 
 With --tls-ca, --tls-cert and --tls-key (etcd.crt and etcd.key from
 ` + "`cnnctl certs`" + `) it serves https:// and requires client certificates signed
-by the CA from clients and peers; --insecure serves plaintext instead.`,
+by the CA from clients and peers; --insecure serves plaintext instead. Clients
+are served on 127.0.0.1 unless --listen-host names another address of this
+machine (with TLS only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dataDir == "" {
 				return fmt.Errorf("--data-dir is required")
 			}
 			var opts []cluster.EmbeddedOption
+			if listenHost != "" {
+				opts = append(opts, cluster.WithClientHost(listenHost))
+			}
 			switch {
 			case files != cluster.TLSFiles{}:
 				if files.CA == "" || files.Cert == "" || files.Key == "" {
@@ -78,6 +84,7 @@ by the CA from clients and peers; --insecure serves plaintext instead.`,
 	cmd.Flags().StringVar(&files.CA, "tls-ca", "", "CA that client and peer certificates must chain to")
 	cmd.Flags().StringVar(&files.Cert, "tls-cert", "", "etcd's certificate (server and client usages: it also serves peers)")
 	cmd.Flags().StringVar(&files.Key, "tls-key", "", "the key of --tls-cert")
+	cmd.Flags().StringVar(&listenHost, "listen-host", "", "IP address to serve clients on, at a free port (default 127.0.0.1; any other needs TLS)")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "serve plaintext (on 127.0.0.1 only) when no TLS files are given")
 	return cmd
 }
