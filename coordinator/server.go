@@ -141,6 +141,7 @@ type Server struct {
 	advertise string
 	served    bool
 	lead      *leadership // nil while not leading
+	etcdDown  etcdOutage  // zero while etcd answers
 	workers   map[string]*remoteWorker
 	jobs      map[string]*jobEntry
 	driver    *driver // of the running job; nil when none
@@ -349,32 +350,95 @@ func (s *Server) advertiseAddr() string {
 // campaign runs for leadership again and again until ctx ends: each round
 // opens an etcd session, announces the coordinator under its id, waits to
 // win the election, then leads until the session is lost or ctx ends.
+//
+// While etcd cannot be reached the coordinator does not lead (it could not
+// know that no other does): it says so to every caller (notLeader), and
+// tries again with exponential backoff, logging each failure.
 func (s *Server) campaign(ctx context.Context) {
 	ttl := int(math.Ceil(s.cfg.SessionTTL.Seconds()))
 	addr := s.advertiseAddr()
+	backoff := etcdRetryMin
 	for ctx.Err() == nil {
 		// The session outlives ctx, so that closing it can still revoke its
-		// lease; ctx only aborts its creation.
+		// lease; ctx (or the attempt's time limit) only aborts its creation.
 		sessCtx, cancelSess := context.WithCancel(context.WithoutCancel(ctx))
 		stopAbort := context.AfterFunc(ctx, cancelSess)
+		attempt := time.AfterFunc(max(s.cfg.SessionTTL, etcdAttemptTimeout), cancelSess)
 		sess, err := concurrency.NewSession(s.cfg.Etcd, concurrency.WithTTL(ttl), concurrency.WithContext(sessCtx))
+		attempt.Stop()
 		stopAbort()
 		if err != nil {
 			cancelSess()
-			if ctx.Err() == nil {
-				s.log.Warn("etcd session", "err", err)
-				sleepCtx(ctx, time.Second)
+			if ctx.Err() != nil {
+				return
 			}
+			down := s.noteEtcdDown(err)
+			s.log.Warn("etcd unreachable: not leading; retrying", "err", err, "since", down.since.Format(time.RFC3339),
+				"attempts", down.attempts, "retryIn", backoff)
+			sleepCtx(ctx, backoff)
+			backoff = min(2*backoff, etcdRetryMax)
 			continue
 		}
-		s.runSession(ctx, sess, addr)
+		if s.noteEtcdUp() {
+			s.log.Info("etcd reachable again")
+		}
+		backoff = etcdRetryMin
+		lost := s.runSession(ctx, sess, addr)
 		sess.Close() // revokes the lease: our keys vanish now, not after the TTL
 		cancelSess()
+		if lost && ctx.Err() == nil {
+			// The lease lapsed: etcd was out of reach for a TTL.
+			s.noteEtcdDown(errors.New("the etcd session's lease lapsed: etcd was out of reach"))
+		}
 	}
 }
 
-// runSession campaigns and leads within one etcd session.
-func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr string) {
+// Backoff of the campaign while etcd cannot be reached, and the time one
+// attempt to open a session may take.
+const (
+	etcdRetryMin       = 250 * time.Millisecond
+	etcdRetryMax       = 10 * time.Second
+	etcdAttemptTimeout = 5 * time.Second
+)
+
+// etcdOutage describes etcd being out of reach.
+type etcdOutage struct {
+	since    time.Time // zero when etcd answers
+	attempts int
+	err      error
+}
+
+// noteEtcdDown records a failed attempt to reach etcd.
+func (s *Server) noteEtcdDown(err error) etcdOutage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.etcdDown.since.IsZero() {
+		s.etcdDown.since = time.Now()
+	}
+	s.etcdDown.attempts++
+	s.etcdDown.err = err
+	return s.etcdDown
+}
+
+// noteEtcdUp records that etcd answered; it reports whether it had not.
+func (s *Server) noteEtcdUp() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	was := !s.etcdDown.since.IsZero()
+	s.etcdDown = etcdOutage{}
+	return was
+}
+
+// etcdOutage returns the current outage (zero since when etcd answers).
+func (s *Server) etcdOutage() etcdOutage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.etcdDown
+}
+
+// runSession campaigns and leads within one etcd session; it reports
+// whether the session was lost (its lease lapsed) rather than ended.
+func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr string) (lost bool) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -382,6 +446,13 @@ func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr
 		case <-sess.Done():
 			cancel()
 		case <-sctx.Done():
+		}
+	}()
+	defer func() {
+		select {
+		case <-sess.Done():
+			lost = ctx.Err() == nil
+		default:
 		}
 	}()
 	if _, err := s.cfg.Etcd.Put(sctx, keyspace.CoordinatorKey(s.cfg.Prefix, s.cfg.ID), addr, clientv3.WithLease(sess.Lease())); err != nil {
@@ -405,6 +476,7 @@ func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr
 	if err := election.Resign(resignCtx); err != nil && sess.Ctx().Err() == nil {
 		s.log.Warn("resign leadership", "err", err)
 	}
+	return
 }
 
 // leadTerm leads until ctx ends: it loads the jobs from etcd, then runs the
@@ -454,6 +526,10 @@ func (s *Server) leading() *leadership {
 // notLeader is the UNAVAILABLE error of a coordinator that does not lead,
 // naming the leader when there is one.
 func (s *Server) notLeader(ctx context.Context) error {
+	if down := s.etcdOutage(); !down.since.IsZero() {
+		return status.Errorf(codes.Unavailable, "coordinator %s does not lead: etcd unreachable since %s (%d attempts, retrying with backoff): %v",
+			s.cfg.ID, down.since.UTC().Format(time.RFC3339), down.attempts, down.err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	l, err := keyspace.LeaderAddress(ctx, s.cfg.Etcd, s.cfg.Prefix)
