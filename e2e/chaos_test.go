@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,6 +126,11 @@ func TestChaos(t *testing.T) {
 		resumedFrom     int64 = -1
 		finalState      dpcnnv1.JobState
 		waitingForLeadr bool
+		actions         int
+		frozen          string    // a worker stopped with SIGSTOP: alive, silent
+		frozenAt        time.Time // until the next step
+		frozenStep      int64
+		frozenRecovery  time.Duration
 	)
 	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "chaos"})
 	if err != nil {
@@ -169,6 +175,10 @@ func TestChaos(t *testing.T) {
 				workerRecovery = max(workerRecovery, time.Since(killedAt))
 				killedAt = time.Time{}
 			}
+			if !frozenAt.IsZero() && p.GlobalStep > frozenStep {
+				frozenRecovery = time.Since(frozenAt)
+				frozenAt = time.Time{}
+			}
 			lastStep = p.GlobalStep
 			switch {
 			case !leaderKilled && lastStep >= leaderKillStep:
@@ -177,7 +187,31 @@ func TestChaos(t *testing.T) {
 				leaderKilled, leaderKilledAt, waitingForLeadr, leaderKillSeen = true, time.Now(), true, lastStep
 				log = append(log, fmt.Sprintf("step %d: killed the leader %s", lastStep, id))
 				startCoord(fmt.Sprintf("c%d", len(coords)+1)) // a new standby
+			case lastStep >= nextKill && !waitingForLeadr && lastStep < int64(spec.Epochs*24-2) && actions == 2:
+				// The third time, a worker hangs instead (SIGSTOP): its
+				// connection stays open, so only its deadline frees its
+				// work; it wakes up (SIGCONT) at the next action, and
+				// whatever it sends late is dropped.
+				actions++
+				i := rng.IntN(len(live))
+				frozen = live[i]
+				live = append(live[:i], live[i+1:]...)
+				if err := workers[frozen].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+				frozenAt, frozenStep = time.Now(), lastStep
+				log = append(log, fmt.Sprintf("step %d: froze worker %s (SIGSTOP)", lastStep, frozen))
+				nextKill = lastStep + killEvery
 			case lastStep >= nextKill && !waitingForLeadr && lastStep < int64(spec.Epochs*24-2):
+				actions++
+				if frozen != "" {
+					if err := workers[frozen].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+						t.Fatal(err)
+					}
+					log = append(log, fmt.Sprintf("step %d: woke worker %s (SIGCONT)", lastStep, frozen))
+					live = append(live, frozen)
+					frozen = ""
+				}
 				i := rng.IntN(len(live))
 				id := live[i]
 				live = append(live[:i], live[i+1:]...)
@@ -225,9 +259,9 @@ func TestChaos(t *testing.T) {
 		t.Errorf("no images reported given out again after %d workers died (replay: %s)", nextWorker-5, replay)
 	}
 	t.Logf("lost work: %d images given out again; steps %d..%d redone from the checkpoint at step %d (%d reported); "+
-		"longest wait for a step after a worker died: %s; the new leader applied its first step %s after the old one died",
+		"longest wait for a step after a worker died: %s, after one froze: %s; the new leader applied its first step %s after the old one died",
 		p.GetImagesReissued(), resumedFrom+1, leaderKillSeen, resumedFrom, p.GetStepsRedone(),
-		workerRecovery.Round(time.Millisecond), leaderRecovery.Round(time.Millisecond))
+		workerRecovery.Round(time.Millisecond), frozenRecovery.Round(time.Millisecond), leaderRecovery.Round(time.Millisecond))
 }
 
 // currentLeader waits for a leader other than the one whose election key
