@@ -49,11 +49,17 @@ type JobStatus struct {
 	// leader resumed from a checkpoint older than the last step recorded.
 	ImagesReissued int64 `json:"imagesReissued,omitempty"`
 	StepsRedone    int64 `json:"stepsRedone,omitempty"`
+	// Straggler is the worker that last missed a deadline, and how long
+	// its assignment had waited when a copy went to another worker.
+	Straggler     string        `json:"straggler,omitempty"`
+	StragglerWait time.Duration `json:"stragglerWait,omitempty"`
 	// Checkpoint is the path of the latest checkpoint file on the
 	// coordinators' shared data directory; empty before the first.
-	Checkpoint string    `json:"checkpoint,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Updated    time.Time `json:"updated"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// Waiting says what a job in state waiting waits for.
+	Waiting string    `json:"waiting,omitempty"`
+	Updated time.Time `json:"updated"`
 
 	// What the public API reports beside the above.
 	Name              string    `json:"name,omitempty"`

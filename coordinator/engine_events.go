@@ -171,6 +171,17 @@ type Waiting struct {
 	Need, Available int
 }
 
+// Straggler reports a worker that missed an assignment's deadline: a copy
+// of the work went to Backup (the first result wins), and the worker's
+// next shares shrink to the speed it has shown.
+type Straggler struct {
+	Worker     string
+	Assignment uint64
+	Waited     time.Duration // since the assignment was issued
+	Deadline   time.Duration
+	Backup     string
+}
+
 // Refused reports an input the engine would not take; it changed nothing
 // but what the error says (a worker flagged, its work given to others).
 type Refused struct {
@@ -214,6 +225,7 @@ func (Refused) engineEffect()           {}
 func (Dropped) engineEffect()           {}
 func (WorkerFlagged) engineEffect()     {}
 func (Cancel) engineEffect()            {}
+func (Straggler) engineEffect()         {}
 
 // Errors of Refused effects, wrapped with their context.
 var (

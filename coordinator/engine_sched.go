@@ -476,6 +476,7 @@ func (e *Engine) checkDeadlines() {
 		}
 		a.backedUp = true
 		e.slowDown(a.w)
+		e.emit(Straggler{Worker: a.w.id, Assignment: a.id, Waited: e.now.Sub(a.issued), Deadline: a.wait, Backup: alt.id})
 		e.issue(alt, a.round, a.item)
 	}
 }

@@ -331,6 +331,8 @@ func (s *scriptRun) render(ef Effect) string {
 		return fmt.Sprintf("flagged %s", ef.Worker)
 	case Cancel:
 		return fmt.Sprintf("cancel %s #%d", ef.Worker, ef.Assignment)
+	case Straggler:
+		return fmt.Sprintf("straggler %s #%d waited %s of %s: backup to %s", ef.Worker, ef.Assignment, ef.Waited, ef.Deadline, ef.Backup)
 	}
 	return fmt.Sprintf("%T", ef)
 }

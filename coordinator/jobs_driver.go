@@ -113,6 +113,12 @@ func (d *driver) run() {
 	// Assignment ids above any an earlier run or leader used, so a late
 	// answer to one of those is never taken for one of ours.
 	cfg.FirstAssignment = uint64(time.Now().UnixNano())
+	if d.spec.MinWorkers > 0 {
+		cfg.MinWorkers = d.spec.MinWorkers
+	}
+	if dl := d.spec.DeadlineDuration(); dl > 0 {
+		cfg.Deadline = dl
+	}
 	d.eng = NewEngine(d.s.backend, cfg)
 	d.started = time.Now()
 
@@ -389,6 +395,15 @@ func (d *driver) effect(ef Effect) {
 	case WorkerFlagged:
 		d.log.Warn("worker flagged", "worker", ef.Worker, "err", ef.Err)
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s gets no more work: %v", ef.Worker, ef.Err))
+	case Straggler:
+		d.log.Warn("slow worker", "worker", ef.Worker, "assignment", ef.Assignment, "waited", ef.Waited, "deadline", ef.Deadline, "backup", ef.Backup)
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s is slow: its assignment %d has waited %s, past its deadline of %s; a copy went to %s",
+			ef.Worker, ef.Assignment, ef.Waited.Round(time.Millisecond), ef.Deadline.Round(time.Millisecond), ef.Backup))
+		d.s.mu.Lock()
+		st := &d.entry.status
+		st.Straggler, st.StragglerWait, st.Updated = ef.Worker, ef.Waited, time.Now().UTC()
+		d.s.mu.Unlock()
+		d.dirty = true
 	case Cancel:
 		if dw := d.workers[ef.Worker]; dw != nil {
 			dw.ws.setOutstanding(ef.Assignment, false)
@@ -454,6 +469,7 @@ func (d *driver) stepApplied(ef StepApplied) {
 	st.ImagesPerSec, st.LiveWorkers, st.Updated = p.ImagesPerSec, len(d.workers), time.Now().UTC()
 	st.ImagesReissued = p.ImagesReissued
 	p.StepsRedone = st.StepsRedone
+	p.Straggler, p.StragglerWaitNanos = st.Straggler, int64(st.StragglerWait)
 	d.entry.progress = p
 	d.s.mu.Unlock()
 	d.dirty = true
@@ -560,11 +576,15 @@ func (d *driver) setState(st dpcnnv1.JobState, reason string) {
 	next := d.entry.status // the driver is the only writer of a running job's status
 	d.s.mu.Unlock()
 	old := stateOf(next.State)
-	if old == st {
+	waiting := ""
+	if st == dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS {
+		waiting = reason
+	}
+	if old == st && next.Waiting == waiting {
 		return
 	}
 	now := time.Now().UTC()
-	next.State, next.Updated = stateWord(st), now
+	next.State, next.Updated, next.Waiting = stateWord(st), now, waiting
 	if st == dpcnnv1.JobState_JOB_STATE_RUNNING && next.Started.IsZero() {
 		next.Started = now
 	}

@@ -137,7 +137,7 @@ func (e *jobEntry) proto(trainLen int) *dpcnnv1.Job {
 	j := &dpcnnv1.Job{
 		Id: e.id, Name: st.Name, State: stateOf(st.State), SpecJson: e.spec, Backend: st.Backend,
 		CreatedUnixNanos: unixNanos(st.Created), StartedUnixNanos: unixNanos(st.Started),
-		FinishedUnixNanos: unixNanos(st.Finished), Error: st.Error,
+		FinishedUnixNanos: unixNanos(st.Finished), Error: st.Error, WaitingFor: st.Waiting,
 		Progress: e.progress,
 	}
 	if j.Progress == nil && st.Step > 0 {
@@ -173,6 +173,7 @@ func (e *jobEntry) progressFromStatus(trainLen int) *dpcnnv1.JobProgress {
 		GlobalStep: st.Step, Loss: st.Loss, TrainAccuracy: st.TrainAccuracy,
 		ImagesPerSec: st.ImagesPerSec, LiveWorkers: int32(st.LiveWorkers),
 		ImagesReissued: st.ImagesReissued, StepsRedone: st.StepsRedone,
+		Straggler: st.Straggler, StragglerWaitNanos: int64(st.StragglerWait),
 	}
 	if spec, err := job.Parse(e.spec); err == nil {
 		if total, perEpoch, err := jobSteps(spec, trainLen); err == nil {

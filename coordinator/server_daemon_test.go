@@ -22,6 +22,12 @@ import (
 // etcd, until the test ends.
 func startDaemons(t *testing.T, cli *clientv3.Client, n int) {
 	t.Helper()
+	startDaemonsFrom(t, cli, 0, n)
+}
+
+// startDaemonsFrom starts n daemons named from the first'th letter on.
+func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int) {
+	t.Helper()
 	train, test := loadMNIST(t)
 	dir, err := dataset.Locate("")
 	if err != nil {
@@ -33,7 +39,7 @@ func startDaemons(t *testing.T, cli *clientv3.Client, n int) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for i := range n {
+	for i := first; i < first+n; i++ {
 		cfg := worker.DaemonConfig{
 			ID: "daemon-" + string(rune('a'+i)), Etcd: cli, Prefix: "/test/",
 			BackendName: "cpu", Threads: 1, Train: train, Test: test, DatasetFiles: files,
@@ -207,4 +213,38 @@ func TestCheckpointFileNames(t *testing.T) {
 	if files, err := jobCheckpoints(filepath.Join(dir, "missing")); files != nil || err != nil {
 		t.Fatalf("a missing folder: %v, %v", files, err)
 	}
+}
+
+// A job that wants more workers than are live waits, saying so, and runs
+// to the undisturbed parameters once enough have joined; a fixed deadline
+// from the spec is taken.
+func TestServerJobWaitsForMinWorkers(t *testing.T) {
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	startDaemons(t, cli, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	spec := tinySpec()
+	spec.MinWorkers, spec.Deadline = 3, "1m"
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State == dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS && strings.Contains(j.WaitingFor, "fewer than 3 workers: 2 available") {
+			break
+		}
+		if j.State != dpcnnv1.JobState_JOB_STATE_PENDING && j.State != dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS {
+			t.Fatalf("job %v, want it waiting for a third worker", j)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	startDaemonsFrom(t, cli, 2, 1)
+	watchToEnd(t, jobs, "tiny")
+	checkTinyJob(t, cli, c, spec, 3)
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -51,6 +52,25 @@ type Spec struct {
 	// every N epochs (default 1; the end of the job always writes one).
 	EvalEvery       int `json:"evalEvery,omitempty"`
 	CheckpointEvery int `json:"checkpointEvery,omitempty"`
+
+	// How the job copes with its workers; neither changes its result.
+	// MinWorkers pauses training (the job waits, saying why) while fewer
+	// workers are live (default 1). Deadline, when set, is how long a
+	// worker may keep an assignment before a copy goes to another worker,
+	// as a Go duration ("30s"); unset, it adapts to each worker: 4 times
+	// the time its queue should take at its measured speed, at least 2 s.
+	MinWorkers int    `json:"minWorkers,omitempty"`
+	Deadline   string `json:"deadline,omitempty"`
+}
+
+// DeadlineDuration is Deadline parsed; 0 when unset (or invalid: Validate
+// says so).
+func (s Spec) DeadlineDuration() time.Duration {
+	d, err := time.ParseDuration(s.Deadline)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // Defaults used when a field is zero.
@@ -143,6 +163,16 @@ func (s Spec) Validate() error {
 	}
 	if s.EvalEvery < 0 || s.CheckpointEvery < 0 {
 		bad("job: evalEvery %d, checkpointEvery %d: must not be negative", s.EvalEvery, s.CheckpointEvery)
+	}
+	if s.MinWorkers < 0 {
+		bad("job: minWorkers %d: must not be negative", s.MinWorkers)
+	}
+	if s.Deadline != "" {
+		if d, err := time.ParseDuration(s.Deadline); err != nil {
+			bad("job: deadline %q: not a duration like \"30s\" or \"2m\"", s.Deadline)
+		} else if d <= 0 {
+			bad("job: deadline %q: must be positive (leave it out for the adaptive deadline)", s.Deadline)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package job
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -43,6 +44,12 @@ func TestParseRejects(t *testing.T) {
 		{"augment: {rotateDeg: -5}\n", "rotate"},
 		{"trainLimit: 50\nbatch: 100\n", "smaller than one batch"},
 		{"batch: [1]\n", "cannot unmarshal"},
+		{"minWorkers: -2\n", "minWorkers -2"},
+		{"deadline: soon\n", `deadline "soon": not a duration`},
+		{"deadline: -3s\n", "must be positive"},
+	}
+	if s, err := Parse([]byte("minWorkers: 3\ndeadline: 1m30s\n")); err != nil || s.MinWorkers != 3 || s.DeadlineDuration() != 90*time.Second {
+		t.Errorf("minWorkers 3, deadline 1m30s: %+v, %v", s, err)
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.spec))

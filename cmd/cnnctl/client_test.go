@@ -53,7 +53,8 @@ var fakeJob = &dpcnnv1.Job{
 	Id: "job-1", Name: "mnist", State: dpcnnv1.JobState_JOB_STATE_RUNNING, Backend: "cpu",
 	CreatedUnixNanos: time.Now().Add(-time.Minute).UnixNano(),
 	Progress: &dpcnnv1.JobProgress{Epoch: 1, Epochs: 2, StepInEpoch: 3, StepsPerEpoch: 6, GlobalStep: 3, TotalSteps: 12,
-		Loss: 1.25, TrainAccuracy: 0.5, ImagesPerSec: 900, LiveWorkers: 3, EtaNanos: int64(9 * time.Second)},
+		Loss: 1.25, TrainAccuracy: 0.5, ImagesPerSec: 900, LiveWorkers: 3, EtaNanos: int64(9 * time.Second),
+		ImagesReissued: 40, StepsRedone: 2, Straggler: "w-2", StragglerWaitNanos: int64(2500 * time.Millisecond)},
 	LastEvaluation:   &dpcnnv1.Evaluation{Epoch: 1, GlobalStep: 6, TestAccuracy: 0.75, Correct: 150, Samples: 200},
 	LatestCheckpoint: &dpcnnv1.CheckpointInfo{Step: 6, Epoch: 1, Size: 10, Sha256: strings.Repeat("ab", 32), ParamsSha256: strings.Repeat("cd", 32)},
 	Checkpoints: []*dpcnnv1.CheckpointInfo{
@@ -234,6 +235,7 @@ func TestClientCommands(t *testing.T) {
 		want []string
 	}{
 		{[]string{"status", "job-1"}, []string{"state:", "running", "epoch 1/2 step 3/6 loss 1.2500", "eta 9s workers 3", "0.7500 (150/200)", "step 6, epoch 1, 10 bytes",
+			"40 images given out again, 2 steps redone", "slowest worker:  w-2 (an assignment waited 2.5s",
 			"checkpoints:", "PARAMS SHA256", strings.Repeat("34", 32), strings.Repeat("cd", 32)}},
 		{[]string{"status", "job-1", "-o", "json"}, []string{`"id": "job-1"`, `"JOB_STATE_RUNNING"`}},
 		{[]string{"list"}, []string{"JOB", "job-1", "mnist", "running", "3/12", "0.7500", "job-0", "succeeded"}},

@@ -256,6 +256,9 @@ func printJob(w io.Writer, j *dpcnnv1.Job, now time.Time) {
 	if j.Error != "" {
 		field("error", "%s", j.Error)
 	}
+	if j.WaitingFor != "" {
+		field("waiting for", "%s", j.WaitingFor)
+	}
 	if j.Backend != "" {
 		field("backend", "%s", j.Backend)
 	}
@@ -269,6 +272,9 @@ func printJob(w io.Writer, j *dpcnnv1.Job, now time.Time) {
 	if p := j.Progress; p != nil {
 		field("progress", "%s", progressText(p))
 		field("lost work", "%d images given out again, %d steps redone", p.ImagesReissued, p.StepsRedone)
+		if p.Straggler != "" {
+			field("slowest worker", "%s (an assignment waited %s before a copy went elsewhere)", p.Straggler, time.Duration(p.StragglerWaitNanos).Round(time.Millisecond))
+		}
 	}
 	if ev := j.LastEvaluation; ev != nil {
 		field("test accuracy", "%.4f (%d/%d) after epoch %d, step %d", ev.TestAccuracy, ev.Correct, ev.Samples, ev.Epoch, ev.GlobalStep)

@@ -239,7 +239,10 @@ type Job struct {
 	LatestCheckpoint *CheckpointInfo `protobuf:"bytes,12,opt,name=latest_checkpoint,json=latestCheckpoint,proto3" json:"latest_checkpoint,omitempty"`
 	// Checkpoints are the job's checkpoints, oldest first: the most recent
 	// 64 of them. Only the latest two files are kept on disk.
-	Checkpoints   []*CheckpointInfo `protobuf:"bytes,13,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Checkpoints []*CheckpointInfo `protobuf:"bytes,13,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// WaitingFor says what a WAITING_FOR_WORKERS job waits for ("fewer than
+	// 3 workers: 2 available"); empty in other states.
+	WaitingFor    string `protobuf:"bytes,14,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +368,13 @@ func (x *Job) GetCheckpoints() []*CheckpointInfo {
 	return nil
 }
 
+func (x *Job) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
 // JobProgress is what the coordinator reports after each optimizer step
 // (see coordinator.Progress).
 type JobProgress struct {
@@ -402,8 +412,13 @@ type JobProgress struct {
 	// work failures cost.
 	ImagesReissued int64 `protobuf:"varint,14,opt,name=images_reissued,json=imagesReissued,proto3" json:"images_reissued,omitempty"`
 	StepsRedone    int64 `protobuf:"varint,15,opt,name=steps_redone,json=stepsRedone,proto3" json:"steps_redone,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Straggler names the worker that last missed its deadline (its work was
+	// copied to another worker), and StragglerWaitNanos how long that
+	// assignment had waited; empty while none has.
+	Straggler          string `protobuf:"bytes,16,opt,name=straggler,proto3" json:"straggler,omitempty"`
+	StragglerWaitNanos int64  `protobuf:"varint,17,opt,name=straggler_wait_nanos,json=stragglerWaitNanos,proto3" json:"straggler_wait_nanos,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JobProgress) Reset() {
@@ -537,6 +552,20 @@ func (x *JobProgress) GetImagesReissued() int64 {
 func (x *JobProgress) GetStepsRedone() int64 {
 	if x != nil {
 		return x.StepsRedone
+	}
+	return 0
+}
+
+func (x *JobProgress) GetStraggler() string {
+	if x != nil {
+		return x.Straggler
+	}
+	return ""
+}
+
+func (x *JobProgress) GetStragglerWaitNanos() int64 {
+	if x != nil {
+		return x.StragglerWaitNanos
 	}
 	return 0
 }
@@ -1648,7 +1677,7 @@ var File_dpcnn_v1_job_proto protoreflect.FileDescriptor
 
 const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x12dpcnn/v1/job.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xa1\x04\n" +
+	"\x12dpcnn/v1/job.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xc2\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12(\n" +
@@ -1663,7 +1692,9 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	" \x01(\v2\x15.dpcnn.v1.JobProgressR\bprogress\x12=\n" +
 	"\x0flast_evaluation\x18\v \x01(\v2\x14.dpcnn.v1.EvaluationR\x0elastEvaluation\x12E\n" +
 	"\x11latest_checkpoint\x18\f \x01(\v2\x18.dpcnn.v1.CheckpointInfoR\x10latestCheckpoint\x12:\n" +
-	"\vcheckpoints\x18\r \x03(\v2\x18.dpcnn.v1.CheckpointInfoR\vcheckpoints\"\x91\x04\n" +
+	"\vcheckpoints\x18\r \x03(\v2\x18.dpcnn.v1.CheckpointInfoR\vcheckpoints\x12\x1f\n" +
+	"\vwaiting_for\x18\x0e \x01(\tR\n" +
+	"waitingFor\"\xe1\x04\n" +
 	"\vJobProgress\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x16\n" +
 	"\x06epochs\x18\x02 \x01(\x03R\x06epochs\x12\"\n" +
@@ -1684,7 +1715,9 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"evaluation\x18\r \x01(\v2\x14.dpcnn.v1.EvaluationR\n" +
 	"evaluation\x12'\n" +
 	"\x0fimages_reissued\x18\x0e \x01(\x03R\x0eimagesReissued\x12!\n" +
-	"\fsteps_redone\x18\x0f \x01(\x03R\vstepsRedone\"\x9c\x01\n" +
+	"\fsteps_redone\x18\x0f \x01(\x03R\vstepsRedone\x12\x1c\n" +
+	"\tstraggler\x18\x10 \x01(\tR\tstraggler\x120\n" +
+	"\x14straggler_wait_nanos\x18\x11 \x01(\x03R\x12stragglerWaitNanos\"\x9c\x01\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1f\n" +
