@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -159,4 +161,31 @@ func TestServerSurvivesEtcdOutage(t *testing.T) {
 	t.Logf("leading again %s after etcd came back", time.Since(healed).Round(time.Millisecond))
 	watchToEnd(t, jobs, "tiny")
 	checkTinyJob(t, direct, c, spec, 2)
+}
+
+// A message over the contract's size limit is refused with
+// RESOURCE_EXHAUSTED, and the coordinator goes on serving.
+func TestServerRefusesOversizeMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends a 256 MiB message: skipped with -short")
+	}
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	big, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(2*dpcnnv1.MaxMessageSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	spec := make([]byte, dpcnnv1.MaxMessageSize+1)
+	_, err = dpcnnv1.NewJobServiceClient(big).SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a %d-byte SubmitJob: %v, want RESOURCE_EXHAUSTED", len(spec), err)
+	}
+	if _, err := dpcnnv1.NewClusterServiceClient(c.conn).Leader(ctx, &dpcnnv1.LeaderRequest{}); err != nil {
+		t.Fatalf("after an oversize message: %v", err)
+	}
 }
