@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
@@ -470,7 +471,7 @@ func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr
 		}
 		return
 	}
-	s.leadTerm(sctx, election)
+	s.leadTerm(sctx, sess, election)
 	resignCtx, cancelResign := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelResign()
 	if err := election.Resign(resignCtx); err != nil && sess.Ctx().Err() == nil {
@@ -482,7 +483,7 @@ func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr
 // leadTerm leads until ctx ends: it loads the jobs from etcd, then runs the
 // job scheduler and the heartbeat monitor; at the end it stops them and
 // forgets the workers (they join the next leader afresh).
-func (s *Server) leadTerm(ctx context.Context, election *concurrency.Election) {
+func (s *Server) leadTerm(ctx context.Context, sess *concurrency.Session, election *concurrency.Election) {
 	jobs, err := s.loadJobs(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -504,15 +505,65 @@ func (s *Server) leadTerm(ctx context.Context, election *concurrency.Election) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.schedule(l) })
 	wg.Go(func() { s.monitorHeartbeats(l) })
+	wg.Go(func() { s.holdLease(l, sess.Lease()) })
 	<-lctx.Done()
+	// Callers hear at once that this coordinator no longer leads, while
+	// the term's work winds down.
+	s.mu.Lock()
+	s.lead = nil
+	s.mu.Unlock()
+	s.setServiceHealth(false)
 	wg.Wait()
 
 	s.mu.Lock()
-	s.lead = nil
 	s.workers = map[string]*remoteWorker{}
 	s.mu.Unlock()
-	s.setServiceHealth(false)
 	s.log.Info("no longer leading", "term", l.term)
+}
+
+// holdLease ends the term when this coordinator cannot be sure that its
+// etcd lease, and so its leadership, still holds: it refreshes the lease
+// itself every SessionTTL/5, and steps down when no refresh has succeeded
+// for half the TTL. A refresh sent at t keeps the lease alive on the etcd
+// server until at least t+TTL, and no other coordinator can be elected
+// before the lease lapses there, so stepping down at t+TTL/2 leaves half a
+// TTL for the term to wind down before a successor can start: a leader cut
+// off from etcd (a partition, not a crash) never overlaps the next one. The
+// session's own keep-alive only notices the loss after a whole TTL, too
+// late for that.
+func (s *Server) holdLease(l *leadership, lease clientv3.LeaseID) {
+	ttl := s.cfg.SessionTTL
+	every := max(ttl/5, 10*time.Millisecond)
+	lastOK := time.Now() // the election was just won: the lease is alive
+	for {
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(l.ctx, every)
+		_, err := s.cfg.Etcd.KeepAliveOnce(ctx, lease)
+		cancel()
+		if l.ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			lastOK = sent
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			s.log.Warn("the leadership's etcd lease has lapsed: stepping down", "term", l.term)
+			l.cancel()
+			return
+		}
+		if quiet := time.Since(lastOK); quiet > ttl/2 {
+			s.log.Warn("etcd out of reach for half the lease: stepping down before another coordinator can be elected",
+				"term", l.term, "since", quiet.Round(time.Millisecond), "err", err)
+			s.noteEtcdDown(fmt.Errorf("no answer from etcd for %s: %w", quiet.Round(time.Millisecond), err))
+			l.cancel()
+			return
+		}
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(time.Until(sent.Add(every))):
+		}
+	}
 }
 
 // leading returns the current term, or nil while this coordinator does

@@ -275,7 +275,15 @@ func currentLeader(ctx context.Context, t *testing.T, cli *clientv3.Client, notK
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no new leader: %v", err)
+			// Say what holds the old leadership: its key's lease.
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			why := fmt.Sprint(err)
+			if r, gerr := cli.Get(dctx, l.Key); gerr == nil && len(r.Kvs) == 1 {
+				ttl, terr := cli.TimeToLive(dctx, clientv3.LeaseID(r.Kvs[0].Lease))
+				why = fmt.Sprintf("key %s of lease %x: %+v, %v", l.Key, r.Kvs[0].Lease, ttl, terr)
+			}
+			t.Fatalf("no new leader: %s", why)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

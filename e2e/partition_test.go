@@ -141,8 +141,8 @@ func TestLeaderPartition(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if out := coords["c1"].out.String(); !strings.Contains(out, "no longer leading") {
-		t.Errorf("c1 did not log that it stepped down:\n%s", out)
+	if out := coords["c1"].out.String(); !strings.Contains(out, "etcd out of reach for half the lease: stepping down") || !strings.Contains(out, "no longer leading") {
+		t.Errorf("c1 did not log that it stepped down before its lease lapsed:\n%s", out)
 	}
 
 	// The job ends on c2 with an undisturbed run's parameters, and its
