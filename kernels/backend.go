@@ -27,6 +27,9 @@ type Backend[T Float] interface {
 
 	// ConvForward computes y = conv(x, w) + bias (bias has g.OC entries).
 	ConvForward(g ConvGeom, x, w, bias, y []T)
+	// ConvForwardReLU computes y = max(conv(x, w) + bias, 0): ConvForward
+	// followed by ReLUForward, with the same result, in one pass over y.
+	ConvForwardReLU(g ConvGeom, x, w, bias, y []T)
 	// ConvBackwardData computes dx, the gradient of the input.
 	ConvBackwardData(g ConvGeom, dy, w, dx []T)
 	// ConvBackwardFilter computes dw and dbias, summed over the batch.

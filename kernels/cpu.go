@@ -25,14 +25,18 @@ type CPU struct {
 	// col holds each thread's im2col (or, backwards, dcol) block.
 	col [][]float32
 	// gemmSpace holds each thread's GEMM packing buffers.
-	gemmSpace []SgemmWorkspace
+	gemmSpace []cpuGemmSpace
 	// partials holds the gradient chunks' partial sums of ConvBackwardFilter,
-	// chunk after chunk, each a transposed filter gradient (OC×K) followed
-	// by a bias gradient (OC).
+	// chunk after chunk, each a filter gradient (OC×K transposed, or K×OC;
+	// see cpuConvPlan.kMajor) followed by a bias gradient (OC).
 	partials []float32
-	// transposed holds the transpose of a weight matrix (or of Gemm's B),
-	// so that every multiply runs with an untransposed right operand.
-	transposed []float32
+	// packedW holds a weight matrix packed once for the GEMMs of all the
+	// blocks of one call: a convolution's W, or Wᵀ for its backward data
+	// pass and for the affine layer's input gradient.
+	packedW SgemmPackedB
+	// flipped holds the flipped filter of a backward data pass computed
+	// as a forward convolution (see cpuFlipGeom), then a zero bias.
+	flipped []float32
 
 	// The argument blocks of the parallel tasks. Keeping them in the
 	// backend lets a task reach a worker as a pointer without allocating.
@@ -43,9 +47,18 @@ type CPU struct {
 	span    cpuSpanTask
 	dropout cpuDropoutTask
 	lrn     cpuLRNTask
+	adam    cpuAdamTask
 }
 
 var _ Backend[float32] = (*CPU)(nil)
+
+// cpuGemmSpace is one thread's SgemmWorkspace, padded to whole cache lines:
+// every multiply writes its workspace's slice headers, and two threads'
+// workspaces must not share a line.
+type cpuGemmSpace struct {
+	SgemmWorkspace
+	_ [64]byte
+}
 
 // NewCPU returns a CPU backend that uses threads threads (the calling
 // goroutine and threads−1 helpers); threads ≤ 0 means runtime.GOMAXPROCS(0).
@@ -54,7 +67,7 @@ func NewCPU(threads int) *CPU {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	c := &CPU{threads: threads, workers: newCPUWorkers(threads), col: make([][]float32, threads), gemmSpace: make([]SgemmWorkspace, threads)}
+	c := &CPU{threads: threads, workers: newCPUWorkers(threads), col: make([][]float32, threads), gemmSpace: make([]cpuGemmSpace, threads)}
 	// The helpers reference only the worker set, never c, so c can become
 	// unreachable while they wait.
 	runtime.AddCleanup(c, (*cpuWorkers).close, c.workers)
@@ -118,17 +131,6 @@ func cpuNeed(what string, s []float32, n int) {
 
 func cpuShortSlice(what string, have, need int) string {
 	return fmt.Sprintf("kernels: cpu: %s has %d elements, need %d", what, have, need)
-}
-
-// cpuTranspose writes the cols×rows transpose of the rows×cols matrix a
-// (row stride lda) to t (row stride rows).
-func cpuTranspose(rows, cols int, a []float32, lda int, t []float32) {
-	for i := range rows {
-		row := a[i*lda : i*lda+cols]
-		for j, v := range row {
-			t[j*rows+i] = v
-		}
-	}
 }
 
 func cpuBadLabel(row, label, classes int) string {

@@ -24,8 +24,7 @@ func (c *CPU) AffineBackward(n, in, out int, x, w, dy, dx, dw, dbias []float32) 
 	if dx != nil {
 		cpuNeed("affine w", w, in*out)
 		cpuNeed("affine dx", dx, n*in)
-		c.transposed = cpuGrow(c.transposed, in*out)
-		cpuTranspose(in, out, w, out, c.transposed)
+		c.packedW.Pack(true, out, in, w, out) // wᵀ, packed once for every block of dx
 		t.dx = dx
 		t.dxItems = (n + cpuGemmRows - 1) / cpuGemmRows
 	}
@@ -49,7 +48,7 @@ func (t *cpuAffineBackwardTask) run(worker, item int) {
 	case item < t.dxItems:
 		i0 := item * cpuGemmRows
 		rows := min(cpuGemmRows, t.n-i0)
-		t.c.sgemm(worker, false, false, rows, t.in, t.out, 1, t.dy[i0*t.out:], t.out, t.c.transposed, t.in, 0, t.dx[i0*t.in:], t.in)
+		t.c.gemmSpace[worker].SgemmPacked(false, rows, 1, t.dy[i0*t.out:], t.out, &t.c.packedW, 0, t.dx[i0*t.in:], t.in)
 	case item < t.dxItems+dwItems:
 		k0 := (item - t.dxItems) * cpuGemmRows
 		rows := min(cpuGemmRows, t.in-k0)

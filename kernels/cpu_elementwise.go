@@ -42,21 +42,9 @@ func (t *cpuSpanTask) run(_, item int) {
 	}
 	switch t.kind {
 	case cpuReLUForward:
-		for i, v := range a {
-			if v > 0 {
-				out[i] = v
-			} else {
-				out[i] = 0
-			}
-		}
+		cpuReLU(a, out)
 	case cpuReLUBackward: // a = y, b = dy
-		for i, y := range a {
-			if y > 0 {
-				out[i] = b[i]
-			} else {
-				out[i] = 0
-			}
-		}
+		cpuReLUMask(a, b, out)
 	case cpuSigmoidForward:
 		for i, v := range a {
 			out[i] = float32(1 / (1 + math.Exp(-float64(v))))

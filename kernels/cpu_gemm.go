@@ -19,8 +19,7 @@ func (c *CPU) sgemm(worker int, transA, transB bool, m, n, k int, alpha float32,
 const cpuGemmRows = 64
 
 // Gemm computes C = alpha·op(A)·op(B) + beta·C, in blocks of rows of C run
-// on all threads. A transposed B is transposed into scratch space first (see
-// sgemm).
+// on all threads.
 func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cc []float32, ldc int) {
 	if m <= 0 || n <= 0 {
 		return

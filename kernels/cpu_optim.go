@@ -41,11 +41,33 @@ func (*CPU) AdaGradUpdate(lr float64, p, g, h []float32) {
 }
 
 // AdamUpdate computes lr_t = LR·√(1−β2^T)/(1−β1^T), m += (1−β1)(g−m),
-// v += (1−β2)(g²−v), p −= lr_t·m/(√v + Eps).
-func (*CPU) AdamUpdate(a AdamParams, p, g, m, v []float32) {
+// v += (1−β2)(g²−v), p −= lr_t·m/(√v + Eps). Each element takes a square
+// root and a division in float64, so large tensors are split into spans of
+// cpuAdamElems run on all threads (elementwise: the split changes nothing).
+func (c *CPU) AdamUpdate(a AdamParams, p, g, m, v []float32) {
 	cpuNeed("adam g", g, len(p))
 	cpuNeed("adam m", m, len(p))
 	cpuNeed("adam v", v, len(p))
+	c.adam = cpuAdamTask{a: a, p: p, g: g[:len(p)], m: m[:len(p)], v: v[:len(p)]}
+	c.parallel(&c.adam, (len(p)+cpuAdamElems-1)/cpuAdamElems, 8*len(p))
+	c.adam = cpuAdamTask{}
+}
+
+// cpuAdamElems is the number of parameters one item of AdamUpdate updates.
+const cpuAdamElems = 4096
+
+type cpuAdamTask struct {
+	a          AdamParams
+	p, g, m, v []float32
+}
+
+func (t *cpuAdamTask) run(_, item int) {
+	i0 := item * cpuAdamElems
+	i1 := min(i0+cpuAdamElems, len(t.p))
+	cpuAdam(t.a, t.p[i0:i1], t.g[i0:i1], t.m[i0:i1], t.v[i0:i1])
+}
+
+func cpuAdam(a AdamParams, p, g, m, v []float32) {
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
 	t := float64(a.T)
 	lrT := a.LR * math.Sqrt(1-math.Pow(a.Beta2, t)) / (1 - math.Pow(a.Beta1, t))

@@ -136,6 +136,9 @@ func (t *cpuPoolTask) run(_, item int) {
 // cpuMaxWindow writes the maximum over rows [h0, h1) and columns [w0, w1) of
 // sample n, and where it was first found, for every channel.
 func cpuMaxWindow(g PoolGeom, x []float32, n, h0, h1, w0, w1 int, y []float32, argmax []int32) {
+	if cpuMaxWindowVec(g, x, n, h0, h1, w0, w1, y, argmax) {
+		return
+	}
 	first := ((n*g.H+h0)*g.W + w0) * g.C
 	copy(y, x[first:first+g.C])
 	for c := range argmax {

@@ -66,9 +66,11 @@ func cpuResults(threads int) map[string][]float32 {
 		y, dx := make([]float32, g.OutLen()), make([]float32, g.InLen())
 		dw, db := make([]float32, g.FilterLen()), make([]float32, g.OC)
 		c.ConvForward(g, x, w, bias, y)
+		yReLU := make([]float32, g.OutLen())
+		c.ConvForwardReLU(g, x, w, bias, yReLU)
 		c.ConvBackwardData(g, dy, w, dx)
 		c.ConvBackwardFilter(g, x, dy, dw, db)
-		for name, s := range map[string][]float32{"y": y, "dx": dx, "dw": dw, "db": db} {
+		for name, s := range map[string][]float32{"y": y, "yReLU": yReLU, "dx": dx, "dw": dw, "db": db} {
 			out[fmt.Sprintf("conv%d %+v %s", gi, g, name)] = s
 		}
 	}
@@ -122,6 +124,24 @@ func TestCPUConvMatchesReference(t *testing.T) {
 		{N: 37, H: 28, W: 28, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
 		{N: 9, H: 13, W: 11, C: 8, OC: 12, KH: 5, KW: 3, Stride: 2, Pad: 2},
 		{N: 11, H: 9, W: 9, C: 32, OC: 24, KH: 1, KW: 1, Stride: 1, Pad: 0},
+		// The fused filter-gradient path (K and the floats of a filter row
+		// whole 12-row tiles, OC whole slivers): pad 2 like conv4, k blocks
+		// that end inside an output row, chunks of several blocks, a stride of 2 with
+		// odd sizes and OC = 48 (a wide and a narrow sliver).
+		{N: 7, H: 14, W: 14, C: 32, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 2},
+		{N: 5, H: 28, W: 28, C: 16, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 70, H: 14, W: 14, C: 32, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 6, H: 9, W: 7, C: 4, OC: 48, KH: 3, KW: 3, Stride: 2, Pad: 1},
+		// The conv1 kernels (one channel, 16 3×3 filters, stride 1): no
+		// padding and a pad of 2, output widths that leave 0–3 pixels
+		// after the 4-pixel steps.
+		{N: 13, H: 9, W: 7, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 0},
+		{N: 5, H: 6, W: 10, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 2},
+		{N: 3, H: 3, W: 3, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 0},
+		{N: 2, H: 5, W: 9, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 0},
+		// 16 channels into one filter: its input gradient is a forward
+		// convolution of one channel into 16, which takes conv1's kernels.
+		{N: 4, H: 7, W: 6, C: 16, OC: 1, KH: 3, KW: 3, Stride: 1, Pad: 1},
 	} {
 		x, w, bias, dy := cpuRandom(rng, g.InLen()), cpuRandom(rng, g.FilterLen()), cpuRandom(rng, g.OC), cpuRandom(rng, g.OutLen())
 		y, dx := make([]float32, g.OutLen()), make([]float32, g.InLen())
@@ -195,6 +215,15 @@ func TestCPUNoAllocations(t *testing.T) {
 	x, w, bias, dy := cpuRandom(rng, g.InLen()), cpuRandom(rng, g.FilterLen()), cpuRandom(rng, g.OC), cpuRandom(rng, g.OutLen())
 	y, dx := make([]float32, g.OutLen()), make([]float32, g.InLen())
 	dw, db := make([]float32, g.FilterLen()), make([]float32, g.OC)
+	// The filter gradient with patches packed straight into the GEMM's
+	// slivers (K = 576), and the input gradient computed as a forward
+	// convolution (C ≥ OC).
+	gf := kernels.ConvGeom{N: 20, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1}
+	fx, fdy, fdw, fdb := cpuRandom(rng, gf.InLen()), cpuRandom(rng, gf.OutLen()), make([]float32, gf.FilterLen()), make([]float32, gf.OC)
+	fw, fdx := cpuRandom(rng, gf.FilterLen()), make([]float32, gf.InLen())
+	g1 := kernels.ConvGeom{N: 20, H: 28, W: 28, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1}
+	x1, w1, b1, y1 := cpuRandom(rng, g1.InLen()), cpuRandom(rng, g1.FilterLen()), cpuRandom(rng, g1.OC), make([]float32, g1.OutLen())
+	dw1, db1 := make([]float32, g1.FilterLen()), make([]float32, g1.OC)
 	pg := kernels.PoolGeom{N: 20, H: 14, W: 14, C: 32, Size: 2, Stride: 2}
 	py, pdy, arg := make([]float32, pg.OutLen()), cpuRandom(rng, pg.OutLen()), make([]int32, pg.OutLen())
 	const n, in, out = 20, 1568, 50
@@ -209,8 +238,12 @@ func TestCPUNoAllocations(t *testing.T) {
 		step func()
 	}{
 		{"ConvForward", func() { c.ConvForward(g, x, w, bias, y) }},
+		{"ConvForwardReLU", func() { c.ConvForwardReLU(g, x, w, bias, y) }},
 		{"ConvBackwardData", func() { c.ConvBackwardData(g, dy, w, dx) }},
 		{"ConvBackwardFilter", func() { c.ConvBackwardFilter(g, x, dy, dw, db) }},
+		{"ConvBackwardFilter K=576", func() { c.ConvBackwardFilter(gf, fx, fdy, fdw, fdb) }},
+		{"ConvBackwardData as a forward convolution", func() { c.ConvBackwardData(gf, fdy, fw, fdx) }},
+		{"Conv1", func() { c.ConvForwardReLU(g1, x1, w1, b1, y1); c.ConvBackwardFilter(g1, x1, y1, dw1, db1) }},
 		{"ReLU", func() { c.ReLUForward(y, y); c.ReLUBackward(y, dy, dy) }},
 		{"MaxPool", func() { c.MaxPoolForward(pg, y, py, arg); c.MaxPoolBackward(pg, pdy, arg, y) }},
 		{"Affine", func() {

@@ -108,6 +108,12 @@ func (*Reference[T]) ConvForward(g ConvGeom, x, w, bias, y []T) {
 	}
 }
 
+// ConvForwardReLU is ConvForward followed by ReLUForward.
+func (r *Reference[T]) ConvForwardReLU(g ConvGeom, x, w, bias, y []T) {
+	r.ConvForward(g, x, w, bias, y)
+	r.ReLUForward(y[:g.OutLen()], y)
+}
+
 // ConvBackwardData computes dx[n,ih,iw,c] = Σ dy[n,oh,ow,o]·w[kh,kw,c,o]
 // over every (oh, ow, kh, kw) with ih = oh·S−P+kh and iw = ow·S−P+kw, and o.
 func (*Reference[T]) ConvBackwardData(g ConvGeom, dy, w, dx []T) {

@@ -130,14 +130,53 @@ func (w *SgemmWorkspace) Sgemm(transA, transB bool, m, n, k int, alpha float32, 
 		sgemmScale(m, n, beta, c, ldc)
 		return
 	}
-	kern := w.kernel
-	if kern == nil {
-		kern = sgemmBest
+	w.run(w.kern(), transA, m, n, k, alpha, a, lda, transB, b, ldb, nil, beta, c, ldc)
+}
+
+// SgemmPacked computes C = alpha·op(A)·op(B) + beta·C with op(B) packed
+// beforehand by pb.Pack, with the same bits as Sgemm: many products that
+// share B (the blocks of a convolution) pack it once instead of once each.
+// pb must have been packed for this workspace's kernel (the default one
+// unless a test chose another).
+func (w *SgemmWorkspace) SgemmPacked(transA bool, m int, alpha float32, a []float32, lda int, pb *SgemmPackedB, beta float32, c []float32, ldc int) {
+	n, k := pb.n, pb.k
+	if pb.kern != w.kern() {
+		panic("kernels: SgemmPacked: B was packed for another kernel family")
 	}
+	if m < 0 {
+		panic(fmt.Sprintf("kernels: SgemmPacked: negative size m=%d", m))
+	}
+	if transA {
+		sgemmCheckMatrix("a", a, k, m, lda)
+	} else {
+		sgemmCheckMatrix("a", a, m, k, lda)
+	}
+	sgemmCheckMatrix("c", c, m, n, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		sgemmScale(m, n, beta, c, ldc)
+		return
+	}
+	w.run(pb.kern, transA, m, n, k, alpha, a, lda, false, nil, 0, pb, beta, c, ldc)
+}
+
+func (w *SgemmWorkspace) kern() *sgemmKernel {
+	if w.kernel == nil {
+		return sgemmBest
+	}
+	return w.kernel
+}
+
+// run is the blocked product of Sgemm and SgemmPacked: B is packed panel
+// by panel from b, or taken from pb when it is not nil.
+func (w *SgemmWorkspace) run(kern *sgemmKernel, transA bool, m, n, k int, alpha float32, a []float32, lda int, transB bool, b []float32, ldb int, pb *SgemmPackedB, beta float32, c []float32, ldc int) {
 	kcMax, mcMax, ncMax := kern.blocks(n, k)
 	inPlace := sgemmStrideSpreads(kern.mr, lda) // see block
-	w.reserve(kern, min(mcMax, m), kcMax, min(ncMax, n))
+	w.reserve(kern, min(mcMax, m), kcMax, min(ncMax, n), pb == nil)
 
+	off := 0 // of the current panel in pb
 	for jc := 0; jc < n; jc += ncMax {
 		nc := min(ncMax, n-jc)
 		for pc := 0; pc < k; pc += kcMax {
@@ -146,17 +185,86 @@ func (w *SgemmWorkspace) Sgemm(transA, transB bool, m, n, k int, alpha float32, 
 			if pc > 0 {
 				betaBlock = 1
 			}
-			w.packB(kern, transB, b, ldb, pc, kc, jc, nc)
+			var bs []float32
+			if pb == nil {
+				sgemmPackPanel(kern, w.packedB, transB, b, ldb, pc, kc, jc, nc)
+				bs = w.packedB
+			} else {
+				size := kc * kern.panelWidth(nc)
+				bs = pb.data[off : off+size]
+				off += size
+			}
 			for ic := 0; ic < m; ic += mcMax {
 				mc := min(mcMax, m-ic)
-				w.block(kern, transA, inPlace, a, lda, ic, mc, pc, kc, nc, alpha, betaBlock, c[jc:], ldc)
+				w.block(kern, transA, inPlace, a, lda, ic, mc, pc, kc, nc, bs, alpha, betaBlock, c[jc:], ldc)
 			}
 		}
 	}
 }
 
-// reserve grows the buffers for blocks of up to mc×kc (A) and kc×nc (B).
-func (w *SgemmWorkspace) reserve(kern *sgemmKernel, mc, kc, nc int) {
+// SgemmPackedB is op(B) of a product packed once, panel after panel in the
+// order Sgemm visits them, for SgemmPacked. The zero value is empty; Pack
+// fills it and reuses its memory.
+type SgemmPackedB struct {
+	kern *sgemmKernel
+	k, n int
+	data []float32
+}
+
+// Pack packs op(B), k×n (Bᵀ when transB is set; ldb is B's row stride), for
+// products on workspaces with the default kernel family.
+func (pb *SgemmPackedB) Pack(transB bool, k, n int, b []float32, ldb int) {
+	pb.pack(sgemmBest, transB, k, n, b, ldb)
+}
+
+func (pb *SgemmPackedB) pack(kern *sgemmKernel, transB bool, k, n int, b []float32, ldb int) {
+	if k < 0 || n < 0 {
+		panic(fmt.Sprintf("kernels: SgemmPackedB: negative size k=%d n=%d", k, n))
+	}
+	rows, cols := k, n
+	if transB {
+		rows, cols = n, k
+	}
+	sgemmCheckMatrix("b", b, rows, cols, ldb)
+	pb.kern, pb.k, pb.n = kern, k, n
+	if k == 0 || n == 0 {
+		return
+	}
+	kcMax, _, ncMax := kern.blocks(n, k)
+	size := 0
+	for jc := 0; jc < n; jc += ncMax {
+		size += k * kern.panelWidth(min(ncMax, n-jc))
+	}
+	if cap(pb.data) < size {
+		pb.data = make([]float32, size)
+	}
+	pb.data = pb.data[:size]
+	off := 0
+	for jc := 0; jc < n; jc += ncMax {
+		nc := min(ncMax, n-jc)
+		for pc := 0; pc < k; pc += kcMax {
+			kc := min(kcMax, k-pc)
+			sgemmPackPanel(kern, pb.data[off:], transB, b, ldb, pc, kc, jc, nc)
+			off += kc * kern.panelWidth(nc)
+		}
+	}
+}
+
+// panelWidth is the packed width of a panel of nc columns: its slivers'
+// widths summed.
+func (kern *sgemmKernel) panelWidth(nc int) int {
+	width := 0
+	for j0 := 0; j0 < nc; {
+		nr := kern.sliverWidth(nc - j0)
+		width += nr
+		j0 += min(nr, nc-j0)
+	}
+	return width
+}
+
+// reserve grows the buffers for blocks of up to mc×kc (A) and, when
+// packB is set, kc×nc (B).
+func (w *SgemmWorkspace) reserve(kern *sgemmKernel, mc, kc, nc int, packB bool) {
 	slivers := (nc + kern.narrowNR - 1) / kern.narrowNR
 	grow := func(s *[]float32, n int) {
 		if cap(*s) < n {
@@ -165,7 +273,9 @@ func (w *SgemmWorkspace) reserve(kern *sgemmKernel, mc, kc, nc int) {
 		*s = (*s)[:cap(*s)]
 	}
 	grow(&w.packedA, max(mc*sgemmSpreadStride(kern.mr, kc), (mc/kern.mr)*sgemmSliverStride(kern.mr, kc)))
-	grow(&w.packedB, kc*slivers*kern.narrowNR+kc*kern.wideNR)
+	if packB {
+		grow(&w.packedB, kc*slivers*kern.narrowNR+kc*kern.wideNR)
+	}
 	grow(&w.tailA, kern.mr*kc)
 	grow(&w.edge, kern.mr*kern.wideNR)
 }
@@ -179,10 +289,9 @@ func (kern *sgemmKernel) sliverWidth(left int) int {
 	return kern.wideNR
 }
 
-// packB copies op(B)[pc:pc+kc, jc:jc+nc] into slivers: sliver s, of width
-// nr, is kc rows of nr floats, zero-padded past column nc.
-func (w *SgemmWorkspace) packB(kern *sgemmKernel, transB bool, b []float32, ldb, pc, kc, jc, nc int) {
-	dst := w.packedB
+// sgemmPackPanel copies op(B)[pc:pc+kc, jc:jc+nc] into slivers at dst:
+// sliver s, of width nr, is kc rows of nr floats, zero-padded past column nc.
+func sgemmPackPanel(kern *sgemmKernel, dst []float32, transB bool, b []float32, ldb, pc, kc, jc, nc int) {
 	for j0 := 0; j0 < nc; {
 		nr := kern.sliverWidth(nc - j0)
 		cols := min(nr, nc-j0)
@@ -214,12 +323,12 @@ func (w *SgemmWorkspace) packB(kern *sgemmKernel, transB bool, b []float32, ldb,
 	}
 }
 
-// block multiplies op(A)[ic:ic+mc, pc:pc+kc] by the packed B panel into
+// block multiplies op(A)[ic:ic+mc, pc:pc+kc] by the packed B panel bs into
 // C[ic:ic+mc, 0:nc] (c starts at the panel's first column): each sliver in
 // turn runs over all full tiles with one kernel call, then over the partial
 // tile, if any, through the edge buffer. inPlace reports that A's row
 // stride lets the kernels read it where it lies.
-func (w *SgemmWorkspace) block(kern *sgemmKernel, transA, inPlace bool, a []float32, lda, ic, mc, pc, kc, nc int, alpha, beta float32, c []float32, ldc int) {
+func (w *SgemmWorkspace) block(kern *sgemmKernel, transA, inPlace bool, a []float32, lda, ic, mc, pc, kc, nc int, bs []float32, alpha, beta float32, c []float32, ldc int) {
 	mr := kern.mr
 	tiles := mc / mr
 	rows := mc - tiles*mr // in the last, partial tile
@@ -269,7 +378,6 @@ func (w *SgemmWorkspace) block(kern *sgemmKernel, transA, inPlace bool, a []floa
 		}
 	}
 
-	bs := w.packedB
 	for j0 := 0; j0 < nc; {
 		nr := kern.sliverWidth(nc - j0)
 		cols := min(nr, nc-j0)

@@ -124,7 +124,7 @@ func TestLayerGradients(t *testing.T) {
 			}
 			lp := plans[0]
 			b := kernels.NewReference[float64]()
-			l := newLayer(b, lp, batch+1, true) // room for more than the batch: views must be sliced
+			l := newLayer(b, lp, batch+1, true, false) // room for more than the batch: views must be sliced
 			r := newRand(uint64(ci) + 1)
 			for _, p := range l.params() {
 				fillNormal(r, p.Value, 0.5)
@@ -170,7 +170,7 @@ func TestDropoutMask(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := kernels.NewReference[float64]()
-	l := newLayer(b, plans[0], 2, true)
+	l := newLayer(b, plans[0], 2, true, false)
 	x := make([]float64, 128)
 	for i := range x {
 		x[i] = 1

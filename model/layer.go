@@ -29,10 +29,14 @@ type layer[T kernels.Float] interface {
 // newLayer builds the layer of a plan for batches of up to maxBatch
 // samples. needDx says whether backward must compute the input gradient; the
 // first layer with parameters does not need one, which saves the most
-// expensive backward convolution of all.
-func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int, needDx bool) layer[T] {
+// expensive backward convolution of all. fused marks a conv followed by a
+// relu: the conv applies the ReLU itself, and the relu passes its input on.
+func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int, needDx, fused bool) layer[T] {
 	inLen, outLen := maxBatch*lp.In.size(), maxBatch*lp.Out.size()
-	base := layerIO[T]{b: b, inSize: lp.In.size(), outSize: lp.Out.size(), y: make([]T, outLen)}
+	base := layerIO[T]{b: b, inSize: lp.In.size(), outSize: lp.Out.size()}
+	if !(fused && lp.Spec.Type == LayerReLU) {
+		base.y = make([]T, outLen)
+	}
 	if needDx {
 		base.dx = make([]T, inLen)
 	}
@@ -46,6 +50,7 @@ func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int,
 				KH: ls.Size, KW: ls.Size, Stride: lp.Stride, Pad: ls.Pad},
 			w:    newParam[T](lp.Name+".W", wShape),
 			bias: newParam[T](lp.Name+".b", []int{ls.Filters}),
+			relu: fused,
 		}
 	case LayerAffine:
 		return &affineLayer[T]{
@@ -64,7 +69,7 @@ func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int,
 		}
 		return l
 	case LayerReLU:
-		return &reluLayer[T]{layerIO: base}
+		return &reluLayer[T]{layerIO: base, fused: fused}
 	case LayerSigmoid:
 		return &sigmoidLayer[T]{layerIO: base}
 	case LayerDropout:
@@ -128,12 +133,17 @@ type convLayer[T kernels.Float] struct {
 	layerIO[T]
 	geom    kernels.ConvGeom // N is set per call
 	w, bias *Param[T]
+	relu    bool // the next layer is a relu, applied here (see reluLayer)
 }
 
 func (l *convLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
 	y := l.start(x, n)
 	l.geom.N = n
-	l.b.ConvForward(l.geom, l.x, l.w.Value, l.bias.Value, y)
+	if l.relu {
+		l.b.ConvForwardReLU(l.geom, l.x, l.w.Value, l.bias.Value, y)
+	} else {
+		l.b.ConvForward(l.geom, l.x, l.w.Value, l.bias.Value, y)
+	}
 	return y
 }
 
@@ -200,9 +210,19 @@ func (l *poolLayer[T]) backward(dy []T) []T {
 	return dx
 }
 
-type reluLayer[T kernels.Float] struct{ layerIO[T] }
+// reluLayer computes its ReLU, or, when fused, receives it already applied
+// by the conv before it: its output is then its input, the same values, and
+// it has no output buffer of its own.
+type reluLayer[T kernels.Float] struct {
+	layerIO[T]
+	fused bool
+}
 
 func (l *reluLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
+	if l.fused {
+		l.x, l.n = x[:n*l.inSize], n
+		return l.x
+	}
 	y := l.start(x, n)
 	l.b.ReLUForward(l.x, y)
 	return y
@@ -211,7 +231,11 @@ func (l *reluLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
 func (l *reluLayer[T]) backward(dy []T) []T {
 	dx := l.dxView()
 	if dx != nil {
-		l.b.ReLUBackward(l.out(), dy, dx)
+		y := l.x
+		if !l.fused {
+			y = l.out()
+		}
+		l.b.ReLUBackward(y, dy, dx)
 	}
 	return dx
 }

@@ -78,7 +78,11 @@ func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[
 		}
 	}
 	for i, lp := range layerPlans {
-		l := newLayer(b, lp, maxBatch, i > n.firstParam)
+		// A conv followed by a relu computes both in one backend call
+		// (ConvForwardReLU); the relu layer then only masks the gradient.
+		fused := (lp.Spec.Type == LayerConv && i+1 < len(layerPlans) && layerPlans[i+1].Spec.Type == LayerReLU) ||
+			(lp.Spec.Type == LayerReLU && i > 0 && layerPlans[i-1].Spec.Type == LayerConv)
+		l := newLayer(b, lp, maxBatch, i > n.firstParam, fused)
 		n.layers = append(n.layers, l)
 		for _, p := range l.params() {
 			n.params = append(n.params, p)

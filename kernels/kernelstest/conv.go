@@ -2,6 +2,7 @@ package kernelstest
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/dpcnn/dpcnn/kernels"
@@ -27,6 +28,14 @@ var convGeoms = []kernels.ConvGeom{
 	{N: 2, H: 7, W: 9, C: 2, OC: 3, KH: 1, KW: 3, Stride: 1, Pad: 1},
 	{N: 1, H: 6, W: 6, C: 3, OC: 4, KH: 2, KW: 3, Stride: 2, Pad: 0},
 	{N: 3, H: 14, W: 14, C: 32, OC: 17, KH: 3, KW: 3, Stride: 1, Pad: 0},
+	// Shapes of the CPU backend's own paths: one channel into 16 3×3
+	// filters (conv1's kernels; 5 columns leave one after the 4-pixel
+	// steps), and K = 288 and 216 with whole 12-row tiles (the filter
+	// gradient that packs patches straight into the GEMM's slivers), one
+	// padded by 2, one strided.
+	{N: 3, H: 5, W: 7, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 0},
+	{N: 2, H: 9, W: 8, C: 32, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 2},
+	{N: 3, H: 7, W: 7, C: 24, OC: 32, KH: 3, KW: 3, Stride: 2, Pad: 1},
 }
 
 func convName(g kernels.ConvGeom) string {
@@ -74,8 +83,8 @@ func TestCol2Im(t *testing.T, b kernels.Backend[float32]) {
 	}
 }
 
-// TestConv checks ConvForward, ConvBackwardData and ConvBackwardFilter on
-// every geometry; every output starts as NaN, so an accumulating backward
+// TestConv checks ConvForward, ConvForwardReLU, ConvBackwardData and
+// ConvBackwardFilter on every geometry; every output starts as NaN, so an accumulating backward
 // pass fails.
 func TestConv(t *testing.T, b kernels.Backend[float32]) {
 	for gi, g := range convGeoms {
@@ -94,6 +103,23 @@ func TestConv(t *testing.T, b kernels.Backend[float32]) {
 				b.ConvForward(g, x.data(), w.data(), bias.data(), y.data())
 				if x.checkUnchanged(t, what) && w.checkUnchanged(t, what) && bias.checkUnchanged(t, what) && y.checkGuards(t, what) {
 					compare(t, what, y.data(), want, sumTol(g.ColCols()+1), atNHWC(g.OH(), g.OW(), g.OC))
+				}
+			})
+			t.Run("ForwardReLU", func(t *testing.T) {
+				what := convWhat("ConvForwardReLU", g)
+				y := newBuffer("y", g.OutLen()).seal()
+				want := make([]float64, g.OutLen())
+				ref().ConvForward(g, x.wide(), w.wide(), bias.wide(), want)
+				ref().ReLUForward(want, want)
+				b.ConvForwardReLU(g, x.data(), w.data(), bias.data(), y.data())
+				if x.checkUnchanged(t, what) && w.checkUnchanged(t, what) && bias.checkUnchanged(t, what) && y.checkGuards(t, what) {
+					compare(t, what, y.data(), want, sumTol(g.ColCols()+1), atNHWC(g.OH(), g.OW(), g.OC))
+					for i, v := range y.data() {
+						if !(v >= 0) || math.Signbit(float64(v)) {
+							t.Errorf("%s: y[%d] = %v, want a value ≥ +0", what, i, v)
+							break
+						}
+					}
 				}
 			})
 			t.Run("BackwardData", func(t *testing.T) {
