@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/kernels"
@@ -178,19 +179,18 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 
 	d.backend = cfg.Backend
 	if d.backend == nil {
-		if d.backend, err = NewBackend(cfg.BackendName, cfg.Threads); err != nil {
+		if d.backend, err = backends.OpenWithLogger(cfg.BackendName, cfg.Threads, d.log); err != nil {
 			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
 		}
-		if c, ok := d.backend.(interface{ Close() }); ok {
-			d.closers = append(d.closers, c.Close)
-		}
+		b := d.backend
+		d.closers = append(d.closers, func() { backends.Close(b) })
 	}
 	d.cores = 1
 	if t, ok := d.backend.(interface{ Threads() int }); ok {
 		d.cores = t.Threads()
 	}
-	d.kind = backendKind(d.backend.Name())
-	d.detail = fmt.Sprintf("%s %s, %d threads", d.backend.Name(), runtime.GOARCH, d.cores)
+	d.kind = backends.Kind(d.backend)
+	d.detail = fmt.Sprintf("%s (%s)", backends.Detail(d.backend), runtime.GOARCH)
 
 	d.etcd = cfg.Etcd
 	if d.etcd == nil && len(cfg.EtcdEndpoints) > 0 {
@@ -281,29 +281,6 @@ func (d *daemon) close() {
 		d.closers[i]()
 	}
 	d.closers = nil
-}
-
-// NewBackend returns the named compute backend: "cpu" with threads threads
-// (0: all cores), or "reference".
-func NewBackend(name string, threads int) (kernels.Backend[float32], error) {
-	switch name {
-	case "cpu":
-		return kernels.NewCPU(threads), nil
-	case "reference":
-		return kernels.NewReference[float32](), nil
-	default:
-		return nil, fmt.Errorf("unknown backend %q (known: cpu, reference)", name)
-	}
-}
-
-// backendKind is the kind of device a backend computes on, as JoinRequest
-// and the etcd record name it: "cuda" for CUDA backends, else "cpu" (the
-// CPU and reference backends; BackendDetail names which).
-func backendKind(name string) string {
-	if name == "cuda" {
-		return "cuda"
-	}
-	return "cpu"
 }
 
 // checkWorkerID checks the rule of JoinRequest.worker_id.

@@ -1,19 +1,12 @@
 package main
 
 import (
-	"fmt"
-
+	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/kernels"
 )
 
-// newBackend returns the named compute backend.
+// newBackend returns the named compute backend (cpu, cuda, auto or
+// reference; see package backends).
 func newBackend(name string, threads int) (kernels.Backend[float32], error) {
-	switch name {
-	case "cpu":
-		return kernels.NewCPU(threads), nil
-	case "reference":
-		return kernels.NewReference[float32](), nil
-	default:
-		return nil, fmt.Errorf("unknown backend %q (known: cpu, reference)", name)
-	}
+	return backends.Open(name, threads)
 }

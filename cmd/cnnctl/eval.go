@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/model"
@@ -27,6 +28,7 @@ func newEvalCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer backends.Close(b)
 			net, err := model.New[float32](c.Spec, b, batch)
 			if err != nil {
 				return err
@@ -58,7 +60,7 @@ func newEvalCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "", "folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
-	cmd.Flags().StringVar(&backend, "backend", "cpu", "compute backend: cpu or reference")
+	cmd.Flags().StringVar(&backend, "backend", "cpu", "compute backend: cpu, cuda, auto (CUDA where a device works, else the CPU) or reference")
 	cmd.Flags().IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
 	cmd.Flags().IntVar(&limit, "test-limit", 0, "evaluate the first N test images only (0: all)")
 	cmd.Flags().IntVar(&batch, "batch", 500, "evaluation batch size")

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 
+	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
@@ -117,9 +118,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := optimizer.(interface{ Close() }); ok {
-		lc.closers = append(lc.closers, c.Close)
-	}
+	lc.closers = append(lc.closers, func() { backends.Close(optimizer) })
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		ID: "local", Etcd: cli, DataDir: filepath.Join(cfg.Dir, "coordinator"), MNISTDir: mnist,
 		Logger: cfg.Logger, Backend: optimizer, Version: version,
@@ -166,11 +165,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			Credentials:  credentials.NewTLS(pki.worker),
 		}
 		lc.workers.Go(func() {
-			defer func() {
-				if c, ok := b.(interface{ Close() }); ok {
-					c.Close()
-				}
-			}()
+			defer backends.Close(b)
 			if err := worker.Run(wctx, wcfg); err != nil {
 				lc.fail(err)
 			} else if wctx.Err() == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
@@ -27,7 +28,7 @@ func newBenchCmd(e *env) *cobra.Command {
 			return errors.New("say what to measure: cnnctl bench cluster [flags]")
 		},
 	}
-	cmd.AddCommand(newBenchClusterCmd(e))
+	cmd.AddCommand(newBenchClusterCmd(e), newBenchTrainCmd(e))
 	return cmd
 }
 
@@ -109,7 +110,7 @@ start-up, evaluation and shut-down are not counted.`,
 		f.DefValue = v
 	}
 	fs.StringVar(&o.dataDir, "data", "", "folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
-	fs.StringVar(&o.backend, "backend", "cpu", "compute backend: cpu or reference")
+	fs.StringVar(&o.backend, "backend", "cpu", "compute backend: cpu, cuda, auto (CUDA where a device works, else the CPU) or reference")
 	fs.IntVar(&o.threads, "threads", 0, "CPU threads in all (0: all cores)")
 	fs.IntVar(&o.workers, "workers", 2, "workers of the local cluster")
 	fs.IntVar(&warmup, "warmup", 3, "steps run before the timing starts")
@@ -124,9 +125,7 @@ func benchInProcess(ctx context.Context, spec job.Spec, o trainOptions, train, t
 	if err != nil {
 		return 0, err
 	}
-	if c, ok := b.(interface{ Close() }); ok {
-		defer c.Close()
-	}
+	defer backends.Close(b)
 	trainer, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
 	if err != nil {
 		return 0, err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
@@ -67,7 +68,7 @@ to --out at the end (--in-process: after every epoch too); evaluate it with
 	}
 	jf.register(cmd.Flags())
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
-	cmd.Flags().StringVar(&o.backend, "backend", "cpu", "compute backend: cpu or reference")
+	cmd.Flags().StringVar(&o.backend, "backend", "cpu", "compute backend: cpu, cuda, auto (CUDA where a device works, else the CPU) or reference")
 	cmd.Flags().IntVar(&o.threads, "threads", 0, "CPU threads in all, shared among the workers (0: all cores)")
 	cmd.Flags().IntVar(&o.workers, "workers", 1, "workers of the local cluster")
 	cmd.Flags().BoolVar(&o.inProcess, "in-process", false, "train in a plain loop in this process: no etcd, no gRPC (the baseline of 'cnnctl bench cluster')")
@@ -81,6 +82,7 @@ func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) 
 	if err != nil {
 		return err
 	}
+	defer backends.Close(b)
 	dir, err := dataset.Locate(o.dataDir)
 	if err != nil {
 		return err

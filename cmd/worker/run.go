@@ -87,7 +87,7 @@ Flags:
 	fs.StringVar(&cfg.Prefix, "etcd-prefix", envOr(getenv, envEtcdPrefix, cluster.DefaultPrefix), "etcd key prefix ("+envEtcdPrefix+")")
 	fs.StringVar(&cfg.ID, "id", envOr(getenv, envID, defaultID()), "worker id, stable across restarts ("+envID+"; default host-pid)")
 	fs.StringVar(&cfg.Address, "address", getenv(envAddress), "where this worker runs, for people ("+envAddress+"; default the host name)")
-	fs.StringVar(&cfg.BackendName, "backend", envOr(getenv, envBackend, "cpu"), "compute backend: cpu or reference ("+envBackend+")")
+	fs.StringVar(&cfg.BackendName, "backend", envOr(getenv, envBackend, "cpu"), "compute backend: cpu, cuda, auto (CUDA where a device works, else the CPU) or reference ("+envBackend+")")
 	threads, err := envInt(getenv, envThreads)
 	if err != nil {
 		return cfg, 0, err

@@ -21,10 +21,13 @@ goarch=${GOARCH:-$(go env GOARCH)}
 echo "build.sh: binaries for linux/$goarch, version $version" >&2
 
 # Static, stripped, without local paths. -buildvcs=false: the context may
-# be a copy without .git, and the version comes from -X instead.
+# be a copy without .git, and the version comes from -X instead. -tags
+# nocuda leaves the CUDA backend out: it loads the CUDA libraries through
+# the dynamic loader, which a FROM-scratch image does not have (GPU workers
+# need an image with glibc and the NVIDIA driver's libraries).
 build() {
 	(cd "$repo" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch \
-		go build -trimpath -buildvcs=false -ldflags="-s -w -X main.version=$version" "$@")
+		go build -tags nocuda -trimpath -buildvcs=false -ldflags="-s -w -X main.version=$version" "$@")
 }
 mkdir -p "$ctx/bin"
 build -o "$ctx/bin/" ./cmd/cnnctl ./cmd/coordinator ./cmd/worker
