@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/worker"
 )
@@ -81,33 +82,11 @@ func TestServerFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 
-	spec := tinySpec()
-	spec.Epochs = 6 // a checkpoint every 4 steps
-	jobs := dpcnnv1.NewJobServiceClient(first.conn)
-	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(hangGuard)
-	for {
-		j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if j.LatestCheckpoint != nil {
-			if j.State != dpcnnv1.JobState_JOB_STATE_RUNNING {
-				t.Fatalf("job %v after its first checkpoint, want running", j.State)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint: job %v", j)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	spec := submitCheckpointingJob(ctx, t, first, 1)
 	first.stop()
 	waitLeading(t, second)
 
-	jobs = dpcnnv1.NewJobServiceClient(second.conn)
+	jobs := dpcnnv1.NewJobServiceClient(second.conn)
 	evs := watchToEnd(t, jobs, "tiny")
 	resumed := false
 	for _, ev := range evs {
@@ -133,26 +112,7 @@ func TestServerResumesPastCorruptCheckpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 
-	spec := tinySpec()
-	spec.Epochs = 6 // a checkpoint every 4 steps
-	jobs := dpcnnv1.NewJobServiceClient(first.conn)
-	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(hangGuard)
-	for {
-		j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(j.Checkpoints) >= 2 && j.State == dpcnnv1.JobState_JOB_STATE_RUNNING {
-			break
-		}
-		if j.State != dpcnnv1.JobState_JOB_STATE_RUNNING && j.State != dpcnnv1.JobState_JOB_STATE_PENDING || time.Now().After(deadline) {
-			t.Fatalf("want a running job with two checkpoints: %v", j)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	spec := submitCheckpointingJob(ctx, t, first, 2)
 	first.stop()
 
 	files, err := jobCheckpoints(filepath.Join(dataDir, "jobs", "tiny"))
@@ -247,4 +207,29 @@ func TestServerJobWaitsForMinWorkers(t *testing.T) {
 	startDaemonsFrom(t, cli, 2, 1)
 	watchToEnd(t, jobs, "tiny")
 	checkTinyJob(t, cli, c, spec, 3)
+}
+
+// submitCheckpointingJob submits the tiny job for 6 epochs (a checkpoint
+// every 4 steps) to c and waits until it runs with n checkpoints written.
+func submitCheckpointingJob(ctx context.Context, t *testing.T, c *testCoordinator, n int) job.Spec {
+	t.Helper()
+	spec := tinySpec()
+	spec.Epochs = 6
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(j.Checkpoints) >= n && j.State == dpcnnv1.JobState_JOB_STATE_RUNNING {
+			return spec
+		}
+		if j.State != dpcnnv1.JobState_JOB_STATE_RUNNING && j.State != dpcnnv1.JobState_JOB_STATE_PENDING {
+			t.Fatalf("want a running job with %d checkpoints: %v", n, j)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -116,22 +116,8 @@ func TestServerSurvivesEtcdOutage(t *testing.T) {
 	c := startCoordinator(t, proxied, "c1", t.TempDir())
 	waitLeading(t, c)
 	startDaemons(t, direct, 2)
-	spec := tinySpec()
-	spec.Epochs = 6 // a checkpoint every 4 steps
+	spec := submitCheckpointingJob(ctx, t, c, 1)
 	jobs := dpcnnv1.NewJobServiceClient(c.conn)
-	if _, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON(), JobId: "tiny"}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "tiny"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if j.LatestCheckpoint != nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 
 	proxy.cut()
 	health := healthpb.NewHealthClient(c.conn)
