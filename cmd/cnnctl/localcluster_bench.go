@@ -25,7 +25,7 @@ func newBenchCmd(e *env) *cobra.Command {
 		Short: "Measure training speed",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return errors.New("say what to measure: cnnctl bench cluster [flags]")
+			return errors.New("say what to measure: cnnctl bench train [flags] (one worker's step) or cnnctl bench cluster [flags] (the cluster's overhead)")
 		},
 	}
 	cmd.AddCommand(newBenchClusterCmd(e), newBenchTrainCmd(e))
