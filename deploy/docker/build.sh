@@ -31,7 +31,8 @@ build() {
 }
 mkdir -p "$ctx/bin"
 build -o "$ctx/bin/" ./cmd/cnnctl ./cmd/coordinator ./cmd/worker
-# The upstream etcd server at the version go.mod pins (the same module the
+# The upstream etcd server at the version go.mod pins (a tool dependency, so
+# that go mod tidy keeps its sums) (the same module the
 # coordinator's client and `cnnctl etcd` use); `cnnctl etcd` itself only
 # listens on 127.0.0.1, which other containers cannot reach.
 build -o "$ctx/bin/etcd" go.etcd.io/etcd/server/v3
