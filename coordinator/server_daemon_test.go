@@ -227,7 +227,7 @@ func submitCheckpointingJob(ctx context.Context, t *testing.T, c *testCoordinato
 		if len(j.Checkpoints) >= n && j.State == dpcnnv1.JobState_JOB_STATE_RUNNING {
 			return spec
 		}
-		if j.State != dpcnnv1.JobState_JOB_STATE_RUNNING && j.State != dpcnnv1.JobState_JOB_STATE_PENDING {
+		if j.State >= dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
 			t.Fatalf("want a running job with %d checkpoints: %v", n, j)
 		}
 		time.Sleep(5 * time.Millisecond)
