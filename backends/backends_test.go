@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/dpcnn/dpcnn/model"
 )
 
 func TestOpenByName(t *testing.T) {
@@ -63,5 +65,25 @@ func TestOpenCUDAWithoutDevice(t *testing.T) {
 	}
 	if !cudaUnavailable(err) && os.Getenv("DPCNN_REQUIRE_CUDA") != "1" {
 		t.Logf("CUDA driver present but broken: %v", err)
+	}
+}
+
+// The CPU and reference backends compute in host memory: they have no
+// device-resident form, and the worker keeps model.Network for them.
+func TestNoResidentNetworkOnTheHost(t *testing.T) {
+	spec, err := model.Builtin("simple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"cpu", "reference"} {
+		b, err := Open(name, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewResident(b, spec, 10)
+		if r != nil || err != nil {
+			t.Errorf("NewResident on %s = %v, %v; want nil, nil", name, r, err)
+		}
+		Close(b)
 	}
 }

@@ -7,6 +7,7 @@ package worker
 import (
 	"fmt"
 
+	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
@@ -24,8 +25,11 @@ type MicroBatch struct {
 
 // Computer computes the gradients of micro-batches of one job.
 type Computer struct {
-	spec  job.Spec
-	net   *model.Network[float32]
+	spec job.Spec
+	net  *model.Network[float32]
+	// dev, when the backend has a device of its own, holds the network
+	// there for whole steps and computes in net's place.
+	dev   backends.Resident
 	train *dataset.Set
 
 	x       []float32
@@ -46,6 +50,19 @@ func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, 
 	if err != nil {
 		return nil, err
 	}
+	// On a device backend the network lives on the device for whole
+	// steps; model.Network would copy every layer's tensors each call.
+	dev, err := backends.NewResident(b, netSpec, maxBatch)
+	if err != nil {
+		return nil, err
+	}
+	if dev != nil {
+		// Zero parameters until the first SetParams, as net has.
+		if err := dev.SetParams(make([]float32, dev.ParamCount())); err != nil {
+			dev.Close()
+			return nil, err
+		}
+	}
 	in := netSpec.Input
 	if in.Height != train.Rows || in.Width != train.Cols || in.Channels != 1 {
 		return nil, fmt.Errorf("worker: network input %dx%dx%d does not fit the data set's %dx%dx1 images",
@@ -55,6 +72,7 @@ func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, 
 	return &Computer{
 		spec:    spec,
 		net:     net,
+		dev:     dev,
 		train:   train,
 		x:       make([]float32, maxBatch*sample),
 		labels:  make([]int32, maxBatch),
@@ -72,11 +90,25 @@ func (c *Computer) SetParams(flat []float32) error {
 	if len(flat) != c.ParamCount() {
 		return fmt.Errorf("worker: %d parameters received, network has %d", len(flat), c.ParamCount())
 	}
+	if c.dev != nil {
+		return c.dev.SetParams(flat)
+	}
 	off := 0
 	for _, p := range c.net.Params() {
 		off += copy(p.Value, flat[off:off+len(p.Value)])
 	}
 	return nil
+}
+
+// Close releases what the replica holds on a device; the Computer must
+// not be used after.
+func (c *Computer) Close() error {
+	if c.dev == nil {
+		return nil
+	}
+	err := c.dev.Close()
+	c.dev = nil
+	return err
 }
 
 // Gradients computes the summed (not averaged) gradient of the micro-batch's
@@ -96,6 +128,14 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 	sample := len(c.x) / len(c.labels)
 	c.train.Fill(mb.Indices, c.spec.Augment, c.spec.Seed, mb.Epoch, c.x[:n*sample], c.labels[:n], c.samples[:n])
 	rc := model.RunContext{Train: true, Seed: c.spec.Seed, Step: uint64(mb.Step)}
+	if c.dev != nil {
+		lossSum, correct = c.dev.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1)
+		c.dev.Backward()
+		if err := c.dev.Grads(grad); err != nil {
+			return 0, 0, err
+		}
+		return lossSum, correct, nil
+	}
 	lossSum, correct = c.net.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1)
 	c.net.Backward()
 	off := 0
@@ -108,13 +148,23 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 // Evaluate classifies samples [from, to) of set in test mode and returns how
 // many it got right.
 func (c *Computer) Evaluate(set *dataset.Set, from, to int) (correct int, err error) {
-	return Evaluate(c.net, set, from, to, c.x, c.labels, c.samples, c.preds)
+	var net Predictor = c.net
+	if c.dev != nil {
+		net = c.dev
+	}
+	return Evaluate(net, set, from, to, c.x, c.labels, c.samples, c.preds)
+}
+
+// Predictor classifies a batch of images in test mode: model.Network, or
+// a device-resident network.
+type Predictor interface {
+	Predict(x []float32, batch int, dst []int32)
 }
 
 // Evaluate classifies samples [from, to) of set with net in test mode, in
 // batches of len(labels), using the given buffers (x holds len(labels)
 // images), and returns how many it got right.
-func Evaluate(net *model.Network[float32], set *dataset.Set, from, to int, x []float32, labels []int32, samples []int64, preds []int32) (correct int, err error) {
+func Evaluate(net Predictor, set *dataset.Set, from, to int, x []float32, labels []int32, samples []int64, preds []int32) (correct int, err error) {
 	if from < 0 || to > set.Len() || from > to {
 		return 0, fmt.Errorf("worker: evaluate samples [%d, %d) of a set of %d", from, to, set.Len())
 	}

@@ -52,8 +52,13 @@ type jobRun struct {
 	grad   dpcnnv1.Tensor
 }
 
-// release forgets a job.
-func (js *jobs) release(id string) { delete(js.byID, id) }
+// release forgets a job, freeing its replica.
+func (js *jobs) release(id string) {
+	if j := js.byID[id]; j != nil {
+		j.comp.Close()
+	}
+	delete(js.byID, id)
+}
 
 // reset forgets every job (their replicas read a data set that changed).
 func (js *jobs) reset() { clear(js.byID) }
@@ -66,7 +71,7 @@ func (js *jobs) reset() { clear(js.byID) }
 func (js *jobs) prepare(a *dpcnnv1.Assignment, train *dataset.Set) (*jobRun, error) {
 	j := js.byID[a.GetJobId()]
 	if spec := a.GetJobSpecJson(); len(spec) > 0 && (j == nil || !bytes.Equal(spec, j.specJSON)) {
-		delete(js.byID, a.GetJobId())
+		js.release(a.GetJobId())
 		var err error
 		if j, err = js.build(a.GetJobId(), spec, train); err != nil {
 			return nil, err

@@ -33,6 +33,7 @@ func MeasureSpeed(b kernels.Backend[float32]) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("worker: measure speed: %w", err)
 	}
+	defer c.Close()
 	idx := make([]int32, speedBatch)
 	for i := range idx {
 		idx[i] = int32(i)

@@ -134,6 +134,7 @@ func benchInProcess(ctx context.Context, spec job.Spec, o trainOptions, train, t
 	if err != nil {
 		return 0, err
 	}
+	defer comp.Close()
 	var at stepClock
 	_, err = trainer.Run(ctx, &coordinator.LocalWorkers{Computer: comp, Test: test},
 		func(p coordinator.Progress) { at.record(p.GlobalStep, p.Elapsed) }, nil)

@@ -99,6 +99,7 @@ func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) 
 	if err != nil {
 		return err
 	}
+	defer comp.Close()
 	ckptPath := filepath.Join(o.out, "checkpoint.ckpt")
 	fmt.Fprintf(e.stdout, "training %s on %s backend: %d epochs, %d steps of %d images, seed %d\n",
 		netName(spec), b.Name(), spec.Epochs, trainer.TotalSteps(), spec.Batch, spec.Seed)
