@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -143,7 +144,11 @@ func TestChaos(t *testing.T) {
 				t.Fatalf("watch: %v (replay: %s)", err, replay)
 			}
 			// The leader is gone: follow the job to the next one.
-			leader = currentLeader(ctx, t, cli, leader.Key)
+			// A new leader within the lease (5 s) and a margin, or the
+			// test says what holds the old leadership.
+			lctx, cancelLeader := context.WithTimeout(ctx, 30*time.Second)
+			leader = currentLeader(lctx, t, cli, leader.Key)
+			cancelLeader()
 			conn = tls.dial(t, leader.Address)
 			jobs = dpcnnv1.NewJobServiceClient(conn)
 			if stream, err = jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "chaos"}); err != nil {
@@ -183,6 +188,7 @@ func TestChaos(t *testing.T) {
 			switch {
 			case !leaderKilled && lastStep >= leaderKillStep:
 				id := leaderID(t, coords, leader)
+				t.Logf("killing the leader %s (pid %d) at %s", id, coords[id].cmd.Process.Pid, leader.Address)
 				coords[id].kill(t)
 				leaderKilled, leaderKilledAt, waitingForLeadr, leaderKillSeen = true, time.Now(), true, lastStep
 				log = append(log, fmt.Sprintf("step %d: killed the leader %s", lastStep, id))
@@ -281,7 +287,34 @@ func currentLeader(ctx context.Context, t *testing.T, cli *clientv3.Client, notK
 			why := fmt.Sprint(err)
 			if r, gerr := cli.Get(dctx, l.Key); gerr == nil && len(r.Kvs) == 1 {
 				ttl, terr := cli.TimeToLive(dctx, clientv3.LeaseID(r.Kvs[0].Lease))
-				why = fmt.Sprintf("key %s of lease %x: %+v, %v", l.Key, r.Kvs[0].Lease, ttl, terr)
+				if terr == nil {
+					why = fmt.Sprintf("key %s (created at revision %d) of lease %x: TTL %d s of %d s granted, store at revision %d",
+						l.Key, r.Kvs[0].CreateRevision, r.Kvs[0].Lease, ttl.TTL, ttl.GrantedTTL, r.Header.Revision)
+				} else {
+					why = fmt.Sprintf("key %s of lease %x: %v", l.Key, r.Kvs[0].Lease, terr)
+				}
+				if ls, lerr := cli.Leases(dctx); lerr == nil {
+					for _, le := range ls.Leases {
+						if t, err := cli.TimeToLive(dctx, le.ID); err == nil {
+							why += fmt.Sprintf("; lease %x: TTL %d", le.ID, t.TTL)
+						}
+					}
+				}
+			}
+			for _, prefix := range []string{cluster.LeaderKey(cluster.DefaultPrefix), cluster.CoordinatorKey(cluster.DefaultPrefix, "")} {
+				if r, err := cli.Get(dctx, prefix, clientv3.WithPrefix()); err == nil {
+					for _, kv := range r.Kvs {
+						why += fmt.Sprintf("\n%s = %s (lease %x, created at %d)", kv.Key, kv.Value, kv.Lease, kv.CreateRevision)
+					}
+				} else {
+					why += fmt.Sprintf("\nread %s: %v", prefix, err)
+				}
+			}
+			if out, err := exec.Command("ps", "-eo", "pid,args").CombinedOutput(); err == nil {
+				why += "\nprocesses:\n" + string(out)
+			}
+			if out, err := exec.Command("ss", "-tnp").CombinedOutput(); err == nil {
+				why += "\nconnections:\n" + string(out)
 			}
 			t.Fatalf("no new leader: %s", why)
 		case <-time.After(20 * time.Millisecond):
