@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -42,4 +43,23 @@ func CheckPlaintext(what, addr string) error {
 		return nil
 	}
 	return fmt.Errorf("%s %s: plaintext is allowed only on a loopback address (127.0.0.1, ::1, localhost); configure TLS for this address", what, addr)
+}
+
+// EnvInsecure names the environment variable that allows plaintext on
+// loopback, as --insecure does.
+const EnvInsecure = "DPCNN_INSECURE"
+
+// InsecureFromEnv reads EnvInsecure through getenv (os.Getenv, or a test's
+// map): 1/0, true/false and the like; unset or empty is false. Anything
+// else is an error naming the variable, not a silent false.
+func InsecureFromEnv(getenv func(string) string) (bool, error) {
+	v := getenv(EnvInsecure)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1 or 0, true or false", EnvInsecure, v)
+	}
+	return b, nil
 }

@@ -428,3 +428,15 @@ func TestTLSFileErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestInsecureFromEnv(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "1": true, "true": true, "0": false, "false": false} {
+		got, err := InsecureFromEnv(func(string) string { return v })
+		if err != nil || got != want {
+			t.Errorf("%s=%q: %v, %v; want %v", EnvInsecure, v, got, err, want)
+		}
+	}
+	if _, err := InsecureFromEnv(func(string) string { return "yes please" }); err == nil || !strings.Contains(err.Error(), `DPCNN_INSECURE="yes please"`) {
+		t.Errorf("a malformed value: %v", err)
+	}
+}

@@ -49,7 +49,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.tls.Key, "tls-key", os.Getenv("DPCNN_TLS_KEY"), "the key of --tls-cert (env DPCNN_TLS_KEY)")
 	fs.StringVar(&f.serverName, "tls-server-name", os.Getenv("DPCNN_TLS_SERVER_NAME"), "name the coordinator's certificate carries, when not the host dialed (env DPCNN_TLS_SERVER_NAME)")
 	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("DPCNN_TOKEN_FILE"), "file whose first line is the bearer token to send (env DPCNN_TOKEN_FILE; env DPCNN_TOKEN gives the token itself)")
-	insecure, _ := strconv.ParseBool(os.Getenv("DPCNN_INSECURE"))
+	insecure, _ := secure.InsecureFromEnv(os.Getenv) // a malformed value is refused by transport
 	fs.BoolVar(&f.insecure, "insecure", insecure, "allow plaintext when no --tls-ca is given, to a loopback coordinator only (env DPCNN_INSECURE=1)")
 }
 
@@ -57,10 +57,8 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 // comes from --token-file when given on the command line, else from
 // $DPCNN_TOKEN, else from $DPCNN_TOKEN_FILE.
 func (f *clientFlags) transport() (secure.Client, error) {
-	if v := os.Getenv("DPCNN_INSECURE"); v != "" {
-		if _, err := strconv.ParseBool(v); err != nil {
-			return secure.Client{}, fmt.Errorf("DPCNN_INSECURE=%q: want 1 or 0, true or false", v)
-		}
+	if _, err := secure.InsecureFromEnv(os.Getenv); err != nil {
+		return secure.Client{}, err
 	}
 	t := secure.Client{Files: f.tls, ServerName: f.serverName, Insecure: f.insecure}
 	fromFlag := f.fs != nil && f.fs.Changed("token-file")

@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -181,7 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.etcdTLS.CA, "etcd-ca", env("DPCNN_ETCD_CA", ""), "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too (DPCNN_ETCD_CA)")
 	fs.StringVar(&cfg.etcdTLS.Cert, "etcd-cert", env("DPCNN_ETCD_CERT", ""), "client certificate presented to etcd (DPCNN_ETCD_CERT)")
 	fs.StringVar(&cfg.etcdTLS.Key, "etcd-key", env("DPCNN_ETCD_KEY", ""), "the key of --etcd-cert (DPCNN_ETCD_KEY)")
-	insecure, err := envBool("DPCNN_INSECURE")
+	insecure, err := secure.InsecureFromEnv(os.Getenv)
 	if err != nil {
 		return config{}, err
 	}
@@ -201,20 +200,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		cfg.dataDir = abs
 	}
 	return cfg, nil
-}
-
-// envBool reads a yes/no environment variable (1, true, 0, false, ...);
-// unset or empty is false.
-func envBool(name string) (bool, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: want 1 or 0, true or false", name, v)
-	}
-	return b, nil
 }
 
 func env(name, fallback string) string {

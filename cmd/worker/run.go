@@ -38,7 +38,6 @@ const (
 	envEtcdCA      = "DPCNN_ETCD_CA"
 	envEtcdCert    = "DPCNN_ETCD_CERT"
 	envEtcdKey     = "DPCNN_ETCD_KEY"
-	envInsecure    = "DPCNN_INSECURE"
 )
 
 // run is the worker command: it parses args (flags, then the environment
@@ -107,11 +106,11 @@ Flags:
 	fs.StringVar(&etcdFiles.CA, "etcd-ca", getenv(envEtcdCA), "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too ("+envEtcdCA+")")
 	fs.StringVar(&etcdFiles.Cert, "etcd-cert", getenv(envEtcdCert), "client certificate presented to etcd ("+envEtcdCert+")")
 	fs.StringVar(&etcdFiles.Key, "etcd-key", getenv(envEtcdKey), "the key of --etcd-cert ("+envEtcdKey+")")
-	insecure, err := envBool(getenv, envInsecure)
+	insecure, err := secure.InsecureFromEnv(getenv)
 	if err != nil {
 		return cfg, 0, err
 	}
-	fs.BoolVar(&insecure, "insecure", insecure, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only ("+envInsecure+"=1)")
+	fs.BoolVar(&insecure, "insecure", insecure, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only ("+secure.EnvInsecure+"=1)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err
 	}
@@ -167,20 +166,6 @@ func secureConfig(cfg *worker.DaemonConfig, tlsFiles, etcdFiles secure.Files, se
 		cfg.EtcdTLS = etcdTLS
 	}
 	return nil
-}
-
-// envBool reads a yes/no environment variable (1, true, 0, false, ...);
-// unset or empty is false.
-func envBool(getenv func(string) string, name string) (bool, error) {
-	v := getenv(name)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: want 1 or 0, true or false", name, v)
-	}
-	return b, nil
 }
 
 func envOr(getenv func(string) string, name, def string) string {

@@ -91,7 +91,7 @@ func TestParseConfigErrors(t *testing.T) {
 		// Transport security: TLS, or plaintext on loopback when asked for.
 		{[]string{"--coordinator", "127.0.0.1:1"}, nil, "no transport security"},
 		{[]string{"--coordinator", "c:1", "--insecure"}, nil, "plaintext is allowed only on a loopback address"},
-		{[]string{"--coordinator", "127.0.0.1:1"}, map[string]string{envInsecure: "yes please"}, "DPCNN_INSECURE"},
+		{[]string{"--coordinator", "127.0.0.1:1"}, map[string]string{secure.EnvInsecure: "yes please"}, "DPCNN_INSECURE"},
 		{[]string{"--etcd", "http://etcd:2379", "--insecure"}, nil, "loopback"},
 		{[]string{"--etcd", "http://127.0.0.1:2379"}, tlsEnv(dir, nil), "plaintext"},
 		{[]string{"--coordinator", "c:1", "--tls-ca", filepath.Join(dir, secure.FileCA)}, nil, "--tls-cert and --tls-key are required"},
