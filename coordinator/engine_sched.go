@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -378,15 +379,7 @@ func (e *Engine) deadline(w *workerState) time.Duration {
 // pending when it was the last copy) and its worker's load.
 func (e *Engine) release(a *assignment) {
 	j := e.job
-	i, _ := slices.BinarySearchFunc(j.outstanding, a.id, func(x *assignment, id uint64) int {
-		switch {
-		case x.id < id:
-			return -1
-		case x.id > id:
-			return 1
-		}
-		return 0
-	})
+	i, _ := j.findOutstanding(a.id)
 	j.outstanding = slices.Delete(j.outstanding, i, i+1)
 	a.item.holders = slices.DeleteFunc(a.item.holders, func(x *assignment) bool { return x == a })
 	a.w.load -= a.images
@@ -407,15 +400,7 @@ func (e *Engine) lookup(id uint64) *assignment {
 	if j == nil {
 		return nil
 	}
-	i, ok := slices.BinarySearchFunc(j.outstanding, id, func(x *assignment, id uint64) int {
-		switch {
-		case x.id < id:
-			return -1
-		case x.id > id:
-			return 1
-		}
-		return 0
-	})
+	i, ok := j.findOutstanding(id)
 	if !ok {
 		return nil
 	}
@@ -509,4 +494,10 @@ func (e *Engine) slowDown(w *workerState) {
 	if s := w.speed(); s <= 0 || s > bound {
 		w.measured = bound
 	}
+}
+
+// findOutstanding finds the outstanding assignment with the given ID (they
+// are kept in ascending ID order), or where it would be.
+func (j *jobState) findOutstanding(id uint64) (int, bool) {
+	return slices.BinarySearchFunc(j.outstanding, id, func(x *assignment, id uint64) int { return cmp.Compare(x.id, id) })
 }
