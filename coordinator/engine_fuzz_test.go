@@ -2,12 +2,13 @@ package coordinator
 
 import (
 	"fmt"
-	"github.com/dpcnn/dpcnn/worker"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcnn/dpcnn/worker"
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"

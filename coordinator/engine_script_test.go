@@ -3,7 +3,6 @@ package coordinator
 import (
 	"flag"
 	"fmt"
-	"github.com/dpcnn/dpcnn/worker"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcnn/dpcnn/worker"
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"

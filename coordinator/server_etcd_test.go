@@ -15,7 +15,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	keyspace "github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -96,22 +95,10 @@ func (p *tcpProxy) heal() {
 func TestServerSurvivesEtcdOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	endpoints, stop, err := keyspace.StartEmbeddedEtcd(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	direct, err := keyspace.Dial(endpoints)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { direct.Close() })
+	endpoints := startTestEtcd(t)
+	direct := dialTestEtcd(t, endpoints)
 	proxy := startTCPProxy(t, strings.TrimPrefix(endpoints[0], "http://"))
-	proxied, err := keyspace.Dial([]string{"http://" + proxy.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxied.Close() })
+	proxied := dialTestEtcd(t, []string{"http://" + proxy.addr()})
 
 	c := startCoordinator(t, proxied, "c1", t.TempDir())
 	waitLeading(t, c)

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	keyspace "github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
@@ -107,16 +106,7 @@ type rpcFuzzHarness struct {
 func startFuzzCoordinator(f *testing.F) *rpcFuzzHarness {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	endpoints, stopEtcd, err := keyspace.StartEmbeddedEtcd(ctx, f.TempDir())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(stopEtcd)
-	cli, err := keyspace.Dial(endpoints)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { cli.Close() })
+	cli := dialTestEtcd(f, startTestEtcd(f))
 	backend := kernels.NewCPU(1)
 	f.Cleanup(backend.Close)
 	srv, err := NewServer(ServerConfig{

@@ -38,18 +38,32 @@ const hangGuard = 45 * time.Second
 // testEtcd starts an embedded etcd and returns a client of it.
 func testEtcd(t *testing.T) *clientv3.Client {
 	t.Helper()
+	return dialTestEtcd(t, startTestEtcd(t))
+}
+
+// startTestEtcd starts an embedded etcd, stopped when the test ends, and
+// returns its endpoints.
+func startTestEtcd(tb testing.TB) []string {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	endpoints, stop, err := keyspace.StartEmbeddedEtcd(ctx, t.TempDir())
+	endpoints, stop, err := keyspace.StartEmbeddedEtcd(ctx, tb.TempDir())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(stop)
+	tb.Cleanup(stop)
+	return endpoints
+}
+
+// dialTestEtcd returns a client of etcd at endpoints, closed when the test
+// ends.
+func dialTestEtcd(tb testing.TB, endpoints []string) *clientv3.Client {
+	tb.Helper()
 	cli, err := keyspace.Dial(endpoints)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { cli.Close() })
+	tb.Cleanup(func() { cli.Close() })
 	return cli
 }
 
