@@ -68,9 +68,7 @@ func TestChaos(t *testing.T) {
 	tmp := t.TempDir()
 	tls := makeClusterTLS(t, bin, tmp)
 
-	epFile := filepath.Join(tmp, "etcd-endpoints")
-	startProcess(t, "etcd", filepath.Join(bin, "cnnctl"), append([]string{"etcd", "--data-dir", filepath.Join(tmp, "etcd"), "--endpoints-file", epFile}, tls.etcdServer...)...)
-	endpoints := strings.TrimSpace(string(waitFile(t, epFile, 20*time.Second)))
+	endpoints := runEtcdCommand(t, localStarter(t), bin, tmp, tls)
 	cli := tls.dialEtcd(t, endpoints)
 
 	coords := map[string]*process{}

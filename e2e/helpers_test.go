@@ -377,13 +377,14 @@ func (c clusterTLS) file(name string) string { return filepath.Join(c.dir, name)
 
 // dialEtcd makes an etcd client with the worker's certificate, closed when
 // the test ends.
-func (c clusterTLS) dialEtcd(t *testing.T, endpoints string) *clientv3.Client {
+func (c clusterTLS) dialEtcd(t *testing.T, endpoints string, extra ...grpc.DialOption) *clientv3.Client {
 	t.Helper()
 	cfg, err := secure.ClientTLS(secure.Files{CA: c.file(secure.FileCA), Cert: c.file(secure.FileWorkerCert), Key: c.file(secure.FileWorkerKey)}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err := cluster.Dial(cluster.SplitEndpoints(endpoints), cluster.WithTLS(cfg))
+	withExtra := func(cc *clientv3.Config) { cc.DialOptions = append(cc.DialOptions, extra...) }
+	cli, err := cluster.Dial(cluster.SplitEndpoints(endpoints), cluster.WithTLS(cfg), withExtra)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +394,7 @@ func (c clusterTLS) dialEtcd(t *testing.T, endpoints string) *clientv3.Client {
 
 // dial connects to a coordinator as cnnctl does: TLS verified against the
 // CA, and the token with every call.
-func (c clusterTLS) dial(t *testing.T, addr string) *grpc.ClientConn {
+func (c clusterTLS) dial(t *testing.T, addr string, extra ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	token, err := secure.ReadToken(c.file(secure.FileToken))
 	if err != nil {
@@ -403,10 +404,26 @@ func (c clusterTLS) dial(t *testing.T, addr string) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(addr, append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize)))...)
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize)))
+	conn, err := grpc.NewClient(addr, append(opts, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// starter starts a command for the test: startProcess, or netLab.start on
+// one of the lab's hosts.
+type starter func(name, path string, args ...string) *process
+
+// runEtcdCommand starts `cnnctl etcd` (from bin) with the cluster's
+// certificates, keeping its data under dir, and returns its client
+// endpoints once it serves.
+func runEtcdCommand(t *testing.T, start starter, bin, dir string, tls clusterTLS, args ...string) string {
+	t.Helper()
+	epFile := filepath.Join(dir, "etcd-endpoints")
+	args = append([]string{"etcd", "--data-dir", filepath.Join(dir, "etcd"), "--endpoints-file", epFile}, args...)
+	start("etcd", filepath.Join(bin, "cnnctl"), append(args, tls.etcdServer...)...)
+	return strings.TrimSpace(string(waitFile(t, epFile, 20*time.Second)))
 }

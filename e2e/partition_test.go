@@ -7,14 +7,12 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
-	"github.com/dpcnn/dpcnn/secure"
 )
 
 // TestLeaderPartition runs etcd, two coordinators and two workers on hosts
@@ -36,11 +34,10 @@ func TestLeaderPartition(t *testing.T) {
 	tmp := t.TempDir()
 	tls := makeClusterTLSFor(t, bin, tmp, lab.addr("etcd"), lab.addr("c1"), lab.addr("c2"))
 
-	epFile := filepath.Join(tmp, "etcd-endpoints")
-	lab.start("etcd", "etcd", filepath.Join(bin, "cnnctl"), append([]string{"etcd", "--data-dir", filepath.Join(tmp, "etcd"),
-		"--endpoints-file", epFile, "--listen-host", lab.addr("etcd")}, tls.etcdServer...)...)
-	endpoints := strings.TrimSpace(string(waitFile(t, epFile, 20*time.Second)))
-	cli := labEtcd(t, lab, tls, endpoints)
+	onEtcdHost := func(name, path string, args ...string) *process { return lab.start("etcd", name, path, args...) }
+	endpoints := runEtcdCommand(t, onEtcdHost, bin, tmp, tls, "--listen-host", lab.addr("etcd"))
+	fromClient := grpc.WithContextDialer(lab.dialer("client"))
+	cli := tls.dialEtcd(t, endpoints, fromClient)
 
 	coords := map[string]*process{}
 	startCoord := func(id string) {
@@ -63,8 +60,8 @@ func TestLeaderPartition(t *testing.T) {
 	if first.Address != lab.addr("c1")+":7070" {
 		t.Fatalf("leader %v, want c1 at %s:7070", first, lab.addr("c1"))
 	}
-	c1 := labDial(t, lab, tls, first.Address)
-	c2 := labDial(t, lab, tls, lab.addr("c2")+":7070")
+	c1 := tls.dial(t, first.Address, fromClient)
+	c2 := tls.dial(t, lab.addr("c2")+":7070", fromClient)
 	waitIdleWorkers(ctx, t, dpcnnv1.NewClusterServiceClient(c1), 2)
 
 	spec := chaosJob()
@@ -168,44 +165,4 @@ func TestLeaderPartition(t *testing.T) {
 			paramsSum(got), j.LatestCheckpoint.GetParamsSha256(), paramsSum(ref))
 	}
 	t.Logf("lost work: %d images given out again, %d steps redone", j.Progress.GetImagesReissued(), j.Progress.GetStepsRedone())
-}
-
-// labEtcd makes an etcd client on the lab's client host.
-func labEtcd(t *testing.T, lab *netLab, c clusterTLS, endpoints string) *clientv3.Client {
-	t.Helper()
-	cfg, err := secure.ClientTLS(secure.Files{CA: c.file(secure.FileCA), Cert: c.file(secure.FileWorkerCert), Key: c.file(secure.FileWorkerKey)}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: cluster.SplitEndpoints(endpoints), TLS: cfg, DialTimeout: 5 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(lab.dialer("client"))},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
-// labDial connects to a coordinator from the lab's client host as cnnctl
-// does: TLS verified against the CA, and the token with every call.
-func labDial(t *testing.T, lab *netLab, c clusterTLS, addr string) *grpc.ClientConn {
-	t.Helper()
-	token, err := secure.ReadToken(c.file(secure.FileToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := secure.Client{Files: secure.Files{CA: c.file(secure.FileCA)}, Token: token}.DialOptions(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts = append(opts, grpc.WithContextDialer(lab.dialer("client")),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize)))
-	conn, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }

@@ -39,9 +39,7 @@ func TestSeparateProcesses(t *testing.T) {
 	tls := makeClusterTLS(t, bin, tmp)
 
 	// etcd: `cnnctl etcd` writes its endpoint to a file once it serves.
-	epFile := filepath.Join(tmp, "etcd-endpoints")
-	startProcess(t, "etcd", filepath.Join(bin, "cnnctl"), append([]string{"etcd", "--data-dir", filepath.Join(tmp, "etcd"), "--endpoints-file", epFile}, tls.etcdServer...)...)
-	endpoints := strings.TrimSpace(string(waitFile(t, epFile, 20*time.Second)))
+	endpoints := runEtcdCommand(t, localStarter(t), bin, tmp, tls)
 	if !strings.HasPrefix(endpoints, "https://") {
 		t.Fatalf("etcd serves %s, not https", endpoints)
 	}
@@ -325,4 +323,9 @@ func waitIdleWorkers(ctx context.Context, t *testing.T, c dpcnnv1.ClusterService
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// localStarter starts commands on this machine.
+func localStarter(t *testing.T) starter {
+	return func(name, path string, args ...string) *process { return startProcess(t, name, path, args...) }
 }
