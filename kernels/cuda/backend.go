@@ -591,20 +591,7 @@ func (b *Backend) AvgPoolForward(g kernels.PoolGeom, x, y []float32) {
 	checkPool(g)
 	need("avgpool x", x, g.InLen())
 	need("avgpool y", y, g.OutLen())
-	b.run(func(d gpu) error {
-		xp, err := upload(d, &b.bufs[buf0], x[:g.InLen()])
-		if err != nil {
-			return err
-		}
-		yp, err := b.output(d, buf1, g.OutLen())
-		if err != nil {
-			return err
-		}
-		if err := d.launch("dp_avgpool_fwd", int64(g.OutLen()), append([]any{xp, yp}, poolArgs(g)...)...); err != nil {
-			return err
-		}
-		return download(d, y[:g.OutLen()], yp)
-	})
+	b.mapOne("dp_avgpool_fwd", g.OutLen(), x[:g.InLen()], y[:g.OutLen()], poolArgs(g)...)
 }
 
 // AvgPoolBackward overwrites dx with each dy spread evenly over the cells of
@@ -613,19 +600,26 @@ func (b *Backend) AvgPoolBackward(g kernels.PoolGeom, dy, dx []float32) {
 	checkPool(g)
 	need("avgpool dy", dy, g.OutLen())
 	need("avgpool dx", dx, g.InLen())
+	b.mapOne("dp_avgpool_bwd", g.InLen(), dy[:g.OutLen()], dx[:g.InLen()], poolArgs(g)...)
+}
+
+// mapOne uploads in, runs kernel over threads elements with the argument
+// list (input pointer, output pointer, extra) and downloads the output
+// into out.
+func (b *Backend) mapOne(kernel string, threads int, in, out []float32, extra ...any) {
 	b.run(func(d gpu) error {
-		dyp, err := upload(d, &b.bufs[buf0], dy[:g.OutLen()])
+		ip, err := upload(d, &b.bufs[buf0], in)
 		if err != nil {
 			return err
 		}
-		dxp, err := b.output(d, buf1, g.InLen())
+		op, err := b.output(d, buf1, len(out))
 		if err != nil {
 			return err
 		}
-		if err := d.launch("dp_avgpool_bwd", int64(g.InLen()), append([]any{dyp, dxp}, poolArgs(g)...)...); err != nil {
+		if err := d.launch(kernel, int64(threads), append([]any{ip, op}, extra...)...); err != nil {
 			return err
 		}
-		return download(d, dx[:g.InLen()], dxp)
+		return download(d, out, op)
 	})
 }
 
