@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,5 +200,19 @@ func TestSplitEndpoints(t *testing.T) {
 	got := SplitEndpoints(" http://a:1, ,http://b:2,")
 	if len(got) != 2 || got[0] != "http://a:1" || got[1] != "http://b:2" {
 		t.Fatalf("SplitEndpoints = %q", got)
+	}
+}
+
+// A client host that is no IP address, or one off loopback without TLS, is
+// refused before anything listens.
+func TestEmbeddedEtcdClientHost(t *testing.T) {
+	for host, want := range map[string]string{
+		"etcd.example": `client host "etcd.example" is not an IP address`,
+		"10.1.2.3":     "serving clients on 10.1.2.3 needs TLS",
+	} {
+		_, _, err := StartEmbeddedEtcd(context.Background(), t.TempDir(), WithClientHost(host))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("WithClientHost(%q): %v, want an error saying %q", host, err, want)
+		}
 	}
 }
