@@ -45,6 +45,9 @@ func (s *Server) SubmitJob(ctx context.Context, req *dpcnnv1.SubmitJobRequest) (
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
+	if err := spec.CheckData(s.data); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if _, _, err := jobSteps(spec, s.trainLen); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

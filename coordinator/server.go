@@ -24,6 +24,7 @@ import (
 
 	keyspace "github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
@@ -129,6 +130,7 @@ type Server struct {
 	ownBackend bool
 
 	trainLen, testLen int
+	data              job.Data            // what every job is checked against at submission
 	files             []*dpcnnv1.FileInfo // the data set files workers need
 	filePaths         map[string]string   // by FileInfo.Name
 
@@ -183,7 +185,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("coordinator", cfg.ID),
 		backend:  cfg.Backend,
-		trainLen: train.Len(), testLen: test.Len(),
+		trainLen: train.Len(), testLen: test.Len(), data: job.DataOf(train, test),
 		files: files, filePaths: paths,
 		advertise: cfg.Advertise,
 		workers:   map[string]*remoteWorker{},

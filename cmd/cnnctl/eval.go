@@ -8,6 +8,7 @@ import (
 	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/worker"
 )
@@ -24,6 +25,23 @@ func newEvalCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if batch < 1 {
+				return fmt.Errorf("--batch %d: want at least 1", batch)
+			}
+			if limit < 0 {
+				return fmt.Errorf("--test-limit %d: must not be negative", limit)
+			}
+			dir, err := dataset.Locate(dataDir)
+			if err != nil {
+				return err
+			}
+			train, test, err := dataset.LoadMNIST(dir)
+			if err != nil {
+				return err
+			}
+			if err := job.CheckModelData(c.Spec, job.DataOf(train, test)); err != nil {
+				return fmt.Errorf("%s cannot be evaluated on MNIST: %w", args[0], err)
+			}
 			b, err := newBackend(backend, threads)
 			if err != nil {
 				return err
@@ -35,14 +53,6 @@ func newEvalCmd(e *env) *cobra.Command {
 			}
 			if err := net.ImportParams(c.Params); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			dir, err := dataset.Locate(dataDir)
-			if err != nil {
-				return err
-			}
-			_, test, err := dataset.LoadMNIST(dir)
-			if err != nil {
-				return err
 			}
 			n := test.Len()
 			if limit > 0 {

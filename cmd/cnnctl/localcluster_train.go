@@ -28,6 +28,9 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 		return err
 	}
 	defer lc.Stop()
+	if err := spec.CheckData(job.DataOf(lc.Train, lc.Test)); err != nil {
+		return err
+	}
 	// Should a part of the cluster stop by itself, the watch ends with why.
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -91,6 +91,9 @@ func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) 
 	if err != nil {
 		return err
 	}
+	if err := spec.CheckData(job.DataOf(train, test)); err != nil {
+		return err
+	}
 	trainer, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
 	if err != nil {
 		return err

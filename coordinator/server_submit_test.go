@@ -1,0 +1,60 @@
+package coordinator
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+)
+
+// A job that passes the spec's own rules but not the data set's (a label
+// outside the network's classes, images of another shape, parameters no
+// message carries) is refused by SubmitJob, naming the rule and both
+// values, and nothing of it is stored.
+func TestServerRefusesJobsThatDoNotFitTheData(t *testing.T) {
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+
+	withNet := func(edit func(*model.Spec)) job.Spec {
+		net, err := model.Builtin("simple")
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(&net)
+		s := tinySpec()
+		s.Network, s.NetworkSpec = "", &net
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		spec job.Spec
+		want string
+	}{
+		{"two classes", withNet(func(n *model.Spec) { n.Classes, n.Layers[len(n.Layers)-2].Units = 2, 2 }), "network has 2 classes, the data set's labels have 10"},
+		{"32x32 input", withNet(func(n *model.Spec) { n.Input.Height, n.Input.Width = 32, 32 }), "network input 32x32x1 (height x width x channels) does not match the data set's images, 28x28x1"},
+		{"too many parameters", withNet(func(n *model.Spec) { n.Layers[3].Units = 20000 }), "that fit one message of 256 MiB"},
+		{"test limit", func() job.Spec { s := tinySpec(); s.TestLimit = 20000; return s }(), "testLimit 20000 exceeds the data set's 10000 test samples"},
+	} {
+		_, err := jobs.SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: tc.spec.JSON(), JobId: "refused"})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.want) {
+			t.Errorf("%s: %v; want InvalidArgument mentioning %q", tc.name, err, tc.want)
+		}
+	}
+	list, err := jobs.ListJobs(ctx, &dpcnnv1.ListJobsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Jobs) != 0 {
+		t.Errorf("refused jobs were stored: %v", list.Jobs)
+	}
+}
