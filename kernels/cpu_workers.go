@@ -28,6 +28,7 @@ type cpuWorkers struct {
 	task  cpuTask
 	items int
 	next  atomic.Int64
+	fault atomic.Pointer[cpuFault]
 }
 
 // newCPUWorkers starts threads−1 helper goroutines.
@@ -40,18 +41,41 @@ func newCPUWorkers(threads int) *cpuWorkers {
 	return p
 }
 
-// run computes every item of t and returns when all are done.
+// run computes every item of t and returns when all are done. A panic in
+// any item, on any thread, is raised again on the caller's goroutine once
+// every thread has stopped, so the caller can recover it (a worker turns it
+// into a failed assignment) and the pool stays usable; a panic on a helper
+// goroutine would otherwise end the process.
 func (p *cpuWorkers) run(t cpuTask, items int) {
 	helpers := min(len(p.start), items-1)
 	p.task, p.items = t, items
 	p.next.Store(0)
+	p.fault.Store(nil)
 	p.done.Add(helpers)
 	for _, s := range p.start[:helpers] {
 		s <- struct{}{}
 	}
-	p.work(0)
+	p.workGuarded(0)
 	p.done.Wait()
 	p.task = nil // do not keep the caller's slices alive
+	if f := p.fault.Load(); f != nil {
+		panic(f.value)
+	}
+}
+
+// cpuFault is the first panic of a task.
+type cpuFault struct{ value any }
+
+// workGuarded is work, recording a panic instead of letting it unwind the
+// thread; the other threads stop claiming items.
+func (p *cpuWorkers) workGuarded(worker int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.fault.CompareAndSwap(nil, &cpuFault{r})
+			p.next.Store(int64(p.items)) // nothing more is handed out
+		}
+	}()
+	p.work(worker)
 }
 
 // work claims and computes items until none is left.
@@ -68,7 +92,7 @@ func (p *cpuWorkers) work(worker int) {
 // help is the loop of one helper goroutine.
 func (p *cpuWorkers) help(worker int, start <-chan struct{}) {
 	for range start {
-		p.work(worker)
+		p.workGuarded(worker)
 		p.done.Done()
 	}
 }
