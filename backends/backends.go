@@ -71,10 +71,10 @@ func OpenWithLogger(name string, threads int, log *slog.Logger) (kernels.Backend
 type Resident interface {
 	ParamCount() int
 	SetParams(flat []float32) error
-	Loss(x []float32, labels []int32, samples []int64, rc model.RunContext, gradScale float32) (lossSum float64, correct int)
-	Backward()
+	Loss(x []float32, labels []int32, samples []int64, rc model.RunContext, gradScale float32) (lossSum float64, correct int, err error)
+	Backward() error
 	Grads(dst []float32) error
-	Predict(x []float32, batch int, dst []int32)
+	Predict(x []float32, batch int, dst []int32) error
 	Close() error
 }
 

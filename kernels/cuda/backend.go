@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -104,14 +105,22 @@ func (b *Backend) Close() error {
 	return freeErr
 }
 
-// run does f on the device and panics with its error (see Backend).
+// run does f on the device and panics with its error: the methods of
+// kernels.Backend return none (see Backend). A worker recovers such a
+// panic into a failed assignment.
 func (b *Backend) run(f func(d gpu) error) {
-	if b.dev == nil {
-		panic("kernels: cuda: backend is not open (create it with cuda.New)")
-	}
-	if err := b.dev.do(func() error { return f(b.dev) }); err != nil {
+	if err := b.try(f); err != nil {
 		panic(err)
 	}
+}
+
+// try does f on the device and returns its error: the path of the
+// resident Network, whose methods return device errors as errors.
+func (b *Backend) try(f func(d gpu) error) error {
+	if b.dev == nil {
+		return errors.New("kernels: cuda: backend is not open (create it with cuda.New)")
+	}
+	return b.dev.do(func() error { return f(b.dev) })
 }
 
 // need panics when a caller passes a slice shorter than its geometry

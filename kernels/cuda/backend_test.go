@@ -400,8 +400,13 @@ func checkResidentMatchesModel(t *testing.T, b *Backend) {
 			rc := model.RunContext{Train: true, Seed: 9, Step: 3}
 			wantLoss, wantCorrect := ref.Loss(x, labels, samples, rc, 1/float32(batch))
 			ref.Backward()
-			gotLoss, gotCorrect := net.Loss(x, labels, samples, rc, 1/float32(batch))
-			net.Backward()
+			gotLoss, gotCorrect, err := net.Loss(x, labels, samples, rc, 1/float32(batch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := net.Backward(); err != nil {
+				t.Fatal(err)
+			}
 			if math.Float64bits(gotLoss) != math.Float64bits(wantLoss) || gotCorrect != wantCorrect {
 				t.Errorf("resident loss %v, %d correct; model %v, %d correct", gotLoss, gotCorrect, wantLoss, wantCorrect)
 			}
@@ -421,7 +426,9 @@ func checkResidentMatchesModel(t *testing.T, b *Backend) {
 			}
 			want, got := make([]int32, batch), make([]int32, batch)
 			ref.Predict(x, batch, want)
-			net.Predict(x, batch, got)
+			if err := net.Predict(x, batch, got); err != nil {
+				t.Fatal(err)
+			}
 			if !slices.Equal(got, want) {
 				t.Errorf("resident predictions %v, model %v", got, want)
 			}

@@ -103,8 +103,12 @@ func benchTrainDeepResident(b *testing.B, backend *Backend, batch int) {
 		if err := net.SetParams(params); err != nil {
 			b.Fatal(err)
 		}
-		net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: uint64(i)}, 1/float32(batch))
-		net.Backward()
+		if _, _, err := net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: uint64(i)}, 1/float32(batch)); err != nil {
+			b.Fatal(err)
+		}
+		if err := net.Backward(); err != nil {
+			b.Fatal(err)
+		}
 		if err := net.Grads(grads); err != nil {
 			b.Fatal(err)
 		}

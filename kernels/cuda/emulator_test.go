@@ -1,12 +1,14 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +65,8 @@ type hostGPU struct {
 	allocs            map[devPtr]*emuAlloc
 	kernels           map[string]*emuKernel
 	launched          map[string]int
+	// failAlloc, when set, fails every allocation as a full device does.
+	failAlloc bool
 }
 
 var emu struct {
@@ -176,6 +180,9 @@ func (*hostGPU) describe() Info {
 }
 
 func (g *hostGPU) alloc(bytes uintptr) (devPtr, error) {
+	if g.failAlloc {
+		return 0, &Error{Lib: libDriver, Func: "cuMemAlloc_v2", Code: 2, Name: "CUDA_ERROR_OUT_OF_MEMORY", Desc: "out of memory", Context: "emulated"}
+	}
 	a := &emuAlloc{mem: make([]uint64, (bytes+emuGuard+7)/8), bytes: bytes}
 	raw := a.raw()
 	for i := range raw {
@@ -460,8 +467,12 @@ func TestEmulatedTransferVolume(t *testing.T) {
 		if err := net.SetParams(params); err != nil {
 			t.Fatal(err)
 		}
-		net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: 1}, 1/float32(batch))
-		net.Backward()
+		if _, _, err := net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: 1}, 1/float32(batch)); err != nil {
+			t.Fatal(err)
+		}
+		if err := net.Backward(); err != nil {
+			t.Fatal(err)
+		}
 		if err := net.Grads(grads); err != nil {
 			t.Fatal(err)
 		}
@@ -471,4 +482,69 @@ func TestEmulatedTransferVolume(t *testing.T) {
 	}
 	t.Logf("resident Network, per image: %.4f MB per training step; per step, independent of the batch: %.2f MB",
 		(perImage[1]-perImage[0])/4/1e6, (2*perImage[0]-perImage[1])/1e6)
+}
+
+// TestEmulatedDeviceFaultsAreErrors makes the device run out of memory
+// mid-job: the resident network (the worker's path) returns the CUDA error
+// from Loss and Predict, and computes again once memory is there; bad
+// arguments are errors too. The kernels.Backend methods, which return no
+// errors, panic with the *Error, which a worker recovers.
+func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
+	b, g := emulatedBackend(t)
+	defer b.Close()
+	s, err := model.Builtin("lenet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 8
+	net, err := NewNetwork(b, s, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	if err := net.Backward(); err == nil || !strings.Contains(err.Error(), "backward without a training-mode Loss") {
+		t.Errorf("Backward before Loss: %v", err)
+	}
+	x, labels, samples := syntheticBatch(batch, net.InputSize(), 1)
+	rc := model.RunContext{Train: true, Seed: 1, Step: 1}
+	if _, _, err := net.Loss(x, labels, samples, rc, 1); err == nil || !strings.Contains(err.Error(), "no parameters") {
+		t.Errorf("Loss before SetParams: %v", err)
+	}
+	if err := net.SetParams(make([]float32, net.ParamCount())); err != nil {
+		t.Fatal(err)
+	}
+	bad := slices.Clone(labels)
+	bad[3] = 10
+	if _, _, err := net.Loss(x, bad, samples, rc, 1); err == nil || !strings.Contains(err.Error(), "row 3: label 10 outside [0, 10)") {
+		t.Errorf("Loss with label 10: %v", err)
+	}
+
+	// Buffers grow on first use: with no memory left, the first Loss and
+	// Predict fail with the driver's error.
+	g.failAlloc = true
+	var cudaErr *Error
+	if _, _, err := net.Loss(x, labels, samples, rc, 1); !errors.As(err, &cudaErr) || cudaErr.Name != "CUDA_ERROR_OUT_OF_MEMORY" {
+		t.Errorf("Loss on a full device: %v", err)
+	}
+	if err := net.Predict(x, batch, make([]int32, batch)); !errors.As(err, &cudaErr) {
+		t.Errorf("Predict on a full device: %v", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Error("Backend.ReLUForward on a full device did not panic")
+			} else if e, ok := r.(*Error); !ok || e.Name != "CUDA_ERROR_OUT_OF_MEMORY" {
+				t.Errorf("Backend.ReLUForward panicked with %v, want the *Error", r)
+			}
+		}()
+		b.ReLUForward(x, make([]float32, len(x)))
+	}()
+
+	g.failAlloc = false
+	if _, _, err := net.Loss(x, labels, samples, rc, 1); err != nil {
+		t.Fatalf("Loss once memory is back: %v", err)
+	}
+	if err := net.Backward(); err != nil {
+		t.Fatalf("Backward once memory is back: %v", err)
+	}
 }

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -406,38 +407,40 @@ func (n *Network) layerBackward(d gpu, l *netLayer, dy devPtr) (devPtr, error) {
 	return 0, fmt.Errorf("no device backward for %q", l.spec.Type)
 }
 
-// checkBatch panics on a batch the network cannot take, as model.Network
-// does.
-func (n *Network) checkBatch(x []float32, batch int) {
+// checkBatch refuses a batch the network cannot take.
+func (n *Network) checkBatch(x []float32, batch int) error {
 	if batch < 1 || batch > n.maxBatch {
-		panic(fmt.Sprintf("cuda: network: batch %d outside [1, %d]", batch, n.maxBatch))
+		return fmt.Errorf("cuda: network: batch %d outside [1, %d]", batch, n.maxBatch)
 	}
 	if len(x) < batch*n.inSize {
-		panic(fmt.Sprintf("cuda: network: input has %d values, want %d for a batch of %d", len(x), batch*n.inSize, batch))
+		return fmt.Errorf("cuda: network: input has %d values, want %d for a batch of %d", len(x), batch*n.inSize, batch)
 	}
 	if !n.paramsSet {
-		panic("cuda: network: no parameters (call SetParams first)")
+		return errors.New("cuda: network: no parameters (call SetParams first)")
 	}
+	return nil
 }
 
 // Loss runs a forward pass over len(labels) samples of x, then softmax
 // with cross-entropy, as model.Network.Loss: it returns the summed loss and
 // the number of correct samples, and keeps the loss gradient, scaled by
-// gradScale, for Backward.
-func (n *Network) Loss(x []float32, labels []int32, samples []int64, rc model.RunContext, gradScale float32) (lossSum float64, correct int) {
+// gradScale, for Backward. Bad arguments and device failures are errors.
+func (n *Network) Loss(x []float32, labels []int32, samples []int64, rc model.RunContext, gradScale float32) (lossSum float64, correct int, err error) {
 	batch := len(labels)
-	n.checkBatch(x, batch)
+	if err := n.checkBatch(x, batch); err != nil {
+		return 0, 0, err
+	}
 	for i, label := range labels {
 		if label < 0 || int(label) >= n.classes {
-			panic(fmt.Sprintf("kernels: cuda: row %d: label %d outside [0, %d)", i, label, n.classes))
+			return 0, 0, fmt.Errorf("cuda: network: row %d: label %d outside [0, %d)", i, label, n.classes)
 		}
 	}
 	if rc.Train && len(samples) < batch {
-		panic(fmt.Sprintf("model: dropout in training needs the dataset index of every sample: %d for a batch of %d", len(samples), batch))
+		return 0, 0, fmt.Errorf("cuda: network: dropout in training needs the dataset index of every sample: %d for a batch of %d", len(samples), batch)
 	}
 	n.batch, n.canBackward = batch, false
 	rowLoss, rowCorrect := n.hostRowLoss[:batch], n.hostRowCorrect[:batch]
-	n.b.run(func(d gpu) error {
+	err = n.b.try(func(d gpu) error {
 		if _, err := upload(d, &n.x, x[:batch*n.inSize]); err != nil {
 			return err
 		}
@@ -462,21 +465,24 @@ func (n *Network) Loss(x []float32, labels []int32, samples []int64, rc model.Ru
 		}
 		return download(d, rowCorrect, n.rowCorrect.ptr)
 	})
+	if err != nil {
+		return 0, 0, err
+	}
 	for i := range batch {
 		lossSum += rowLoss[i]
 		correct += int(rowCorrect[i])
 	}
 	n.canBackward = rc.Train
-	return lossSum, correct
+	return lossSum, correct, nil
 }
 
 // Backward propagates the loss gradient of the last Loss call (in
 // training) and overwrites the device gradients; Grads fetches them.
-func (n *Network) Backward() {
+func (n *Network) Backward() error {
 	if !n.canBackward {
-		panic("cuda: network: backward without a training-mode Loss before it")
+		return errors.New("cuda: network: backward without a training-mode Loss before it")
 	}
-	n.b.run(func(d gpu) error {
+	return n.b.try(func(d gpu) error {
 		dy := n.dlogits.ptr
 		for i := len(n.layers) - 1; i >= n.firstParam; i-- {
 			l := n.layers[i]
@@ -491,19 +497,21 @@ func (n *Network) Backward() {
 
 // Predict writes the arg-max class of each of batch samples of x to dst,
 // at test time, in chunks of at most MaxBatch.
-func (n *Network) Predict(x []float32, batch int, dst []int32) {
+func (n *Network) Predict(x []float32, batch int, dst []int32) error {
 	if len(dst) < batch {
-		panic(fmt.Sprintf("cuda: network: predict: %d destinations for a batch of %d", len(dst), batch))
+		return fmt.Errorf("cuda: network: predict: %d destinations for a batch of %d", len(dst), batch)
 	}
 	for start := 0; start < batch; start += n.maxBatch {
 		m := min(n.maxBatch, batch-start)
 		chunk := x[start*n.inSize:]
-		n.checkBatch(chunk, m)
+		if err := n.checkBatch(chunk, m); err != nil {
+			return err
+		}
 		if cap(n.predictBuf) < m*n.classes {
 			n.predictBuf = make([]float32, n.maxBatch*n.classes)
 		}
 		logits := n.predictBuf[:m*n.classes]
-		n.b.run(func(d gpu) error {
+		err := n.b.try(func(d gpu) error {
 			if _, err := upload(d, &n.x, chunk[:m*n.inSize]); err != nil {
 				return err
 			}
@@ -513,6 +521,10 @@ func (n *Network) Predict(x []float32, batch int, dst []int32) {
 			}
 			return download(d, logits, lp)
 		})
+		n.canBackward = false
+		if err != nil {
+			return err
+		}
 		for i := range m {
 			row := logits[i*n.classes : (i+1)*n.classes]
 			best := 0
@@ -523,6 +535,6 @@ func (n *Network) Predict(x []float32, batch int, dst []int32) {
 			}
 			dst[start+i] = int32(best)
 		}
-		n.canBackward = false
 	}
+	return nil
 }
