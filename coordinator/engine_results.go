@@ -141,11 +141,18 @@ func (e *Engine) gradients(ev GradientsReceived) {
 	}
 }
 
+// FailingWorkers is K: a job fails once its work has gone wrong on this
+// many distinct workers in one step or evaluation. One worker going wrong
+// may be the worker's fault (a broken device, too little memory), so its
+// work is redone elsewhere; two going wrong on the same work is the job's
+// own fault (a diverged model, an impossible job).
+const FailingWorkers = 2
+
 // badWork handles an assignment a worker could not do right (non-finite
 // numbers, or a failure it reported): refused, the worker flagged and the
-// work redone elsewhere — unless another worker already went wrong in the
-// same round, which means the fault is the job's own (a diverged model, an
-// impossible job) rather than a worker's: then the job fails.
+// work redone elsewhere — unless FailingWorkers distinct workers have now
+// gone wrong in the same round, or no live worker is left unflagged to
+// redo it: then the job fails, with every worker's cause.
 func (e *Engine) badWork(a *assignment, kind, detail error, what string) {
 	r := a.round
 	this := fmt.Sprintf("%s (%s [%d, %d): %v)", a.w.id, r.unitName(), a.item.lo, a.item.hi, detail)
@@ -157,6 +164,11 @@ func (e *Engine) badWork(a *assignment, kind, detail error, what string) {
 	}
 	r.bad = append(r.bad, badResult{worker: a.w.id, what: this})
 	e.reject(a, fmt.Errorf("coordinator: %s: %w: %v", a.describe(), kind, detail))
+	if len(e.available()) == 0 {
+		// Waiting would wait for ever: the workers there are all flagged,
+		// and one that rejoins is flagged again by the same fault.
+		e.fail(fmt.Errorf("coordinator: %s: %s from worker %s, and no other live worker is left to redo it: %s", r.name(), what, this, r.verdict(what)))
+	}
 }
 
 func (e *Engine) workFailed(ev WorkFailed) {

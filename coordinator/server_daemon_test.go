@@ -15,6 +15,7 @@ import (
 
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/worker"
 )
@@ -23,11 +24,12 @@ import (
 // etcd, until the test ends.
 func startDaemons(t *testing.T, cli *clientv3.Client, n int) {
 	t.Helper()
-	startDaemonsFrom(t, cli, 0, n)
+	startDaemonsFrom(t, cli, 0, n, nil)
 }
 
-// startDaemonsFrom starts n daemons named from the first'th letter on.
-func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int) {
+// startDaemonsFrom starts n daemons named from the first'th letter on,
+// computing on the backend backend makes for each id (nil: one CPU thread).
+func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int, backend func(id string) kernels.Backend[float32]) {
 	t.Helper()
 	train, test := loadMNIST(t)
 	dir, err := dataset.Locate("")
@@ -46,6 +48,9 @@ func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int) {
 			BackendName: "cpu", Threads: 1, Train: train, Test: test, DatasetFiles: files,
 			ImagesPerSec: 1000, EvalBatch: 50, RegistrationTTL: time.Second,
 			RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 5 * time.Second,
+		}
+		if backend != nil {
+			cfg.Backend = backend(cfg.ID)
 		}
 		wg.Go(func() {
 			if err := worker.Run(ctx, cfg); err != nil {
@@ -204,7 +209,7 @@ func TestServerJobWaitsForMinWorkers(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	startDaemonsFrom(t, cli, 2, 1)
+	startDaemonsFrom(t, cli, 2, 1, nil)
 	watchToEnd(t, jobs, "tiny")
 	checkTinyJob(t, cli, c, spec, 3)
 }

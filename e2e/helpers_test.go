@@ -284,7 +284,7 @@ func evaluate(t *testing.T, c *model.Checkpoint, test *dataset.Set, n int) int {
 		t.Fatal(err)
 	}
 	in := c.Spec.Input
-	correct, err := worker.Evaluate(net, test, 0, n,
+	correct, err := worker.Evaluate(worker.NetworkPredictor{Net: net}, test, 0, n,
 		make([]float32, batch*in.Height*in.Width*in.Channels), make([]int32, batch), make([]int64, batch), make([]int32, batch))
 	if err != nil {
 		t.Fatal(err)

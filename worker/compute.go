@@ -16,7 +16,8 @@ import (
 
 // MicroBatch is one unit of work: the dataset indices of its samples, and the
 // epoch and step they belong to (augmentation is keyed by the epoch, dropout
-// by the step).
+// by the step). Both count from 0; messages for people name step s as
+// "step s+1", as the coordinator does.
 type MicroBatch struct {
 	Epoch   int64
 	Step    int64
@@ -40,7 +41,8 @@ type Computer struct {
 
 // NewComputer builds the job's network on b, sized for micro-batches of
 // spec.MicroBatch samples and evaluation batches of evalBatch.
-func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, evalBatch int) (*Computer, error) {
+func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, evalBatch int) (_ *Computer, err error) {
+	defer recoverFault("building the network", &err)
 	netSpec, err := spec.Model()
 	if err != nil {
 		return nil, err
@@ -86,7 +88,8 @@ func (c *Computer) ParamCount() int { return c.net.Params().Count() }
 
 // SetParams copies a flat parameter vector (parameters in Params order,
 // concatenated) into the replica.
-func (c *Computer) SetParams(flat []float32) error {
+func (c *Computer) SetParams(flat []float32) (err error) {
+	defer recoverFault("setting the parameters", &err)
 	if len(flat) != c.ParamCount() {
 		return fmt.Errorf("worker: %d parameters received, network has %d", len(flat), c.ParamCount())
 	}
@@ -113,8 +116,10 @@ func (c *Computer) Close() error {
 
 // Gradients computes the summed (not averaged) gradient of the micro-batch's
 // loss into grad, a flat vector in Params order, and returns the summed loss
-// and the number of correctly classified samples.
+// and the number of correctly classified samples. A fault inside the
+// computation (a kernel's assertion, a device error) is an error.
 func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, correct int, err error) {
+	defer recoverFault(fmt.Sprintf("gradients of step %d", mb.Step+1), &err)
 	n := len(mb.Indices)
 	switch {
 	case n == 0 || n > len(c.labels):
@@ -123,14 +128,18 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 		return 0, 0, fmt.Errorf("worker: gradient buffer of %d, network has %d parameters", len(grad), c.ParamCount())
 	}
 	if err := c.train.CheckIndices(mb.Indices); err != nil {
-		return 0, 0, fmt.Errorf("worker: step %d: %w", mb.Step, err)
+		return 0, 0, fmt.Errorf("worker: step %d: %w", mb.Step+1, err)
 	}
 	sample := len(c.x) / len(c.labels)
 	c.train.Fill(mb.Indices, c.spec.Augment, c.spec.Seed, mb.Epoch, c.x[:n*sample], c.labels[:n], c.samples[:n])
 	rc := model.RunContext{Train: true, Seed: c.spec.Seed, Step: uint64(mb.Step)}
 	if c.dev != nil {
-		lossSum, correct = c.dev.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1)
-		c.dev.Backward()
+		if lossSum, correct, err = c.dev.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1); err != nil {
+			return 0, 0, err
+		}
+		if err := c.dev.Backward(); err != nil {
+			return 0, 0, err
+		}
 		if err := c.dev.Grads(grad); err != nil {
 			return 0, 0, err
 		}
@@ -146,19 +155,30 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 }
 
 // Evaluate classifies samples [from, to) of set in test mode and returns how
-// many it got right.
+// many it got right. A fault inside the computation is an error.
 func (c *Computer) Evaluate(set *dataset.Set, from, to int) (correct int, err error) {
-	var net Predictor = c.net
+	defer recoverFault(fmt.Sprintf("evaluating test samples [%d, %d)", from, to), &err)
+	var net Predictor = NetworkPredictor{c.net}
 	if c.dev != nil {
 		net = c.dev
 	}
 	return Evaluate(net, set, from, to, c.x, c.labels, c.samples, c.preds)
 }
 
-// Predictor classifies a batch of images in test mode: model.Network, or
-// a device-resident network.
+// Predictor classifies a batch of images in test mode: model.Network (as
+// NetworkPredictor), or a device-resident network.
 type Predictor interface {
-	Predict(x []float32, batch int, dst []int32)
+	Predict(x []float32, batch int, dst []int32) error
+}
+
+// NetworkPredictor is a model.Network as a Predictor. It computes in host
+// memory and fails only by panicking; Evaluate's callers recover that.
+type NetworkPredictor struct{ Net *model.Network[float32] }
+
+// Predict classifies batch images of x into dst.
+func (p NetworkPredictor) Predict(x []float32, batch int, dst []int32) error {
+	p.Net.Predict(x, batch, dst)
+	return nil
 }
 
 // Evaluate classifies samples [from, to) of set with net in test mode, in
@@ -177,7 +197,9 @@ func Evaluate(net Predictor, set *dataset.Set, from, to int, x []float32, labels
 			idx[i] = int32(lo + i)
 		}
 		set.Fill(idx[:n], dataset.Augment{}, 0, 0, x[:n*sample], labels[:n], samples[:n])
-		net.Predict(x[:n*sample], n, preds[:n])
+		if err := net.Predict(x[:n*sample], n, preds[:n]); err != nil {
+			return correct, err
+		}
 		for i := range n {
 			if preds[i] == labels[i] {
 				correct++

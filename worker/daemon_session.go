@@ -440,11 +440,17 @@ func (s *stream) execute(ctx, item context.Context, w *queuedWork) error {
 	case item.Err() != nil:
 		return item.Err() // stopped with the stream
 	}
-	d.log.Warn("assignment failed", "job", a.GetJobId(), "assignment", a.GetAssignmentId(), "err", err)
+	if fault := (*ComputeFault)(nil); errors.As(err, &fault) {
+		// A panic recovered: a bug or an input no check caught. The
+		// worker lives on; the stack says where it happened.
+		d.log.Error("assignment failed with a fault", "job", a.GetJobId(), "assignment", a.GetAssignmentId(), "step", a.GetStep(), "err", err, "stack", string(fault.Stack))
+	} else {
+		d.log.Warn("assignment failed", "job", a.GetJobId(), "assignment", a.GetAssignmentId(), "err", err)
+	}
 	failure := &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Failure{Failure: &dpcnnv1.WorkFailure{
 		AssignmentId: a.GetAssignmentId(),
 		JobId:        a.GetJobId(),
-		Message:      fmt.Sprintf("worker %s: job %s: assignment %d: step %d: %v", d.cfg.ID, a.GetJobId(), a.GetAssignmentId(), a.GetStep(), err),
+		Message:      fmt.Sprintf("worker %s: job %s: assignment %d: step %d: %v", d.cfg.ID, a.GetJobId(), a.GetAssignmentId(), a.GetStep()+1, err),
 	}}}
 	if err := s.send(failure); err != nil {
 		return fmt.Errorf("%w: %w", errSend, err)
@@ -476,7 +482,7 @@ func (s *stream) compute(ctx, item context.Context, w *queuedWork, j *jobRun) er
 				return err
 			}
 			if err := s.send(msg); err != nil {
-				return fmt.Errorf("%w: step %d: gradients of leaves [%d, %d): %w", errSend, a.GetStep(),
+				return fmt.Errorf("%w: step %d: gradients of leaves [%d, %d): %w", errSend, a.GetStep()+1,
 					sub.GetFirstLeaf(), sub.GetFirstLeaf()+sub.GetLeafCount(), err)
 			}
 		}
