@@ -4,12 +4,15 @@
 // them), and a few hand-written helpers for what the generated code leaves
 // to its users.
 //
-// Three services make up the contract. JobService is the public API that
+// Four services make up the contract. JobService is the public API that
 // cnnctl calls: submit, follow, cancel and download jobs. WorkerService is
 // the one workers call: they join, fetch the data set, and hold one
 // bidirectional Work stream over which the coordinator hands out subtrees
 // of each step's reduction tree and receives their gradient sums.
 // ClusterService lists the workers and says which coordinator leads.
+// ReplicationService is the coordinators' own: the leader pushes every
+// checkpoint and model to the standbys, which store them in their own data
+// folders, so that no shared volume is needed for a failover.
 //
 // Tensors travel as raw little-endian float32 bytes (Tensor.Data): convert
 // them with AppendFloat32s and DecodeFloat32s, or the Tensor methods
