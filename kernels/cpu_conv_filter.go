@@ -69,7 +69,7 @@ func (t *cpuConvFilterTask) fusedChunk(worker, b0, b1 int, dW []float32) {
 				if nr == kern.narrowNR {
 					micro = kern.narrow
 				}
-				micro(tiles, kc, a, 1, mr, tsd, dy[j0:], g.OC, dW[j0:], g.OC, nr, tsd, tsd, 1, beta)
+				micro(&t.c.gemmSpace[worker].SgemmWorkspace, tiles, kc, a, 1, mr, tsd, dy[j0:], g.OC, dW[j0:], g.OC, nr, tsd, tsd, 1, beta)
 				j0 += nr
 			}
 			beta = 1

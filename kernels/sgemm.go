@@ -39,14 +39,14 @@ var sgemmPool = sync.Pool{New: func() any { return new(SgemmWorkspace) }}
 // The result depends only on the operands and the shapes: the order in which
 // each element sums over k is fixed by k alone, so it is the same for every
 // workspace, every partition of a larger product into calls that keep k, and
-// every micro-kernel (the AVX-512 and AVX2 kernels give identical bits; the
-// pure-Go one may differ in the last bits where the compiler does not fuse
-// multiply-adds).
+// every micro-kernel: the AVX-512, AVX2 and Go kernels give identical bits
+// (each element is one chain of fused multiply-adds, see sgemmMicroGo).
 type SgemmWorkspace struct {
-	packedA []float32 // an A block that cannot be read in place
-	packedB []float32 // the slivers of a B panel
-	tailA   []float32 // the rows of a block's last, partial tile
-	edge    []float32 // one C tile, for tiles that stick out of C
+	packedA []float32      // an A block that cannot be read in place
+	packedB []float32      // the slivers of a B panel
+	tailA   []float32      // the rows of a block's last, partial tile
+	edge    []float32      // one C tile, for tiles that stick out of C
+	gs      sgemmGoScratch // the Go kernels' copies of an A tile and a B sliver
 
 	kernel *sgemmKernel // nil: sgemmBest; tests force the others
 }
@@ -56,7 +56,9 @@ type SgemmWorkspace struct {
 // implementation follows. While it computes tile t, an assembly kernel
 // prefetches the 64·kc bytes at a[pfOff + t·pfStride:] into L2: data that a
 // later tile will read, chosen by the caller.
-type sgemmMicro func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32)
+//
+// w is the calling workspace, whose scratch space the Go kernels use.
+type sgemmMicro func(w *SgemmWorkspace, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32)
 
 // sgemmKernel is one micro-kernel family, with its packing routines: mr
 // rows by a wide or a narrow number of columns. The narrow kernel serves the
@@ -389,7 +391,7 @@ func (w *SgemmWorkspace) block(kern *sgemmKernel, transA, inPlace bool, a []floa
 		cs := c[ic*ldc+j0:]
 		if cols == nr || kern.maskedCols {
 			if tiles > 0 {
-				micro(tiles, kc, ablk, rsA, csA, tsA, bsl, nr, cs, ldc, cols, pfOff, pfStride, alpha, beta)
+				micro(w, tiles, kc, ablk, rsA, csA, tsA, bsl, nr, cs, ldc, cols, pfOff, pfStride, alpha, beta)
 			}
 		} else {
 			for t := 0; t < tiles; t++ {
@@ -413,7 +415,7 @@ func (w *SgemmWorkspace) edgeTile(micro sgemmMicro, mr, nr, rows, cols, kc int, 
 			copy(t[i*nr:i*nr+cols], c[i*ldc:])
 		}
 	}
-	micro(1, kc, a, rsA, csA, 0, b, nr, t, nr, nr, 0, 0, alpha, beta)
+	micro(w, 1, kc, a, rsA, csA, 0, b, nr, t, nr, nr, 0, 0, alpha, beta)
 	for i := 0; i < rows; i++ {
 		copy(c[i*ldc:i*ldc+cols], t[i*nr:])
 	}
@@ -551,69 +553,4 @@ func sgemmCheckMicro(mr, nr, tiles, kc int, a []float32, rsA, csA, tsA int, b []
 		cols < 1 || cols > nr || len(c) < (tiles*mr-1)*ldc+cols {
 		panic(fmt.Sprintf("kernels: sgemm micro-kernel %d×%d: %d tiles, kc %d out of range (len a %d, b %d, c %d)", mr, nr, tiles, kc, len(a), len(b), len(c)))
 	}
-}
-
-// sgemmMicroGo is the reference loop of every micro-kernel, and the kernel
-// of builds without assembly. For each of tiles tiles it computes an mr×nr
-// block of C from the tile's rows of A and the packed B sliver:
-//
-//	for t := 0; t < tiles; t++ {
-//		for i := 0; i < mr; i++ {
-//			for j := 0; j < cols; j++ { // cols ≤ nr
-//				var acc float32 // summed with fused multiply-adds in assembly
-//				for p := 0; p < kc; p++ {
-//					acc += a[t·tsA + i·rsA + p·csA] · b[p·ldb + j]
-//				}
-//				c[(t·mr+i)·ldc + j] = alpha·acc + beta·c[…] // beta == 0: alpha·acc
-//			}
-//		}
-//	}
-//
-// Element (i, p) of the tile's A is at i·rsA + p·csA, so the same kernel
-// reads an untransposed A in place (rsA = lda, csA = 1) and a packed sliver
-// (rsA = 1, csA = mr). The sum over p always runs in order from zero, and
-// the write-back is the same expression for every tile, full or edge.
-func sgemmMicroGo(mr, nr, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols int, alpha, beta float32) {
-	sgemmCheckMicro(mr, nr, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
-	var accBuf [12 * 32]float32
-	acc := accBuf[:mr*nr]
-	for t := 0; t < tiles; t++ {
-		at := a[t*tsA:]
-		clear(acc)
-		for p := 0; p < kc; p++ {
-			bp := b[p*ldb : p*ldb+nr]
-			for i := 0; i < mr; i++ {
-				ai := at[i*rsA+p*csA]
-				row := acc[i*nr : i*nr+nr]
-				row = row[:len(bp)]
-				for j, bj := range bp {
-					row[j] += ai * bj
-				}
-			}
-		}
-		ct := c[t*mr*ldc:]
-		for i := 0; i < mr; i++ {
-			crow := ct[i*ldc : i*ldc+cols]
-			row := acc[i*nr : i*nr+nr]
-			for j := range crow {
-				if beta == 0 {
-					crow[j] = alpha * row[j]
-				} else {
-					crow[j] = alpha*row[j] + beta*crow[j]
-				}
-			}
-		}
-	}
-}
-
-// sgemmGo is the pure-Go kernel family.
-var sgemmGo = &sgemmKernel{
-	name: "go", mr: 6, wideNR: 16, narrowNR: 8,
-	packB: sgemmPackBGo, packAT: sgemmPackATGo, maskedCols: true,
-	wide: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, _, _ int, alpha, beta float32) {
-		sgemmMicroGo(6, 16, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols, alpha, beta)
-	},
-	narrow: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, _, _ int, alpha, beta float32) {
-		sgemmMicroGo(6, 8, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols, alpha, beta)
-	},
 }

@@ -91,11 +91,11 @@ func sgemmPackATAsm(dst, src []float32, kc, tiles, mr, lda, tsd int) {
 var sgemmAVX512 = &sgemmKernel{
 	name: "avx512", mr: 12, wideNR: 32, narrowNR: 16,
 	packB: sgemmPackBAsm, packAT: sgemmPackATAsm, maskedCols: true,
-	wide: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
+	wide: func(_ *SgemmWorkspace, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
 		sgemmCheckMicro(12, 32, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
 		sgemmKernelAVX512x12x32(tiles, kc, &a[0], rsA, csA, tsA, &b[0], ldb, &c[0], ldc, cols, pfOff, pfStride, alpha, beta)
 	},
-	narrow: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
+	narrow: func(_ *SgemmWorkspace, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
 		sgemmCheckMicro(12, 16, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
 		sgemmKernelAVX512x12x16(tiles, kc, &a[0], rsA, csA, tsA, &b[0], ldb, &c[0], ldc, cols, pfOff, pfStride, alpha, beta)
 	},
@@ -105,12 +105,12 @@ var sgemmAVX512 = &sgemmKernel{
 var sgemmAVX2 = &sgemmKernel{
 	name: "avx2", mr: 6, wideNR: 16, narrowNR: 8,
 	packB: sgemmPackBAsm, packAT: sgemmPackATAsm,
-	wide: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
+	wide: func(_ *SgemmWorkspace, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
 		sgemmCheckMicro(6, 16, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
 		sgemmCheckFullCols(16, cols)
 		sgemmKernelAVX2x6x16(tiles, kc, &a[0], rsA, csA, tsA, &b[0], ldb, &c[0], ldc, cols, pfOff, pfStride, alpha, beta)
 	},
-	narrow: func(tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
+	narrow: func(_ *SgemmWorkspace, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, pfOff, pfStride int, alpha, beta float32) {
 		sgemmCheckMicro(6, 8, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
 		sgemmCheckFullCols(8, cols)
 		sgemmKernelAVX2x6x8(tiles, kc, &a[0], rsA, csA, tsA, &b[0], ldb, &c[0], ldc, cols, pfOff, pfStride, alpha, beta)

@@ -281,27 +281,72 @@ func TestSgemmZeroK(t *testing.T) {
 	Sgemm(false, false, 0, 5, 3, 1, nil, 3, make([]float32, 15), 5, 0, nil, 5)
 }
 
-// TestSgemmKernelsAgree checks that the assembly kernel families give the
-// same bits: the sum over k runs in the same order with the same fused
-// multiply-adds whatever the tile shape.
-func TestSgemmKernelsAgree(t *testing.T) {
-	var asm []*sgemmKernel
-	for _, k := range sgemmKernels() {
-		if k != sgemmGo {
-			asm = append(asm, k)
+// sgemmRefKernel is a kernel family whose micro-kernel is sgemmMicroRef,
+// the definition written out, with the Go family's tile shape.
+var sgemmRefKernel = &sgemmKernel{
+	name: "ref", mr: 6, wideNR: 16, narrowNR: 8,
+	packB: sgemmPackBGo, packAT: sgemmPackATGo, maskedCols: true,
+	wide: func(_ *SgemmWorkspace, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, _, _ int, alpha, beta float32) {
+		sgemmCheckMicro(6, 16, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
+		sgemmMicroRef(6, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols, alpha, beta)
+	},
+	narrow: func(_ *SgemmWorkspace, tiles, kc int, a []float32, rsA, csA, tsA int, b []float32, ldb int, c []float32, ldc, cols, _, _ int, alpha, beta float32) {
+		sgemmCheckMicro(6, 8, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols)
+		sgemmMicroRef(6, tiles, kc, a, rsA, csA, tsA, b, ldb, c, ldc, cols, alpha, beta)
+	},
+}
+
+// sgemmAwkward fills s with values that stress the kernels' rounding:
+// random magnitudes over many binades, values with few mantissa bits (so
+// that sums land on float32 midpoints), zeros of both signs and, where
+// extreme is set, subnormal, tiny and huge values.
+func sgemmAwkward(rng *rand.Rand, s []float32, extreme bool) {
+	for i := range s {
+		var v float64
+		switch r := rng.IntN(10); {
+		case r < 4:
+			v = rng.Float64()*2 - 1
+		case r < 6:
+			v = math.Ldexp(1+rng.Float64(), rng.IntN(40)-20)
+		case r < 8:
+			v = float64(rng.IntN(64)-32) / 8 // few bits: exact sums and ties
+		case r < 9:
+			v = math.Copysign(0, float64(rng.IntN(2)*2-1))
+		default:
+			v = math.Ldexp(float64(1+rng.IntN(7)), rng.IntN(30)-40)
 		}
+		if extreme && rng.IntN(8) == 0 {
+			v = math.Ldexp(1+rng.Float64(), rng.IntN(300)-180) // subnormal, tiny or huge
+		}
+		if rng.IntN(2) == 0 {
+			v = -v
+		}
+		s[i] = float32(v)
 	}
-	if len(asm) < 2 {
-		t.Skip("fewer than two assembly kernel families on this CPU")
-	}
+}
+
+// TestSgemmKernelsAgree checks that every kernel family gives the bits of
+// the definition (sgemmRefKernel): each element is the same chain of fused
+// multiply-adds whatever the tile shape, the instruction set, or the range
+// of the operands (the Go kernel's fast path admits only some; values far
+// outside take another path that must agree too).
+func TestSgemmKernelsAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	for _, s := range []struct {
 		transA, transB bool
 		m, n, k        int
-	}{{false, false, 97, 40, 300}, {true, false, 61, 33, 530}, {false, true, 50, 70, 64}, {true, true, 29, 17, 9}} {
-		a := newSgemmMatrix(rng, s.m, s.k, 0).s // as many floats either way
-		b := newSgemmMatrix(rng, s.k, s.n, 0).s
-		c := newSgemmMatrix(rng, s.m, s.n, 0).s
+		extreme        bool
+	}{
+		{false, false, 97, 40, 300, false}, {true, false, 61, 33, 530, false}, {false, true, 50, 70, 64, false},
+		{true, true, 29, 17, 9, false}, {false, false, 13, 24, 1, false}, {true, false, 30, 45, 257, true},
+		{false, true, 19, 9, 40, true},
+	} {
+		a := make([]float32, s.m*s.k)
+		b := make([]float32, s.k*s.n)
+		c := make([]float32, s.m*s.n)
+		sgemmAwkward(rng, a, s.extreme)
+		sgemmAwkward(rng, b, s.extreme)
+		sgemmAwkward(rng, c, s.extreme)
 		lda, ldb := s.k, s.n
 		if s.transA {
 			lda = s.m
@@ -309,18 +354,90 @@ func TestSgemmKernelsAgree(t *testing.T) {
 		if s.transB {
 			ldb = s.k
 		}
-		var first []float32
-		for _, kern := range asm {
-			got := append([]float32(nil), c...)
-			w := SgemmWorkspace{kernel: kern}
-			w.Sgemm(s.transA, s.transB, s.m, s.n, s.k, 0.75, a, lda, b, ldb, 0.25, got, s.n)
-			if first == nil {
-				first = got
-				continue
+		for _, ab := range [][2]float32{{0.75, 0.25}, {1, 0}, {1, 1}, {-3, -0.5}} {
+			want := append([]float32(nil), c...)
+			ref := SgemmWorkspace{kernel: sgemmRefKernel}
+			ref.Sgemm(s.transA, s.transB, s.m, s.n, s.k, ab[0], a, lda, b, ldb, ab[1], want, s.n)
+			for _, kern := range sgemmKernels() {
+				got := append([]float32(nil), c...)
+				w := SgemmWorkspace{kernel: kern}
+				w.Sgemm(s.transA, s.transB, s.m, s.n, s.k, ab[0], a, lda, b, ldb, ab[1], got, s.n)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
+						t.Fatalf("%+v alpha, beta = %v: %s gives C[%d] = %v (%#x), the definition %v (%#x)", s, ab, kern.name, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+					}
+				}
 			}
+		}
+	}
+}
+
+// TestSgemmMidpoints runs products whose chains the float64 sum of an
+// emulated FMA rounds onto a float32 midpoint: k = 2, the first step sets
+// acc = x_i (row i of A is [x_i, a_i], column j of B is [1, b_j]) and the
+// second adds a_i·b_j = h·(1 − 2^−2k) where h is half an ulp of x_i, in
+// the normal and the subnormal range (where the second step must not use
+// the kernel's fast path). Every kernel family must give the definition's
+// bits, and enough elements must be cases that plain double rounding gets
+// wrong.
+func TestSgemmMidpoints(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	const m, n = 48, 40
+	for _, subnormal := range []bool{false, true} {
+		a, b := make([]float32, m*2), make([]float32, 2*n)
+		e := rng.IntN(60) - 30 // the exponent of every x_i
+		if subnormal {
+			e = -130
+		}
+		ks := make([]int, n)
+		for j := range n {
+			ks[j] = 15 + j%9
+			eb := e - 24 - 10
+			if subnormal {
+				eb = -150 + 75
+			}
+			b[j] = 1
+			b[n+j] = float32(math.Ldexp(1-math.Ldexp(1, -ks[j]), eb))
+		}
+		for i := range m {
+			k := ks[i%n]
+			ea := 10
+			if subnormal {
+				ea = -75
+			}
+			x := math.Ldexp(1+float64(rng.IntN(1<<23))/(1<<23), e)
+			if subnormal {
+				x = float64(math.Float32frombits(uint32(rng.IntN(1<<20)) | 1<<22))
+			}
+			sign := float64(1 - 2*rng.IntN(2))
+			a[2*i] = float32(x)
+			a[2*i+1] = float32(sign * math.Ldexp(1+math.Ldexp(1, -k), ea))
+		}
+		want := make([]float32, m*n)
+		ref := SgemmWorkspace{kernel: sgemmRefKernel}
+		ref.Sgemm(false, false, m, n, 2, 1, a, 2, b, n, 0, want, n)
+		naive := 0
+		for i := range m {
+			for j := range n {
+				p := float64(a[2*i+1]) * float64(b[n+j])
+				if float32(p+float64(a[2*i])) != want[i*n+j] {
+					naive++
+				}
+				if got := fma32Exact(a[2*i+1], b[n+j], a[2*i]); got != want[i*n+j] {
+					t.Fatalf("subnormal=%v: the definition gives C[%d,%d] = %v, exactly it is %v", subnormal, i, j, want[i*n+j], got)
+				}
+			}
+		}
+		if naive < m {
+			t.Fatalf("subnormal=%v: only %d of %d elements are midpoint cases", subnormal, naive, m*n)
+		}
+		for _, kern := range sgemmKernels() {
+			got := make([]float32, m*n)
+			w := SgemmWorkspace{kernel: kern}
+			w.Sgemm(false, false, m, n, 2, 1, a, 2, b, n, 0, got, n)
 			for i := range got {
-				if math.Float32bits(got[i]) != math.Float32bits(first[i]) {
-					t.Fatalf("%+v: %s gives C[%d] = %v, %s gives %v", s, kern.name, i, got[i], asm[0].name, first[i])
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("subnormal=%v: %s gives C[%d] = %v, want %v", subnormal, kern.name, i, got[i], want[i])
 				}
 			}
 		}
