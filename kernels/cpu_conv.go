@@ -59,10 +59,11 @@ type cpuConvPlan struct {
 	// dWᵀ (OC×K); see cpuKMajorMaxK. For conv1 (K = 9, OC = 16), OC×K
 	// would pad every 9-wide tile to 16.
 	kMajor bool
-	// fusedFilter: the filter gradient packs patches straight into the
-	// GEMM's A slivers (see cpu_conv_filter.go), for K above
-	// cpuKMajorMaxK; then kMajor is set too.
-	fusedFilter bool
+	// kBlocked: the filter gradient sums each block's pixel rows in k
+	// blocks of cpuFilterBlockK (see cpuFilterKBlocked); then kMajor is
+	// set too. fusedFilter: it packs patches straight into the GEMM's A
+	// slivers (see cpu_conv_filter.go), where the processor allows.
+	kBlocked, fusedFilter bool
 	// conv1: one input channel, 16 3×3 filters, stride 1: the forward and
 	// filter passes take the kernels of cpu_conv1.go.
 	conv1 bool
@@ -74,9 +75,10 @@ func cpuPlanConv(g ConvGeom) cpuConvPlan {
 		k:      g.ColCols(),
 		direct: g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.Pad == 0,
 	}
-	p.fusedFilter = p.k > cpuKMajorMaxK && cpuFusedFilter(g, p)
+	p.kBlocked = cpuFilterKBlocked(g, p)
+	p.fusedFilter = cpuFusedFilter(g, p)
 	p.conv1 = cpuIsConv1(g)
-	p.kMajor = p.k < g.OC || p.k <= cpuKMajorMaxK || p.fusedFilter
+	p.kMajor = p.k < g.OC || p.k <= cpuKMajorMaxK || p.kBlocked
 	p.blockSamples = max(cpuColTarget/(p.pixels*p.k), 1)
 	// A block whose rows end in a partial 12-row tile wastes most of that
 	// tile's work in every multiply (conv6: 64 rows = 5⅓ tiles). Round the
@@ -345,7 +347,7 @@ func (c *CPU) ConvBackwardFilter(g ConvGeom, x, dy, dw, dbias []float32) {
 	p := t.plan
 	switch {
 	case p.conv1:
-		c.growCol(cpuConv1PadLen(g))
+		c.growCol(cpuConv1PadLen(g) + 9*16)
 	case p.fusedFilter:
 		c.growCol(cpuFilterPackLen(p, g))
 	case !p.direct:
@@ -369,26 +371,33 @@ func (t *cpuConvFilterTask) run(worker, chunk int) {
 	n0, _ := p.samples(g, b0)
 	_, n1 := p.samples(g, b1-1)
 	if p.conv1 {
-		clear(dwT)
-		clear(db)
-		cpuConv1Filter(g, t.x, t.dy, dwT, db, n0, n1, t.c.col[worker])
+		col := t.c.col[worker]
+		cpuConv1Filter(g, p, t.x, t.dy, dwT, db, b0, b1, col[:cpuConv1PadLen(g)], col[cpuConv1PadLen(g):])
 		return
 	}
 	if p.fusedFilter {
 		t.fusedChunk(worker, b0, b1, dwT)
 	} else {
+		var beta float32
 		for b := b0; b < b1; b++ {
 			n0, n1 := p.samples(g, b)
 			rows := (n1 - n0) * p.pixels
 			col := t.c.patches(worker, n0, n1)
-			var beta float32
-			if b > b0 {
-				beta = 1
+			dy := t.dy[n0*p.pixels*g.OC:]
+			// One multiply over the block's rows, or, k-blocked, one per
+			// k block, as the fused path sums them.
+			kc := rows
+			if p.kBlocked {
+				kc = cpuFilterBlockK(rows)
 			}
-			if p.kMajor {
-				t.c.sgemm(worker, true, false, p.k, g.OC, rows, 1, col, p.k, t.dy[n0*p.pixels*g.OC:], g.OC, beta, dwT, g.OC)
-			} else {
-				t.c.sgemm(worker, true, false, g.OC, p.k, rows, 1, t.dy[n0*p.pixels*g.OC:], g.OC, col, p.k, beta, dwT, p.k)
+			for r0 := 0; r0 < rows; r0 += kc {
+				r := min(kc, rows-r0)
+				if p.kMajor {
+					t.c.sgemm(worker, true, false, p.k, g.OC, r, 1, col[r0*p.k:], p.k, dy[r0*g.OC:], g.OC, beta, dwT, g.OC)
+				} else {
+					t.c.sgemm(worker, true, false, g.OC, p.k, r, 1, dy[r0*g.OC:], g.OC, col[r0*p.k:], p.k, beta, dwT, p.k)
+				}
+				beta = 1
 			}
 		}
 	}

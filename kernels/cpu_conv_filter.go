@@ -21,13 +21,23 @@ package kernels
 // place and is 1–2% faster.
 const cpuFilterKC = 128
 
+// cpuFilterKBlocked reports whether the filter gradient of plan p sums
+// each block's pixel rows in k blocks of cpuFilterBlockK rather than the
+// GEMM's own (sgemmBlockK): the shapes the fused path can take (K and the
+// floats of one filter row whole 12-row tiles, OC whole 16-column slivers,
+// K above cpuKMajorMaxK). It depends on the shape alone, as everything that
+// changes bits must; whether the fused path then runs (cpuFusedFilter)
+// depends on the processor and changes nothing.
+func cpuFilterKBlocked(g ConvGeom, p cpuConvPlan) bool {
+	return !p.direct && p.k > cpuKMajorMaxK && p.k%cpuTileRows == 0 && (g.KW*g.C)%cpuTileRows == 0 && g.OC%16 == 0
+}
+
 // cpuFusedFilter reports whether the filter gradient of plan p takes the
-// fused path: the AVX-512 kernel family (12-row tiles, masked columns), K
-// and the floats of one filter row both whole tiles, and OC whole slivers.
+// fused path: a k-blocked shape (cpuFilterKBlocked) and the AVX-512 kernel
+// family (12-row tiles, masked columns, slivers of 16 and 32).
 func cpuFusedFilter(g ConvGeom, p cpuConvPlan) bool {
 	kern := sgemmBest
-	return kern.mr == cpuTileRows && kern.maskedCols && !p.direct &&
-		p.k%cpuTileRows == 0 && (g.KW*g.C)%cpuTileRows == 0 && g.OC%kern.narrowNR == 0
+	return cpuFilterKBlocked(g, p) && kern.mr == cpuTileRows && kern.maskedCols && g.OC%kern.narrowNR == 0
 }
 
 // cpuFilterBlockK returns the k block for a block of rows pixel rows: rows

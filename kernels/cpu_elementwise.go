@@ -1,11 +1,11 @@
 package kernels
 
-import "math"
-
 // Elementwise primitives split their elements into fixed spans of
 // cpuSpanElems; which thread computes a span cannot change an element.
 // Like the reference, a forward pass takes its length from x, a backward pass
-// from dy. Sigmoid and LRN compute in float64, exactly as the reference does.
+// from dy. Sigmoid and LRN compute in float64, exactly as the reference does,
+// with the portable exp and pow of mathfn.go and every product that feeds a
+// sum rounded explicitly, so that no compiler fuses it.
 
 type cpuSpanKind int
 
@@ -47,7 +47,7 @@ func (t *cpuSpanTask) run(_, item int) {
 		cpuReLUMask(a, b, out)
 	case cpuSigmoidForward:
 		for i, v := range a {
-			out[i] = float32(1 / (1 + math.Exp(-float64(v))))
+			out[i] = float32(1 / (1 + expPortable(-float64(v))))
 		}
 	case cpuSigmoidBackward: // a = dy, b = y
 		for i, d := range a {
@@ -192,11 +192,11 @@ func (t *cpuLRNTask) run(_, item int) {
 			for c := range p.C {
 				var sq float64
 				for i := max(c-before, 0); i <= min(c+after, p.C-1); i++ {
-					sq += float64(x[i]) * float64(x[i])
+					sq += float64(float64(x[i]) * float64(x[i]))
 				}
-				s := p.K + p.Alpha/float64(p.Size)*sq
+				s := p.K + float64(p.Alpha/float64(p.Size)*sq)
 				scale[c] = float32(s)
-				y[c] = float32(float64(x[c]) * math.Pow(s, -p.Beta))
+				y[c] = float32(float64(x[c]) * powPortable(s, -p.Beta))
 			}
 			continue
 		}
@@ -209,7 +209,7 @@ func (t *cpuLRNTask) run(_, item int) {
 				sum += float64(dy[c]) * float64(y[c]) / float64(scale[c])
 			}
 			s := float64(scale[j])
-			dx[j] = float32(float64(dy[j])*math.Pow(s, -p.Beta) - coef*float64(x[j])*sum)
+			dx[j] = float32(float64(float64(dy[j])*powPortable(s, -p.Beta)) - float64(coef*float64(x[j])*sum))
 		}
 	}
 }

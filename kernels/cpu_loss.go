@@ -1,7 +1,5 @@
 package kernels
 
-import "math"
-
 // SoftmaxCrossEntropy computes, row by row in float64, p = exp(x − max x) /
 // Σ exp(x − max x), dlogits = (p − onehot(label))·scale and the loss
 // −max(log p[label], log 1e-7). A row is correct when its first largest
@@ -30,19 +28,19 @@ func (c *CPU) SoftmaxCrossEntropy(n, classes int, logits []float32, labels []int
 		maxLogit := float64(row[top])
 		var sum float64
 		for _, v := range row {
-			sum += math.Exp(float64(v) - maxLogit)
+			sum += expPortable(float64(v) - maxLogit)
 		}
 		p, d := probs[i*classes:(i+1)*classes], dlogits[i*classes:(i+1)*classes]
 		for j, v := range row {
-			pj := math.Exp(float64(v)-maxLogit) / sum
+			pj := expPortable(float64(v)-maxLogit) / sum
 			p[j] = float32(pj)
 			if j == label {
 				pj--
 			}
 			d[j] = float32(pj * float64(scale))
 		}
-		logProb := float64(row[label]) - maxLogit - math.Log(sum)
-		lossSum -= max(logProb, math.Log(1e-7))
+		logProb := float64(row[label]) - maxLogit - logPortable(sum)
+		lossSum -= max(logProb, logProbFloor)
 	}
 	return lossSum, correct
 }

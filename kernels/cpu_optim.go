@@ -4,7 +4,10 @@ import "math"
 
 // The optimizer updates compute each element in float64 and round once when
 // storing, a slot (v, h, m) rounded before the parameter uses it — the same
-// arithmetic as the reference, so the two agree bit for bit. A network's
+// arithmetic as the reference, so the two agree bit for bit. Every product
+// that feeds a sum is rounded by an explicit conversion, so that no compiler
+// fuses it into a multiply-add (Go does on arm64), and Adam's step size
+// takes no math.Pow: the same bits on every processor. A network's
 // parameters number in the hundreds of thousands, which takes well under a
 // millisecond on one thread.
 
@@ -13,7 +16,7 @@ func (*CPU) SGDUpdate(lr float64, p, g []float32) {
 	cpuNeed("sgd g", g, len(p))
 	g = g[:len(p)]
 	for i := range p {
-		p[i] = float32(float64(p[i]) - lr*float64(g[i]))
+		p[i] = float32(float64(p[i]) - float64(lr*float64(g[i])))
 	}
 }
 
@@ -23,7 +26,7 @@ func (*CPU) MomentumUpdate(lr, momentum float64, p, g, v []float32) {
 	cpuNeed("momentum v", v, len(p))
 	g, v = g[:len(p)], v[:len(p)]
 	for i := range p {
-		v[i] = float32(momentum*float64(v[i]) - lr*float64(g[i]))
+		v[i] = float32(float64(momentum*float64(v[i])) - float64(lr*float64(g[i])))
 		p[i] = float32(float64(p[i]) + float64(v[i]))
 	}
 }
@@ -35,7 +38,7 @@ func (*CPU) AdaGradUpdate(lr float64, p, g, h []float32) {
 	g, h = g[:len(p)], h[:len(p)]
 	for i := range p {
 		gi := float64(g[i])
-		h[i] = float32(float64(h[i]) + gi*gi)
+		h[i] = float32(float64(h[i]) + float64(gi*gi))
 		p[i] = float32(float64(p[i]) - lr*gi/(math.Sqrt(float64(h[i]))+1e-7))
 	}
 }
@@ -67,14 +70,19 @@ func (t *cpuAdamTask) run(_, item int) {
 	cpuAdam(t.a, t.p[i0:i1], t.g[i0:i1], t.m[i0:i1], t.v[i0:i1])
 }
 
+// adamStepSize is lr_t = LR·√(1−β2^T)/(1−β1^T), with the powers by
+// repeated squaring.
+func adamStepSize(a AdamParams) float64 {
+	return float64(a.LR*math.Sqrt(1-powIntPortable(a.Beta2, a.T))) / (1 - powIntPortable(a.Beta1, a.T))
+}
+
 func cpuAdam(a AdamParams, p, g, m, v []float32) {
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
-	t := float64(a.T)
-	lrT := a.LR * math.Sqrt(1-math.Pow(a.Beta2, t)) / (1 - math.Pow(a.Beta1, t))
+	lrT := adamStepSize(a)
 	for i := range p {
 		gi := float64(g[i])
-		m[i] = float32(float64(m[i]) + (1-a.Beta1)*(gi-float64(m[i])))
-		v[i] = float32(float64(v[i]) + (1-a.Beta2)*(gi*gi-float64(v[i])))
-		p[i] = float32(float64(p[i]) - lrT*float64(m[i])/(math.Sqrt(float64(v[i]))+a.Eps))
+		m[i] = float32(float64(m[i]) + float64((1-a.Beta1)*(gi-float64(m[i]))))
+		v[i] = float32(float64(v[i]) + float64((1-a.Beta2)*(float64(gi*gi)-float64(v[i]))))
+		p[i] = float32(float64(p[i]) - float64(lrT*float64(m[i]))/(math.Sqrt(float64(v[i]))+a.Eps))
 	}
 }

@@ -275,10 +275,11 @@ copyrows4_done:
 // output channels, stride 1, over a zero-padded image xp whose rows are wp
 // floats apart (see cpu_conv1.go). The nine filter taps of 16 floats live in
 // Z0–Z8; each output pixel's 16 sums are one Z register. The taps of a pixel
-// are added in (kh, kw) order, after the bias.
+// are summed from zero in (kh, kw) order with FMAs and the bias is added
+// last: the arithmetic of the GEMM path (Sgemm, then cpuBias), bit for bit.
 
 // func cpuConv1ForwardAVX512(y, xp *float32, wp, n int, w, bias *float32, relu bool)
-// writes y[j·16 : j·16+16] = bias + Σ_{kh,kw} xp[kh·wp + j + kw]·w[(kh·3+kw)·16 :]
+// writes y[j·16 : j·16+16] = (Σ_{kh,kw} xp[kh·wp + j + kw]·w[(kh·3+kw)·16 :]) + bias
 // for the n pixels j of one output row, then max(·, +0) with relu.
 TEXT ·cpuConv1ForwardAVX512(SB), NOSPLIT, $0-49
 	MOVQ y+0(FP), DI
@@ -305,10 +306,10 @@ TEXT ·cpuConv1ForwardAVX512(SB), NOSPLIT, $0-49
 c1f_loop4:
 	CMPQ CX, $4
 	JLT c1f_tail
-	VMOVAPS Z9, Z11
-	VMOVAPS Z9, Z12
-	VMOVAPS Z9, Z13
-	VMOVAPS Z9, Z14
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
 	VFMADD231PS.BCST 0(SI), Z0, Z11
 	VFMADD231PS.BCST 4(SI), Z0, Z12
 	VFMADD231PS.BCST 8(SI), Z0, Z13
@@ -345,6 +346,10 @@ c1f_loop4:
 	VFMADD231PS.BCST 12(R10), Z8, Z12
 	VFMADD231PS.BCST 16(R10), Z8, Z13
 	VFMADD231PS.BCST 20(R10), Z8, Z14
+	VADDPS Z9, Z11, Z11
+	VADDPS Z9, Z12, Z12
+	VADDPS Z9, Z13, Z13
+	VADDPS Z9, Z14, Z14
 	TESTQ DX, DX
 	JZ c1f_store4
 	VMAXPS Z10, Z11, Z11
@@ -365,7 +370,7 @@ c1f_store4:
 c1f_tail:
 	TESTQ CX, CX
 	JZ c1f_done
-	VMOVAPS Z9, Z11
+	VPXORD Z11, Z11, Z11
 	VFMADD231PS.BCST 0(SI), Z0, Z11
 	VFMADD231PS.BCST 4(SI), Z1, Z11
 	VFMADD231PS.BCST 8(SI), Z2, Z11
@@ -375,6 +380,7 @@ c1f_tail:
 	VFMADD231PS.BCST 0(R10), Z6, Z11
 	VFMADD231PS.BCST 4(R10), Z7, Z11
 	VFMADD231PS.BCST 8(R10), Z8, Z11
+	VADDPS Z9, Z11, Z11
 	TESTQ DX, DX
 	JZ c1f_store1
 	VMAXPS Z10, Z11, Z11
@@ -392,7 +398,7 @@ c1f_done:
 
 // func cpuConv1FilterAVX512(dw, db, xp *float32, wp int, dy *float32, n int)
 // adds, for the n pixels j of one output row in order, xp[kh·wp + j + kw]·
-// dy[j·16 :] to dw[(kh·3+kw)·16 :] and dy[j·16 :] to db.
+// dy[j·16 :] to dw[(kh·3+kw)·16 :] (an FMA) and dy[j·16 :] to db (an add).
 TEXT ·cpuConv1FilterAVX512(SB), NOSPLIT, $0-48
 	MOVQ dw+0(FP), AX
 	MOVQ db+8(FP), BX

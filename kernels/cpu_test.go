@@ -54,11 +54,18 @@ func cpuRandom(rng *rand.Rand, n int) []float32 {
 }
 
 // cpuResults runs every primitive whose work is split across threads and
-// returns each output by name.
+// returns a copy of each output by name (copies: some buffers are reused by
+// the next primitive).
 func cpuResults(threads int) map[string][]float32 {
 	c := kernels.NewCPU(threads)
 	defer c.Close()
 	out := map[string][]float32{}
+	keep := func(name string, s []float32) {
+		if _, dup := out[name]; dup {
+			panic("cpuResults: two outputs named " + name)
+		}
+		out[name] = slices.Clone(s)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for gi, g := range cpuDeterminismGeoms {
 		x, w, bias := cpuRandom(rng, g.InLen()), cpuRandom(rng, g.FilterLen()), cpuRandom(rng, g.OC)
@@ -71,7 +78,7 @@ func cpuResults(threads int) map[string][]float32 {
 		c.ConvBackwardData(g, dy, w, dx)
 		c.ConvBackwardFilter(g, x, dy, dw, db)
 		for name, s := range map[string][]float32{"y": y, "yReLU": yReLU, "dx": dx, "dw": dw, "db": db} {
-			out[fmt.Sprintf("conv%d %+v %s", gi, g, name)] = s
+			keep(fmt.Sprintf("conv%d %+v %s", gi, g, name), s)
 		}
 	}
 
@@ -80,7 +87,10 @@ func cpuResults(threads int) map[string][]float32 {
 	y, dx, dw, db := make([]float32, n*outF), make([]float32, n*in), make([]float32, in*outF), make([]float32, outF)
 	c.AffineForward(n, in, outF, x, w, bias, y)
 	c.AffineBackward(n, in, outF, x, w, dy, dx, dw, db)
-	out["affine y"], out["affine dx"], out["affine dw"], out["affine db"] = y, dx, dw, db
+	keep("affine y", y)
+	keep("affine dx", dx)
+	keep("affine dw", dw)
+	keep("affine db", db)
 
 	for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
 		const m, nn, k = 150, 90, 130
@@ -94,7 +104,7 @@ func cpuResults(threads int) map[string][]float32 {
 			ldb = k
 		}
 		c.Gemm(tr[0], tr[1], m, nn, k, 0.5, a, lda, b, ldb, 0.25, cc, nn)
-		out[fmt.Sprintf("gemm %v", tr)] = cc
+		keep(fmt.Sprintf("gemm %v", tr), cc)
 	}
 
 	pg := kernels.PoolGeom{N: 57, H: 14, W: 14, C: 32, Size: 3, Stride: 2, Pad: 1}
@@ -102,12 +112,25 @@ func cpuResults(threads int) map[string][]float32 {
 	py, pdx := make([]float32, pg.OutLen()), make([]float32, pg.InLen())
 	arg := make([]int32, pg.OutLen())
 	c.MaxPoolForward(pg, px, py, arg)
+	keep("maxpool y", py)
+	keep("maxpool argmax", cpuIndexBits(arg))
 	c.MaxPoolBackward(pg, pdy, arg, pdx)
-	out["maxpool y"], out["maxpool dx"] = py, slices.Clone(pdx)
+	keep("maxpool dx", pdx)
 	c.AvgPoolForward(pg, px, py)
+	keep("avgpool y", py)
 	c.AvgPoolBackward(pg, pdy, pdx)
-	out["avgpool y"], out["avgpool dx"] = py, pdx
+	keep("avgpool dx", pdx)
 	return out
+}
+
+// cpuIndexBits carries indices as the bits of float32s, for comparison
+// with the other outputs.
+func cpuIndexBits(idx []int32) []float32 {
+	s := make([]float32, len(idx))
+	for i, v := range idx {
+		s[i] = math.Float32frombits(uint32(v))
+	}
+	return s
 }
 
 // TestCPUConvMatchesReference checks, against the float64 reference,
@@ -187,13 +210,21 @@ func cpuWiden(s []float32) []float64 {
 	return w
 }
 
-// TestCPUDeterministic checks that every thread count gives the same bits.
+// TestCPUDeterministic checks that every thread count gives the same bits
+// for every output cpuResults saves.
 func TestCPUDeterministic(t *testing.T) {
 	want := cpuResults(cpuThreadCounts[0])
 	for _, threads := range cpuThreadCounts[1:] {
 		got := cpuResults(threads)
+		if len(got) != len(want) {
+			t.Fatalf("%d threads: %d outputs, %d threads gave %d", threads, len(got), cpuThreadCounts[0], len(want))
+		}
 		for name, w := range want {
 			g := got[name]
+			if len(g) != len(w) {
+				t.Errorf("%d threads: %s has %d elements, want %d", threads, name, len(g), len(w))
+				continue
+			}
 			for i := range w {
 				if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
 					t.Errorf("%d threads: %s: element %d is %v, %d threads gave %v", threads, name, i, g[i], cpuThreadCounts[0], w[i])

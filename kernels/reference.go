@@ -1,7 +1,5 @@
 package kernels
 
-import "math"
-
 // Reference is the backend written the obvious way: every primitive is the
 // loop nest of its definition, with no blocking, no im2col inside the
 // convolutions and no concurrency. It is slow on purpose; it exists so that
@@ -147,7 +145,7 @@ func (*Reference[T]) ReLUBackward(y, dy, dx []T) {
 func (*Reference[T]) SigmoidForward(x, y []T) {
 	y = y[:len(x)]
 	for i, v := range x {
-		y[i] = T(1 / (1 + math.Exp(-float64(v))))
+		y[i] = T(1 / (1 + expPortable(-float64(v))))
 	}
 }
 

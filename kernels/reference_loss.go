@@ -1,11 +1,9 @@
 package kernels
 
-import "math"
-
 // logProbFloor is log 1e-7: the book's cross_entropy_error adds 1e-7 inside
 // the log to avoid log 0; clamping the log-probability there gives the same
 // protection without perturbing the loss of confident, correct predictions.
-var logProbFloor = math.Log(1e-7)
+var logProbFloor = logPortable(1e-7)
 
 // SoftmaxCrossEntropy computes, row by row in float64, p = exp(x − max x) /
 // Σ exp(x − max x), dlogits = (p − onehot(label))·scale and the loss
@@ -28,17 +26,17 @@ func (*Reference[T]) SoftmaxCrossEntropy(n, classes int, logits []T, labels []in
 		maxLogit := float64(row[top])
 		var sum float64
 		for _, v := range row {
-			sum += math.Exp(float64(v) - maxLogit)
+			sum += expPortable(float64(v) - maxLogit)
 		}
 		for j, v := range row {
-			p := math.Exp(float64(v)-maxLogit) / sum
+			p := expPortable(float64(v)-maxLogit) / sum
 			probs[i*classes+j] = T(p)
 			if j == label {
 				p--
 			}
 			dlogits[i*classes+j] = T(p * float64(scale))
 		}
-		logProb := float64(row[label]) - maxLogit - math.Log(sum)
+		logProb := float64(row[label]) - maxLogit - logPortable(sum)
 		lossSum -= max(logProb, logProbFloor)
 	}
 	return lossSum, correct
@@ -90,11 +88,11 @@ func (*Reference[T]) LRNForward(p LRNParams, x, y, scale []T) {
 			lo, hi := lrnWindow(p, c)
 			var sq float64
 			for i := lo; i <= hi; i++ {
-				sq += float64(px[i]) * float64(px[i])
+				sq += float64(float64(px[i]) * float64(px[i]))
 			}
-			s := p.K + p.Alpha/float64(p.Size)*sq
+			s := p.K + float64(p.Alpha/float64(p.Size)*sq)
 			scale[r*p.C+c] = T(s)
-			y[r*p.C+c] = T(float64(px[c]) * math.Pow(s, -p.Beta))
+			y[r*p.C+c] = T(float64(px[c]) * powPortable(s, -p.Beta))
 		}
 	}
 }
@@ -118,7 +116,7 @@ func (*Reference[T]) LRNBackward(p LRNParams, x, y, scale, dy, dx []T) {
 				sum += float64(dy[base+c]) * float64(y[base+c]) / float64(scale[base+c])
 			}
 			s := float64(scale[base+j])
-			dx[base+j] = T(float64(dy[base+j])*math.Pow(s, -p.Beta) - coef*float64(x[base+j])*sum)
+			dx[base+j] = T(float64(float64(dy[base+j])*powPortable(s, -p.Beta)) - float64(coef*float64(x[base+j])*sum))
 		}
 	}
 }
