@@ -1,10 +1,10 @@
 package coordinator
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -185,8 +185,9 @@ func (d *driver) run() {
 // when it has none (the job starts over).
 //
 // The files in the job's folder come first, newest step first: persist
-// writes a file before it records it in etcd, so a leader that died between
-// the two left a newer checkpoint on the shared disk than etcd knows of. A
+// writes a file (and pushes it to the standbys) before it records it in
+// etcd, so a leader that died between the two left a newer checkpoint on
+// this disk than etcd knows of. A
 // file that cannot be read (truncated, corrupt, of another job) is reported
 // and the next older one is tried, so one bad file loses at most one
 // checkpoint interval. Files are named by step and a step's checkpoint is
@@ -500,8 +501,9 @@ func (d *driver) evalDone(ef EvalDone) {
 	d.writeStatus(true)
 }
 
-// persist writes a checkpoint durably, then records it in etcd: a
-// recorded checkpoint is always on disk.
+// persist writes a checkpoint durably, pushes it to the standbys, then
+// records it in etcd: a recorded checkpoint is always on disk, and on every
+// standby in sync.
 func (d *driver) persist(c *model.Checkpoint) error {
 	dir := d.s.jobDir(d.id)
 	path := filepath.Join(dir, checkpointFileName(c.Step))
@@ -512,6 +514,9 @@ func (d *driver) persist(c *model.Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	// Replication: the standbys store the checkpoint before it is recorded
+	// as the job's latest, so a new leader has it on its own disk.
+	d.replicate(path, size, sum, fmt.Sprintf("the checkpoint at step %d", c.Step))
 	params := c.ParamsSHA256()
 	d.lastCkpt = c
 	now := time.Now().UTC()
@@ -539,31 +544,23 @@ func (d *driver) persist(c *model.Checkpoint) error {
 	return nil
 }
 
-// writeModel exports the final model next to the checkpoint; a failure is
-// reported but does not fail the trained job (DownloadModel exports again).
+// writeModel exports the final model next to the checkpoint, atomically,
+// and pushes it to the standbys; a failure is reported but does not fail
+// the trained job (DownloadModel exports again).
 func (d *driver) writeModel() {
 	if d.lastCkpt == nil {
 		return
 	}
 	path := filepath.Join(d.s.jobDir(d.id), modelFileName)
-	err := func() error {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriter(f)
-		if err := model.ExportONNX(w, d.lastCkpt.Spec, d.lastCkpt.Params, model.ONNXOptions{ProducerVersion: d.s.cfg.Version}); err != nil {
-			f.Close()
-			return err
-		}
-		if err := w.Flush(); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
-	}()
+	err := writeFileAtomic(path, func(w io.Writer) error {
+		return model.ExportONNX(w, d.lastCkpt.Spec, d.lastCkpt.Params, model.ONNXOptions{ProducerVersion: d.s.cfg.Version})
+	})
 	if err != nil {
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("write the final model: %v", err))
+		return
+	}
+	if size, sum, err := hashFile(path); err == nil {
+		d.replicate(path, size, sum, "the final model")
 	}
 }
 

@@ -44,9 +44,11 @@ type ServerConfig struct {
 	Etcd *clientv3.Client
 	// Prefix is the etcd key prefix (default cluster.DefaultPrefix).
 	Prefix string
-	// DataDir holds the jobs' checkpoints and models, in jobs/<id>/. A
-	// standby coordinator resumes a job from its checkpoint when it shares
-	// this folder.
+	// DataDir holds the jobs' checkpoints and models, in jobs/<id>/. Each
+	// coordinator may have its own: the leader pushes every checkpoint and
+	// model to the standbys' folders (Replication), so that a standby that
+	// takes over resumes from the latest checkpoint. Coordinators may also
+	// share one folder.
 	DataDir string
 	// MNISTDir is the folder of the MNIST files the coordinator serves to
 	// workers and sizes jobs by (see dataset.Locate; empty searches).
@@ -76,6 +78,9 @@ type ServerConfig struct {
 	StatusInterval time.Duration
 	// Engine tunes the training engine of every job.
 	Engine EngineConfig
+	// Replication says how the leader's checkpoints and models reach the
+	// standby coordinators' own data folders (see replication.go).
+	Replication ReplicationConfig
 
 	// Credentials secure the gRPC server (TLS from secure.Server.Load or
 	// secure.ServerTLS). Nil serves plaintext, which Serve allows only on
@@ -111,14 +116,16 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = time.Second
 	}
+	c.Replication = c.Replication.withDefaults()
 	return c
 }
 
-// Server is a coordinator: it serves JobService, WorkerService and
-// ClusterService, gRPC health and reflection on one listener, campaigns for
-// leadership in etcd and, while it leads, runs the queued jobs one at a time
-// (oldest first) with the workers that join it. A follower answers
-// UNAVAILABLE naming the leader.
+// Server is a coordinator: it serves JobService, WorkerService,
+// ClusterService and ReplicationService, gRPC health and reflection on one
+// listener, campaigns for leadership in etcd and, while it leads, runs the
+// queued jobs one at a time (oldest first) with the workers that join it
+// and pushes their checkpoints to the standbys. A follower answers
+// UNAVAILABLE naming the leader, and stores what the leader pushes.
 type Server struct {
 	dpcnnv1.UnimplementedJobServiceServer
 	dpcnnv1.UnimplementedWorkerServiceServer
@@ -215,6 +222,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	dpcnnv1.RegisterJobServiceServer(s.grpc, s)
 	dpcnnv1.RegisterWorkerServiceServer(s.grpc, s)
 	dpcnnv1.RegisterClusterServiceServer(s.grpc, s)
+	replicas, err := newReplicaReceiver(s)
+	if err != nil {
+		return nil, err
+	}
+	dpcnnv1.RegisterReplicationServiceServer(s.grpc, replicas)
 	s.health = health.NewServer()
 	s.setServiceHealth(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -223,14 +235,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 }
 
 // requirement says what a call must prove: nothing for health checks
-// (probes), a client certificate for the workers' service, a certificate or
-// a token to ask where the leader is (workers and cnnctl both ask), and
-// cnnctl's token for the rest, reflection included.
+// (probes), a client certificate for the workers' service and for the
+// coordinators' replication (whose handler also checks that it is a
+// coordinator's), a certificate or a token to ask where the leader is
+// (workers and cnnctl both ask), and cnnctl's token for the rest,
+// reflection included.
 func requirement(method string) secure.Requirement {
 	switch {
 	case strings.HasPrefix(method, "/"+healthpb.Health_ServiceDesc.ServiceName+"/"):
 		return secure.Open
-	case strings.HasPrefix(method, "/"+dpcnnv1.WorkerService_ServiceDesc.ServiceName+"/"):
+	case strings.HasPrefix(method, "/"+dpcnnv1.WorkerService_ServiceDesc.ServiceName+"/"),
+		strings.HasPrefix(method, "/"+dpcnnv1.ReplicationService_ServiceDesc.ServiceName+"/"):
 		return secure.ClientCert
 	case method == dpcnnv1.ClusterService_Leader_FullMethodName:
 		return secure.AnyCredential
@@ -254,6 +269,7 @@ func (s *Server) setServiceHealth(leading bool) {
 	s.health.SetServingStatus(dpcnnv1.JobService_ServiceDesc.ServiceName, st)
 	s.health.SetServingStatus(dpcnnv1.WorkerService_ServiceDesc.ServiceName, st)
 	s.health.SetServingStatus(dpcnnv1.ClusterService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(dpcnnv1.ReplicationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
 
 // Serve serves on lis and takes part in the leader election until ctx

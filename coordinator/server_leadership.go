@@ -30,6 +30,7 @@ type leadership struct {
 	term     int64
 	since    time.Time
 	wake     chan struct{} // nudges the scheduler: a job was queued or ended
+	replicas *replicator   // pushes checkpoints to the standbys; nil when disabled
 }
 
 // guard is the etcd comparison that holds while this term lasts: every
@@ -182,8 +183,12 @@ func (s *Server) leadTerm(ctx context.Context, sess *concurrency.Session, electi
 		}
 		return
 	}
+	s.ownCheckpointPaths(jobs)
 	lctx, cancel := context.WithCancel(ctx)
 	l := &leadership{ctx: lctx, cancel: cancel, election: election, term: election.Rev(), since: time.Now(), wake: make(chan struct{}, 1)}
+	if !s.cfg.Replication.Disabled {
+		l.replicas = newReplicator(s, lctx)
+	}
 	s.mu.Lock()
 	s.lead = l
 	s.jobs = jobs
@@ -196,6 +201,7 @@ func (s *Server) leadTerm(ctx context.Context, sess *concurrency.Session, electi
 	wg.Go(func() { s.schedule(l) })
 	wg.Go(func() { s.monitorHeartbeats(l) })
 	wg.Go(func() { s.holdLease(l, sess.Lease()) })
+	wg.Go(l.replicas.run)
 	<-lctx.Done()
 	// Callers hear at once that this coordinator no longer leads, while
 	// the term's work winds down.
