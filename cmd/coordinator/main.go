@@ -10,7 +10,9 @@
 //
 // It serves mutual TLS (workers present client certificates, cnnctl a
 // bearer token from --token-file) and dials etcd over TLS; plaintext needs
-// --insecure and is allowed on loopback addresses only.
+// --insecure and is allowed on loopback addresses only. While it leads it
+// pushes every checkpoint and model to the standbys' own --data-dir
+// (--replicate), so that no shared volume is needed for a failover.
 package main
 
 import (
@@ -24,8 +26,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -63,6 +67,14 @@ type config struct {
 	etcdTLS  secure.Files // etcd's CA and this client's certificate; default tls
 	token    string       // file of cnnctl's bearer tokens
 	insecure bool         // plaintext allowed where no TLS is configured, on loopback
+
+	// replicate pushes the leader's checkpoints and models to the standbys
+	// over gRPC (tls's certificate is the client certificate; serverName
+	// the name in the others' certificate, when they are dialed by IP),
+	// waiting at most replicationTimeout for each.
+	replicate          bool
+	replicationTimeout time.Duration
+	serverName         string
 }
 
 // run parses args, serves until ctx ends, then drains: the running job
@@ -109,12 +121,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Warn("no --token-file: job and cluster calls need a client certificate, and any certificate the CA signed (a worker's too) may make them")
 	}
 
+	// The other coordinators are dialed with this one's certificate, which
+	// is also a client certificate, and recognised by it when they push.
+	replication := coordinator.ReplicationConfig{Disabled: !cfg.replicate, Timeout: cfg.replicationTimeout}
+	if creds != nil {
+		if replication.ClientTLS, err = secure.ClientTLS(cfg.tls, cfg.serverName); err != nil {
+			return fmt.Errorf("replication: %w", err)
+		}
+	}
+
 	backend := kernels.NewCPU(cfg.threads)
 	defer backend.Close()
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		ID: cfg.id, Advertise: cfg.advertise, Etcd: cli, Prefix: cfg.prefix,
 		DataDir: cfg.dataDir, MNISTDir: cfg.mnistDir, Logger: logger, Backend: backend, Version: version,
-		Credentials: creds, Tokens: tokens,
+		Credentials: creds, Tokens: tokens, Replication: replication,
 	})
 	if err != nil {
 		return err
@@ -168,7 +189,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.advertise, "advertise", env("DPCNN_ADVERTISE", ""), "address clients and workers dial, when not the listen address (DPCNN_ADVERTISE)")
 	fs.StringVar(&cfg.etcd, "etcd", env("DPCNN_ETCD_ENDPOINTS", ""), "etcd endpoints, comma-separated (DPCNN_ETCD_ENDPOINTS)")
 	fs.StringVar(&cfg.prefix, "etcd-prefix", env("DPCNN_ETCD_PREFIX", cluster.DefaultPrefix), "etcd key prefix (DPCNN_ETCD_PREFIX)")
-	fs.StringVar(&cfg.dataDir, "data-dir", env("DPCNN_DATA_DIR", "dpcnn-data"), "folder for checkpoints and models; share it between coordinators so a standby resumes jobs (DPCNN_DATA_DIR)")
+	fs.StringVar(&cfg.dataDir, "data-dir", env("DPCNN_DATA_DIR", "dpcnn-data"), "folder for checkpoints and models, this coordinator's own: the leader pushes them to the standbys' (--replicate), or one shared by the coordinators (DPCNN_DATA_DIR)")
 	fs.StringVar(&cfg.mnistDir, "mnist", env("DPCNN_MNIST_DIR", ""), "folder of the MNIST files served to workers; empty fetches them through the Go module proxy (DPCNN_MNIST_DIR)")
 	fs.StringVar(&cfg.id, "id", env("DPCNN_ID", defaultID), "this coordinator's id (DPCNN_ID)")
 	fs.IntVar(&cfg.threads, "threads", 0, "threads applying optimizer updates; 0 uses every core")
@@ -180,6 +201,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.etcdTLS.CA, "etcd-ca", env("DPCNN_ETCD_CA", ""), "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too (DPCNN_ETCD_CA)")
 	fs.StringVar(&cfg.etcdTLS.Cert, "etcd-cert", env("DPCNN_ETCD_CERT", ""), "client certificate presented to etcd (DPCNN_ETCD_CERT)")
 	fs.StringVar(&cfg.etcdTLS.Key, "etcd-key", env("DPCNN_ETCD_KEY", ""), "the key of --etcd-cert (DPCNN_ETCD_KEY)")
+	fs.StringVar(&cfg.serverName, "tls-server-name", env("DPCNN_TLS_SERVER_NAME", ""), "name in the other coordinators' certificate, when they are dialed by IP (Kubernetes) to push checkpoints (DPCNN_TLS_SERVER_NAME)")
+	replicate, err := boolEnv("DPCNN_REPLICATE", true)
+	if err != nil {
+		return config{}, err
+	}
+	fs.BoolVar(&cfg.replicate, "replicate", replicate, "when leading, push every checkpoint and model to the standby coordinators' data folders and wait for them (up to --replication-timeout) before recording it; false where the coordinators share --data-dir (DPCNN_REPLICATE)")
+	timeout, err := durationEnv("DPCNN_REPLICATION_TIMEOUT", 10*time.Second)
+	if err != nil {
+		return config{}, err
+	}
+	fs.DurationVar(&cfg.replicationTimeout, "replication-timeout", timeout, "how long the leader waits for each standby to store a checkpoint before it goes on without it (DPCNN_REPLICATION_TIMEOUT)")
 	insecure, err := secure.InsecureFromEnv(os.Getenv)
 	if err != nil {
 		return config{}, err
@@ -192,6 +224,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	if cfg.replicationTimeout <= 0 {
+		return config{}, fmt.Errorf("--replication-timeout %s: want a positive duration", cfg.replicationTimeout)
+	}
 	if cfg.dataDir != "" {
 		abs, err := filepath.Abs(cfg.dataDir)
 		if err != nil {
@@ -200,6 +235,32 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		cfg.dataDir = abs
 	}
 	return cfg, nil
+}
+
+// boolEnv reads a boolean environment variable (1, true, 0, false, ...).
+func boolEnv(name string, fallback bool) (bool, error) {
+	v := env(name, "")
+	if v == "" {
+		return fallback, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", name, v)
+	}
+	return b, nil
+}
+
+// durationEnv reads a Go duration ("10s") from the environment.
+func durationEnv(name string, fallback time.Duration) (time.Duration, error) {
+	v := env(name, "")
+	if v == "" {
+		return fallback, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 10s", name, v)
+	}
+	return d, nil
 }
 
 func env(name, fallback string) string {
