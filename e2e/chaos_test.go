@@ -266,7 +266,41 @@ func TestChaos(t *testing.T) {
 		"longest wait for a step after a worker died: %s, after one froze: %s; the new leader applied its first step %s after the old one died",
 		p.GetImagesReissued(), resumedFrom+1, leaderKillSeen, resumedFrom, p.GetStepsRedone(),
 		workerRecovery.Round(time.Millisecond), frozenRecovery.Round(time.Millisecond), leaderRecovery.Round(time.Millisecond))
+
+	// The README's targets (Recovery times).
+	interval := int64(spec.TrainLimit/spec.Batch) * int64(spec.CheckpointEvery)
+	if redoneSeen > interval || p.GetStepsRedone() > redoneSeen {
+		t.Errorf("steps redone: %d seen, %d reported; want at most one checkpoint interval, %d steps, and the report a lower bound (replay: %s)",
+			redoneSeen, p.GetStepsRedone(), interval, replay)
+	}
+	for _, r := range []struct {
+		what         string
+		took, target time.Duration
+		happened     bool
+	}{
+		{"a worker was SIGKILLed", workerRecovery, workerRecoveryTarget, actions > 0},
+		{"a worker was frozen (SIGSTOP)", frozenRecovery, workerRecoveryTarget, frozenRecovery > 0},
+		{"the leader was SIGKILLed", leaderRecovery, leaderRecoveryTarget, leaderKilled},
+	} {
+		switch {
+		case !r.happened || r.took == 0:
+			t.Errorf("no step was measured after %s (replay: %s)", r.what, replay)
+		case r.took > r.target:
+			t.Errorf("after %s the next step took %s, more than the target %s (replay: %s)", r.what, r.took.Round(time.Millisecond), r.target, replay)
+		}
+	}
 }
+
+// The recovery targets the README states and TestChaos asserts: after a
+// worker dies or hangs, the next step is applied within the deadline (2 s
+// at least: job.Spec.Deadline) and one second more for the engine's tick,
+// the micro-batches recomputed and the step applied; after the leader
+// dies, within 10 s (the 5 s lease, an election, a checkpoint load and the
+// workers rejoining).
+const (
+	workerRecoveryTarget = 3 * time.Second
+	leaderRecoveryTarget = 10 * time.Second
+)
 
 // currentLeader waits for a leader other than the one whose election key
 // is notKey and returns it.
