@@ -136,3 +136,8 @@ func cpuShortSlice(what string, have, need int) string {
 func cpuBadLabel(row, label, classes int) string {
 	return fmt.Sprintf("kernels: cpu: row %d: label %d outside [0, %d)", row, label, classes)
 }
+
+// CPUKernelPath names the kernels the CPU backend runs on this processor
+// and build: "avx512" (with the conv1 kernels), "avx2" (AVX2 and FMA) or
+// "go" (plain Go). Every path gives the same bits; the name is for reports.
+func CPUKernelPath() string { return sgemmBest.name }
