@@ -53,6 +53,10 @@ type ServerConfig struct {
 	// MNISTDir is the folder of the MNIST files the coordinator serves to
 	// workers and sizes jobs by (see dataset.Locate; empty searches).
 	MNISTDir string
+	// Train and Test, when both are set, are the MNIST sets already read
+	// from MNISTDir, so that a process running several coordinators (a
+	// test) reads and decompresses them once; nil reads them.
+	Train, Test *dataset.Set
 	// Logger receives the coordinator's logs (default: none).
 	Logger *slog.Logger
 	// Backend applies the optimizer updates; nil makes a CPU backend with
@@ -177,9 +181,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: server: %w", err)
 	}
-	train, test, err := dataset.LoadMNIST(dir)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: server: %w", err)
+	train, test := cfg.Train, cfg.Test
+	if train == nil || test == nil {
+		if train, test, err = dataset.LoadMNIST(dir); err != nil {
+			return nil, fmt.Errorf("coordinator: server: %w", err)
+		}
 	}
 	files, err := worker.LocalDatasetFiles(dir)
 	if err != nil {

@@ -79,8 +79,9 @@ type testCoordinator struct {
 // when the test ends, or earlier by stop.
 func startCoordinator(t *testing.T, cli *clientv3.Client, id, dataDir string) *testCoordinator {
 	t.Helper()
+	train, test := loadMNIST(t)
 	srv, err := NewServer(ServerConfig{
-		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir,
+		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir, Train: train, Test: test,
 		SessionTTL: time.Second, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
 		StatusInterval: 100 * time.Millisecond, Backend: kernels.NewCPU(1),
 	})
