@@ -32,6 +32,9 @@ type benchTrainOptions struct {
 // medians over the rounds, and every round, so that noise shows.
 type benchTrainResult struct {
 	Backend string `json:"backend"`
+	// Kernels names the CPU backend's kernel path (avx512, avx2 or go:
+	// the same bits, different speeds); empty on other backends.
+	Kernels string `json:"kernels,omitempty"`
 	Net     string `json:"net"`
 	Batch   int    `json:"batch"`
 	Threads int    `json:"threads"`
@@ -76,8 +79,12 @@ figure is the compute alone. Plain lines by default, one JSON object with --json
 				enc.SetIndent("", "  ")
 				return enc.Encode(res)
 			}
-			fmt.Fprintf(e.stdout, "%s net, batch %d, %s backend, %d threads: median train %.0f images/s, inference %.0f images/s (%d rounds of %d steps)\n",
-				res.Net, res.Batch, res.Backend, res.Threads, res.TrainImagesPerSec, res.InferImagesPerSec, res.Repeat, res.Steps)
+			kernels := ""
+			if res.Kernels != "" {
+				kernels = ", " + res.Kernels + " kernels"
+			}
+			fmt.Fprintf(e.stdout, "%s net, batch %d, %s backend, %d threads: median train %.0f images/s, inference %.0f images/s (%d rounds of %d steps%s)\n",
+				res.Net, res.Batch, res.Backend, res.Threads, res.TrainImagesPerSec, res.InferImagesPerSec, res.Repeat, res.Steps, kernels)
 			return nil
 		},
 	}
@@ -112,9 +119,9 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 		return benchTrainResult{}, err
 	}
 	defer backends.Close(b)
-	threads := 1
+	threads, kernelPath := 1, ""
 	if c, ok := b.(*kernels.CPU); ok {
-		threads = c.Threads()
+		threads, kernelPath = c.Threads(), kernels.CPUKernelPath()
 	}
 	net, err := model.New(spec, b, o.batch)
 	if err != nil {
@@ -148,7 +155,7 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 		infer()
 	}
 
-	res := benchTrainResult{Backend: b.Name(), Net: o.net, Batch: o.batch, Threads: threads, Steps: o.steps, Repeat: o.repeat}
+	res := benchTrainResult{Backend: b.Name(), Kernels: kernelPath, Net: o.net, Batch: o.batch, Threads: threads, Steps: o.steps, Repeat: o.repeat}
 	var ratios []float64
 	images := float64(o.batch * o.steps)
 	for r := range o.repeat {
