@@ -12,6 +12,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	keyspace "github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/model"
@@ -483,10 +485,13 @@ func (d *driver) stepApplied(ef StepApplied) {
 
 func (d *driver) evalDone(ef EvalDone) {
 	ev := &dpcnnv1.Evaluation{Epoch: ef.Epoch, GlobalStep: ef.Version, TestAccuracy: ef.Accuracy, Correct: int64(ef.Correct), Samples: int64(ef.Total)}
-	p := d.held
-	d.held = nil
-	if p == nil {
-		p = &dpcnnv1.JobProgress{GlobalStep: ef.Version, TotalSteps: d.total}
+	p := &dpcnnv1.JobProgress{GlobalStep: ef.Version, TotalSteps: d.total}
+	if d.held != nil {
+		// The held report is already the job's latest progress, which
+		// GetJob and ListJobs read (and marshal) under Server.mu: change
+		// a copy, never the message they may be sending.
+		p = proto.Clone(d.held).(*dpcnnv1.JobProgress)
+		d.held = nil
 	}
 	p.Evaluation = ev
 	d.s.mu.Lock()

@@ -183,7 +183,7 @@ func startFuzzCoordinator(f *testing.F) *rpcFuzzHarness {
 	train, test := loadMNIST(f)
 	srv, err := NewServer(ServerConfig{
 		ID: "fuzz", Etcd: cli, Prefix: "/fuzz/", DataDir: f.TempDir(), Train: train, Test: test,
-		SessionTTL: time.Second, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		SessionTTL: testSessionTTL(), HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
 		TickInterval: 50 * time.Millisecond, StatusInterval: 100 * time.Millisecond, Backend: backend,
 		Credentials: creds, Tokens: tokens,
 	})

@@ -82,7 +82,7 @@ func startCoordinator(t *testing.T, cli *clientv3.Client, id, dataDir string) *t
 	train, test := loadMNIST(t)
 	srv, err := NewServer(ServerConfig{
 		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir, Train: train, Test: test,
-		SessionTTL: time.Second, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
+		SessionTTL: testSessionTTL(), HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
 		StatusInterval: 100 * time.Millisecond, Backend: kernels.NewCPU(1),
 	})
 	if err != nil {
@@ -810,4 +810,15 @@ func TestServerFollower(t *testing.T) {
 	if resp, err := cli.Get(ctx, keyspace.CoordinatorKey("/test/", "c1")); err != nil || len(resp.Kvs) != 0 {
 		t.Fatalf("the stopped coordinator is still announced: %v, %v", resp, err)
 	}
+}
+
+// testSessionTTL is the coordinators' leadership lease in tests: short,
+// so failovers are quick, but long enough under -race that an embedded
+// etcd slowed by the detector still answers a refresh within TTL/2 and the
+// leader does not step down (the lease fence) in the middle of a test.
+func testSessionTTL() time.Duration {
+	if raceDetector {
+		return 5 * time.Second
+	}
+	return time.Second
 }
