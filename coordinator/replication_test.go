@@ -91,9 +91,10 @@ func startTLSCoordinator(t *testing.T, cli *clientv3.Client, pki testPKI, id, da
 	if err != nil {
 		t.Fatal(err)
 	}
+	train, test := loadMNIST(t)
 	srv, err := NewServer(ServerConfig{
-		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir,
-		SessionTTL: time.Second, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
+		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir, Train: train, Test: test,
+		SessionTTL: testSessionTTL(), HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
 		StatusInterval: 100 * time.Millisecond, Backend: kernels.NewCPU(1),
 		Credentials: credentials.NewTLS(server),
 		Replication: ReplicationConfig{Timeout: timeout, ClientTLS: pki.coordinatorTLS(t)},
@@ -226,7 +227,9 @@ func trainedCheckpoints(t *testing.T, spec job.Spec) map[int64][]byte {
 	return out
 }
 
-// folder lists the names in a job's folder with each file's SHA-256.
+// folder lists the files in a job's folder, temporary ones included, with
+// each one's SHA-256; a file that vanishes while it is read (a temporary
+// file renamed) is left out.
 func folder(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -236,6 +239,9 @@ func folder(t *testing.T, dir string) map[string]string {
 	out := map[string]string{}
 	for _, e := range entries {
 		_, sum, err := hashFile(filepath.Join(dir, e.Name()))
+		if notExist(err) {
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
