@@ -434,6 +434,9 @@ func (d *driver) replicate(path string, size int64, sum, what string) {
 		}
 		return
 	}
+	if r.ctx.Err() != nil {
+		return // the term ended: the pushes were cut short on purpose
+	}
 	ids := make([]string, 0, len(out.failed))
 	for id := range out.failed {
 		ids = append(ids, id)
