@@ -138,6 +138,7 @@ func cpuBadLabel(row, label, classes int) string {
 }
 
 // CPUKernelPath names the kernels the CPU backend runs on this processor
-// and build: "avx512" (with the conv1 kernels), "avx2" (AVX2 and FMA) or
-// "go" (plain Go). Every path gives the same bits; the name is for reports.
+// and build: "avx512" (with the conv1 kernels), "avx2" (AVX2 and FMA),
+// "neon" (arm64) or "go" (plain Go). Every path gives the same bits; the
+// name is for reports.
 func CPUKernelPath() string { return sgemmBest.name }

@@ -28,6 +28,25 @@
 // starts from, so the caller chooses between a mean (scale 1/N) and a sum
 // (scale 1) — the distributed trainer sums micro-batches and divides once.
 //
+// # Same bits on every processor
+//
+// The CPU backend picks its kernels by the processor's features
+// (golang.org/x/sys/cpu): AVX-512, AVX2 with FMA, NEON on arm64, or plain Go
+// (also every build with -tags noasm). They give bit-identical results, so
+// workers of any generation or architecture can share a job: every sum of
+// products is one chain of single-precision fused multiply-adds in an order
+// fixed by the shapes alone (see sgemmMicroGo), which the Go loops compute
+// exactly (fma32: the FMADDS instruction on arm64, an exact emulation
+// elsewhere); every choice that could change an order (block sizes, k
+// blocks, which kernel handles a layer) depends only on the shapes or is
+// proved not to change bits; the float64 kernels (softmax, sigmoid, LRN,
+// optimizers) use exp, log and pow written to give the same bits everywhere
+// (mathfn.go) and round every product that feeds a sum, so that no compiler
+// fuses it. TestCPUPathsAgree compares the paths a processor has, primitive
+// by primitive; TestSameBitsEveryPath in package model compares trained
+// parameters with golden hashes in every build and, on amd64, in children
+// with the faster kernels switched off through GODEBUG.
+//
 // A Backend value may keep scratch space and is not safe for concurrent use;
 // give each goroutine its own. Backends are generic over the element type so
 // the reference backend can also run in float64, which is what the gradient

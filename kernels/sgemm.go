@@ -39,8 +39,8 @@ var sgemmPool = sync.Pool{New: func() any { return new(SgemmWorkspace) }}
 // The result depends only on the operands and the shapes: the order in which
 // each element sums over k is fixed by k alone, so it is the same for every
 // workspace, every partition of a larger product into calls that keep k, and
-// every micro-kernel: the AVX-512, AVX2 and Go kernels give identical bits
-// (each element is one chain of fused multiply-adds, see sgemmMicroGo).
+// every micro-kernel: the AVX-512, AVX2, NEON and Go kernels give identical
+// bits (each element is one chain of fused multiply-adds, see sgemmMicroGo).
 type SgemmWorkspace struct {
 	packedA []float32      // an A block that cannot be read in place
 	packedB []float32      // the slivers of a B panel
