@@ -34,14 +34,17 @@ type driver struct {
 	log   *slog.Logger
 	inbox *mailbox[driverInput]
 
-	spec     job.Spec
-	specErr  error
-	backend  string // the kind of worker the job runs on; "" until chosen
-	eng      *Engine
-	total    int64 // optimizer steps of the job
-	perEpoch int64
-	workers  map[string]*driverWorker // in the engine, by id
-	touched  map[*workStream]bool     // streams given any of the job's work
+	spec    job.Spec
+	specErr error
+	backend string // the kind of worker the job runs on; "" until chosen
+	// otherKind lists the workers of another kind left out of the job,
+	// each said once in the job log.
+	otherKind map[string]bool
+	eng       *Engine
+	total     int64 // optimizer steps of the job
+	perEpoch  int64
+	workers   map[string]*driverWorker // in the engine, by id
+	touched   map[*workStream]bool     // streams given any of the job's work
 
 	effects []Effect
 	ended   bool
@@ -262,6 +265,15 @@ func (d *driver) streamOpened(ws *workStream) {
 		d.dirty = true
 	}
 	if ws.backend != d.backend {
+		// CPU and CUDA kernels sum in different orders: mixing them would
+		// make the result depend on who computed what.
+		if !d.otherKind[ws.worker] {
+			if d.otherKind == nil {
+				d.otherKind = map[string]bool{}
+			}
+			d.otherKind[ws.worker] = true
+			d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("worker %s computes on %s and takes no part: the job computes on %s, and the two backends' results differ in the last bits", ws.worker, ws.backend, d.backend))
+		}
 		return
 	}
 	if dw := d.workers[ws.worker]; dw != nil {
