@@ -102,6 +102,12 @@ func newDriver(s *Server, l *leadership, e *jobEntry) *driver {
 		touched: map[*workStream]bool{},
 	}
 	d.spec, d.specErr = job.Parse(e.spec)
+	if d.specErr == nil {
+		// SubmitJob checks this too; a job stored before it did, or by a
+		// coordinator holding another data set, ends here rather than on
+		// every worker it reaches.
+		d.specErr = d.spec.CheckData(s.data)
+	}
 	return d
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	keyspace "github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
@@ -56,5 +58,37 @@ func TestServerRefusesJobsThatDoNotFitTheData(t *testing.T) {
 	}
 	if len(list.Jobs) != 0 {
 		t.Errorf("refused jobs were stored: %v", list.Jobs)
+	}
+}
+
+// A job that was stored without these checks (by an earlier version, or a
+// coordinator with another data set) fails when its turn comes, with the
+// rule, instead of reaching any worker.
+func TestServerFailsAStoredJobThatDoesNotFitTheData(t *testing.T) {
+	cli := testEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	net, err := model.Builtin("simple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.Classes, net.Layers[len(net.Layers)-2].Units = 2, 2
+	spec := tinySpec()
+	spec.Network, spec.NetworkSpec = "", &net
+	now := time.Now().UTC()
+	if _, _, err := keyspace.CreateJob(ctx, cli, "/test/", "stored", spec.WithDefaults().JSON(),
+		keyspace.JobStatus{State: keyspace.JobPending, Created: now, Updated: now}); err != nil {
+		t.Fatal(err)
+	}
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	watchToEnd(t, jobs, "stored")
+	j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "stored"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != dpcnnv1.JobState_JOB_STATE_FAILED || !strings.Contains(j.Error, "network has 2 classes, the data set's labels have 10") {
+		t.Errorf("stored job ended %v: %s", j.State, j.Error)
 	}
 }
