@@ -53,8 +53,10 @@ type JobStatus struct {
 	// its assignment had waited when a copy went to another worker.
 	Straggler     string        `json:"straggler,omitempty"`
 	StragglerWait time.Duration `json:"stragglerWait,omitempty"`
-	// Checkpoint is the path of the latest checkpoint file on the
-	// coordinators' shared data directory; empty before the first.
+	// Checkpoint is the path of the latest checkpoint file in the data
+	// folder of the leader that wrote it; every coordinator holds its copy
+	// under the same job folder and name in its own (the leader pushes it
+	// there). Empty before the first.
 	Checkpoint string `json:"checkpoint,omitempty"`
 	Error      string `json:"error,omitempty"`
 	// Waiting says what a job in state waiting waits for.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -346,9 +347,20 @@ func (s *Server) DownloadCheckpoint(req *dpcnnv1.DownloadCheckpointRequest, stre
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return status.Errorf(codes.Internal, "job %s: read checkpoint: %v", req.JobId, err)
+		return checkpointReadError(req.JobId, path, err)
 	}
 	return sendBytes(stream, filepath.Base(path), data)
+}
+
+// checkpointReadError answers a download whose checkpoint cannot be read.
+// A file that is not there yet is a leader that took over before the
+// checkpoint reached it (a standby that joined late, brought up to date in
+// the background): worth a retry, unlike a damaged file.
+func checkpointReadError(id, path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return status.Errorf(codes.Unavailable, "job %s: checkpoint %s is not on this coordinator yet (it took over before the file reached it); retry shortly", id, filepath.Base(path))
+	}
+	return status.Errorf(codes.Internal, "job %s: read checkpoint: %v", id, err)
 }
 
 // DownloadModel implements JobService: the model of the job's latest
@@ -365,7 +377,7 @@ func (s *Server) DownloadModel(req *dpcnnv1.DownloadModelRequest, stream grpc.Se
 	}
 	c, err := ReadCheckpointFile(path)
 	if err != nil {
-		return status.Errorf(codes.Internal, "job %s: %v", req.JobId, err)
+		return checkpointReadError(req.JobId, path, err)
 	}
 	var buf bytes.Buffer
 	if err := model.ExportONNX(&buf, c.Spec, c.Params, model.ONNXOptions{Logits: req.Logits, ProducerVersion: s.cfg.Version}); err != nil {

@@ -92,3 +92,35 @@ func TestServerFailsAStoredJobThatDoesNotFitTheData(t *testing.T) {
 		t.Errorf("stored job ended %v: %s", j.State, j.Error)
 	}
 }
+
+// A leader that took over before a job's newest checkpoint reached it
+// answers a download UNAVAILABLE, to be retried, rather than INTERNAL.
+func TestServerDownloadOfACheckpointNotYetHere(t *testing.T) {
+	cli := testEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	now := time.Now().UTC()
+	st := keyspace.JobStatus{State: keyspace.JobSucceeded, Created: now, Updated: now, Checkpoint: "/elsewhere/jobs/done/checkpoint-0000000004.ckpt", CheckpointStep: 4}
+	if _, _, err := keyspace.CreateJob(ctx, cli, "/test/", "done", tinySpec().WithDefaults().JSON(), st); err != nil {
+		t.Fatal(err)
+	}
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	jobs := dpcnnv1.NewJobServiceClient(c.conn)
+	for name, open := range map[string]func() (interface{ Recv() (*dpcnnv1.FileChunk, error) }, error){
+		"checkpoint": func() (interface{ Recv() (*dpcnnv1.FileChunk, error) }, error) {
+			return jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: "done"})
+		},
+		"model": func() (interface{ Recv() (*dpcnnv1.FileChunk, error) }, error) {
+			return jobs.DownloadModel(ctx, &dpcnnv1.DownloadModelRequest{JobId: "done"})
+		},
+	} {
+		stream, err := open()
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "checkpoint-0000000004.ckpt is not on this coordinator yet") {
+			t.Errorf("download %s: %v; want UNAVAILABLE naming the file", name, err)
+		}
+	}
+}

@@ -120,8 +120,10 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 	}
 	lc.closers = append(lc.closers, func() { backends.Close(optimizer) })
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
-		ID: "local", Etcd: cli, DataDir: filepath.Join(cfg.Dir, "coordinator"), MNISTDir: mnist,
+		ID: "local", Etcd: cli, DataDir: filepath.Join(cfg.Dir, "coordinator"), MNISTDir: mnist, Train: lc.Train, Test: lc.Test,
 		Logger: cfg.Logger, Backend: optimizer, Version: version,
+		// The only coordinator: there is no standby to push checkpoints to.
+		Replication: coordinator.ReplicationConfig{Disabled: true},
 		Credentials: credentials.NewTLS(pki.coordinatorServer), Tokens: pki.tokens,
 	})
 	if err != nil {
