@@ -58,7 +58,11 @@ func TestSameBitsEveryPath(t *testing.T) {
 		return
 	}
 	if runtime.GOARCH != "amd64" {
-		t.Logf("%s: the %s kernels, which no GODEBUG setting switches off (TestCPUPathsAgree in package kernels compares them with plain Go); the golden hashes compare them with the amd64 paths", runtime.GOARCH, path)
+		if path == "go" {
+			t.Logf("%s: plain Go, the one kernel path of this build; the golden hashes compare it with the amd64 paths", runtime.GOARCH)
+		} else {
+			t.Logf("%s: the %s kernels, which no GODEBUG setting switches off (TestCPUPathsAgree in package kernels compares them with plain Go); the golden hashes compare them with the amd64 paths", runtime.GOARCH, path)
+		}
 		return
 	}
 	// The other paths: this test again in a child with GODEBUG set.
