@@ -173,3 +173,20 @@ func TestFMA32(t *testing.T) {
 	}
 	t.Logf("%d cases, %d of which float32(float64(a)·float64(b) + float64(c)) gets wrong", len(cases), naive)
 }
+
+// FuzzFMA32 checks fma32Emulated and fma32 against the exact result on
+// arbitrary bit patterns.
+func FuzzFMA32(f *testing.F) {
+	f.Add(uint32(0x3f800000), uint32(0x33800000), uint32(0x3f800001))
+	f.Add(uint32(0x00000003), uint32(0x3f000000), uint32(0x80000001))
+	f.Add(uint32(0x7f7fffff), uint32(0x3f800000), uint32(0x73800000))
+	f.Fuzz(func(t *testing.T, ua, ub, uc uint32) {
+		a, b, c := math.Float32frombits(ua), math.Float32frombits(ub), math.Float32frombits(uc)
+		want := fma32Exact(a, b, c)
+		for _, got := range []float32{fma32Emulated(a, b, c), fma32(a, b, c)} {
+			if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
+				t.Fatalf("fma(%g, %g, %g) = %g (%#08x), want %g (%#08x)", a, b, c, got, math.Float32bits(got), want, math.Float32bits(want))
+			}
+		}
+	})
+}
