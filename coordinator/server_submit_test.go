@@ -107,15 +107,14 @@ func TestServerDownloadOfACheckpointNotYetHere(t *testing.T) {
 	c := startCoordinator(t, cli, "c1", t.TempDir())
 	waitLeading(t, c)
 	jobs := dpcnnv1.NewJobServiceClient(c.conn)
-	for name, open := range map[string]func() (interface {
+	type chunks interface {
 		Recv() (*dpcnnv1.FileChunk, error)
-	}, error){
-		"checkpoint": func() (interface {
-			Recv() (*dpcnnv1.FileChunk, error)
-		}, error) { return jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: "done"}) },
-		"model": func() (interface {
-			Recv() (*dpcnnv1.FileChunk, error)
-		}, error) {
+	}
+	for name, open := range map[string]func() (chunks, error){
+		"checkpoint": func() (chunks, error) {
+			return jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: "done"})
+		},
+		"model": func() (chunks, error) {
 			return jobs.DownloadModel(ctx, &dpcnnv1.DownloadModelRequest{JobId: "done"})
 		},
 	} {
