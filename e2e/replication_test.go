@@ -164,6 +164,9 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 	if resumedFrom < checkpointAtKill {
 		t.Fatalf("the new leader resumed from step %d; the job had reported its checkpoint at step %d before the leader died", resumedFrom, checkpointAtKill)
 	}
+	if resumeTook == 0 || resumeTook > leaderRecoveryTarget {
+		t.Errorf("the new leader applied its first step %s after the kill; the target is %s", resumeTook.Round(time.Millisecond), leaderRecoveryTarget)
+	}
 	j, err := jobs.GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: "replicated"})
 	if err != nil {
 		t.Fatal(err)
