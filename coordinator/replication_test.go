@@ -23,9 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	keyspace "github.com/dpcnn/dpcnn/cluster"
-	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
-	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
@@ -91,70 +89,19 @@ func startTLSCoordinator(t *testing.T, cli *clientv3.Client, pki testPKI, id, da
 	if err != nil {
 		t.Fatal(err)
 	}
-	train, test := loadMNIST(t)
-	srv, err := NewServer(ServerConfig{
-		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir, Train: train, Test: test,
-		SessionTTL: testSessionTTL(), HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
-		StatusInterval: 100 * time.Millisecond, Backend: kernels.NewCPU(1),
-		Credentials: credentials.NewTLS(server),
-		Replication: ReplicationConfig{Timeout: timeout, ClientTLS: pki.coordinatorTLS(t)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("coordinator %s: Serve: %v", id, err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	conn := dialTLS(t, lis.Addr().String(), pki.clientTLS(t, secure.FileCnnctlCert, secure.FileCnnctlKey))
-	return &testCoordinator{srv: srv, addr: lis.Addr().String(), conn: conn, stop: stop}
+	return startCoordinatorWith(t, cli, id, dataDir, func(cfg *ServerConfig) {
+		cfg.Credentials = credentials.NewTLS(server)
+		cfg.Replication = ReplicationConfig{Timeout: timeout, ClientTLS: pki.coordinatorTLS(t)}
+	}, grpc.WithTransportCredentials(credentials.NewTLS(pki.clientTLS(t, secure.FileCnnctlCert, secure.FileCnnctlKey))))
 }
 
 // startTLSDaemons runs n worker daemons with the set's worker certificate,
 // finding the leader in etcd, until the test ends.
 func startTLSDaemons(t *testing.T, cli *clientv3.Client, pki testPKI, n int) {
 	t.Helper()
-	train, test := loadMNIST(t)
-	dir, err := dataset.Locate("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := worker.LocalDatasetFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for i := range n {
-		cfg := worker.DaemonConfig{
-			ID: fmt.Sprintf("tls-daemon-%d", i+1), Etcd: cli, Prefix: "/test/",
-			BackendName: "cpu", Threads: 1, Train: train, Test: test, DatasetFiles: files,
-			ImagesPerSec: 1000, EvalBatch: 50, RegistrationTTL: time.Second,
-			RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 5 * time.Second,
-			Credentials: credentials.NewTLS(pki.clientTLS(t, secure.FileWorkerCert, secure.FileWorkerKey)),
-		}
-		wg.Go(func() {
-			if err := worker.Run(ctx, cfg); err != nil {
-				t.Errorf("worker %s: %v", cfg.ID, err)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
+	startDaemonsFrom(t, cli, 0, n, func(cfg *worker.DaemonConfig) {
+		cfg.ID = "tls-" + cfg.ID
+		cfg.Credentials = credentials.NewTLS(pki.clientTLS(t, secure.FileWorkerCert, secure.FileWorkerKey))
 	})
 }
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
-	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/worker"
 )
@@ -27,9 +26,10 @@ func startDaemons(t *testing.T, cli *clientv3.Client, n int) {
 	startDaemonsFrom(t, cli, 0, n, nil)
 }
 
-// startDaemonsFrom starts n daemons named from the first'th letter on,
-// computing on the backend backend makes for each id (nil: one CPU thread).
-func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int, backend func(id string) kernels.Backend[float32]) {
+// startDaemonsFrom starts n daemons named from the first'th letter on
+// ("daemon-a", …), each on one CPU thread, with the configuration changed
+// by edit when it is not nil.
+func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int, edit func(*worker.DaemonConfig)) {
 	t.Helper()
 	train, test := loadMNIST(t)
 	dir, err := dataset.Locate("")
@@ -49,8 +49,8 @@ func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int, backend 
 			ImagesPerSec: 1000, EvalBatch: 50, RegistrationTTL: time.Second,
 			RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 5 * time.Second,
 		}
-		if backend != nil {
-			cfg.Backend = backend(cfg.ID)
+		if edit != nil {
+			edit(&cfg)
 		}
 		wg.Go(func() {
 			if err := worker.Run(ctx, cfg); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/worker"
 )
 
 // faultyBackend is a CPU backend that fails on purpose while broken is
@@ -38,10 +39,10 @@ func (b *faultyBackend) SoftmaxCrossEntropy(n, classes int, logits []float32, la
 // second one failing with a runtime error.
 func startFaultyDaemons(t *testing.T, cli *clientv3.Client, n int, broken *atomic.Bool) {
 	t.Helper()
-	startDaemonsFrom(t, cli, 0, n, func(id string) kernels.Backend[float32] {
+	startDaemonsFrom(t, cli, 0, n, func(cfg *worker.DaemonConfig) {
 		b := kernels.NewCPU(1)
 		t.Cleanup(b.Close)
-		return &faultyBackend{Backend: b, broken: broken, outOfRange: id == "daemon-b"}
+		cfg.Backend = &faultyBackend{Backend: b, broken: broken, outOfRange: cfg.ID == "daemon-b"}
 	})
 }
 

@@ -75,16 +75,27 @@ type testCoordinator struct {
 	stop func() // drains the server and waits for Serve to return
 }
 
-// startCoordinator serves a coordinator with id on 127.0.0.1; it stops
-// when the test ends, or earlier by stop.
+// startCoordinator serves a coordinator with id on 127.0.0.1, in
+// plaintext; it stops when the test ends, or earlier by stop.
 func startCoordinator(t *testing.T, cli *clientv3.Client, id, dataDir string) *testCoordinator {
 	t.Helper()
+	return startCoordinatorWith(t, cli, id, dataDir, nil, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// startCoordinatorWith is startCoordinator with the configuration changed
+// by edit (when not nil) and the test's connection dialed with creds.
+func startCoordinatorWith(t *testing.T, cli *clientv3.Client, id, dataDir string, edit func(*ServerConfig), creds grpc.DialOption) *testCoordinator {
+	t.Helper()
 	train, test := loadMNIST(t)
-	srv, err := NewServer(ServerConfig{
+	cfg := ServerConfig{
 		ID: id, Etcd: cli, Prefix: "/test/", DataDir: dataDir, Train: train, Test: test,
 		SessionTTL: testSessionTTL(), HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, TickInterval: 50 * time.Millisecond,
 		StatusInterval: 100 * time.Millisecond, Backend: kernels.NewCPU(1),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +116,7 @@ func startCoordinator(t *testing.T, cli *clientv3.Client, id, dataDir string) *t
 		})
 	}
 	t.Cleanup(stop)
-	conn, err := grpc.NewClient(lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(lis.Addr().String(), creds,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize)))
 	if err != nil {
 		t.Fatal(err)
