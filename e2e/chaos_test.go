@@ -16,6 +16,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
@@ -142,16 +143,7 @@ func TestChaos(t *testing.T) {
 				t.Fatalf("watch: %v (replay: %s)", err, replay)
 			}
 			// The leader is gone: follow the job to the next one.
-			// A new leader within the lease (5 s) and a margin, or the
-			// test says what holds the old leadership.
-			lctx, cancelLeader := context.WithTimeout(ctx, 30*time.Second)
-			leader = currentLeader(lctx, t, cli, leader.Key)
-			cancelLeader()
-			conn = tls.dial(t, leader.Address)
-			jobs = dpcnnv1.NewJobServiceClient(conn)
-			if stream, err = jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "chaos"}); err != nil {
-				t.Fatalf("watch on the new leader %s: %v", leader.Address, err)
-			}
+			leader, jobs, stream = watchOnNewLeader(ctx, t, cli, tls, leader.Key, "chaos")
 			continue
 		}
 		switch k := ev.Kind.(type) {
@@ -301,6 +293,23 @@ const (
 	workerRecoveryTarget = 3 * time.Second
 	leaderRecoveryTarget = 10 * time.Second
 )
+
+// watchOnNewLeader follows job id to the leader that replaces the one under
+// oldKey: a new leader within the lease (5 s) and a margin, or the test
+// says what holds the old leadership. It returns the leader, a client of
+// its JobService and the job's watch there.
+func watchOnNewLeader(ctx context.Context, t *testing.T, cli *clientv3.Client, tls clusterTLS, oldKey, id string) (cluster.Leader, dpcnnv1.JobServiceClient, grpc.ServerStreamingClient[dpcnnv1.JobEvent]) {
+	t.Helper()
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	leader := currentLeader(lctx, t, cli, oldKey)
+	cancel()
+	jobs := dpcnnv1.NewJobServiceClient(tls.dial(t, leader.Address))
+	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: id})
+	if err != nil {
+		t.Fatalf("watch on the new leader %s: %v", leader.Address, err)
+	}
+	return leader, jobs, stream
+}
 
 // currentLeader waits for a leader other than the one whose election key
 // is notKey and returns it.

@@ -101,16 +101,9 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 			}
 			// The leader is gone: follow the job to the next one, and
 			// start a third coordinator that joins late.
-			lctx, cancelLeader := context.WithTimeout(ctx, 30*time.Second)
-			leader = currentLeader(lctx, t, cli, leader.Key)
-			cancelLeader()
+			leader, jobs, stream = watchOnNewLeader(ctx, t, cli, tls, leader.Key, "replicated")
 			if _, ok := coords["c3"]; !ok {
 				startCoord("c3")
-			}
-			conn = tls.dial(t, leader.Address)
-			jobs = dpcnnv1.NewJobServiceClient(conn)
-			if stream, err = jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "replicated"}); err != nil {
-				t.Fatalf("watch on the new leader %s: %v", leader.Address, err)
 			}
 			continue
 		}
