@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,9 +11,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/worker"
@@ -22,22 +24,23 @@ import (
 
 // Environment variables that set flags left unset.
 const (
-	envCoordinator = "DPCNN_COORDINATOR"
-	envEtcd        = "DPCNN_ETCD_ENDPOINTS"
-	envEtcdPrefix  = "DPCNN_ETCD_PREFIX"
-	envID          = "DPCNN_WORKER_ID"
-	envAddress     = "DPCNN_WORKER_ADDRESS"
-	envBackend     = "DPCNN_BACKEND"
-	envThreads     = "DPCNN_THREADS"
-	envCacheDir    = "DPCNN_CACHE_DIR"
-	envLogLevel    = "DPCNN_LOG_LEVEL"
-	envTLSCA       = "DPCNN_TLS_CA"
-	envTLSCert     = "DPCNN_TLS_CERT"
-	envTLSKey      = "DPCNN_TLS_KEY"
-	envServerName  = "DPCNN_TLS_SERVER_NAME"
-	envEtcdCA      = "DPCNN_ETCD_CA"
-	envEtcdCert    = "DPCNN_ETCD_CERT"
-	envEtcdKey     = "DPCNN_ETCD_KEY"
+	envCoordinator  = "DPCNN_COORDINATOR"
+	envEtcd         = "DPCNN_ETCD_ENDPOINTS"
+	envEtcdPrefix   = "DPCNN_ETCD_PREFIX"
+	envID           = "DPCNN_WORKER_ID"
+	envAddress      = "DPCNN_WORKER_ADDRESS"
+	envBackend      = "DPCNN_BACKEND"
+	envThreads      = "DPCNN_THREADS"
+	envCacheDir     = "DPCNN_CACHE_DIR"
+	envLogLevel     = "DPCNN_LOG_LEVEL"
+	envTLSCA        = "DPCNN_TLS_CA"
+	envTLSCert      = "DPCNN_TLS_CERT"
+	envTLSKey       = "DPCNN_TLS_KEY"
+	envServerName   = "DPCNN_TLS_SERVER_NAME"
+	envEtcdCA       = "DPCNN_ETCD_CA"
+	envEtcdCert     = "DPCNN_ETCD_CERT"
+	envEtcdKey      = "DPCNN_ETCD_KEY"
+	envDrainTimeout = "DPCNN_DRAIN_TIMEOUT"
 )
 
 // run is the worker command: it parses args (flags, then the environment
@@ -45,7 +48,7 @@ const (
 // to stderr and prints nothing to stdout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, level, err := parseConfig(args, os.Getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
@@ -61,61 +64,60 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // parseConfig turns the command line and the environment into the
-// daemon's configuration and the log level.
+// daemon's configuration and the log level; -h prints the help and returns
+// pflag.ErrHelp.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (worker.DaemonConfig, slog.Level, error) {
 	var cfg worker.DaemonConfig
 	var etcd, level, serverName string
 	var tlsFiles, etcdFiles secure.Files
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: worker [flags]
-
-Runs a dpcnn worker: it joins the leading coordinator, fetches the data set
+	var insecure, parsed bool
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a dpcnn worker",
+		Long: `Runs a dpcnn worker: it joins the leading coordinator, fetches the data set
 from it unless --data is given, and computes gradients until SIGINT or
 SIGTERM, which drain it. Every flag may be set by the environment variable
-named in its description instead.
-
-Flags:
-`)
-		fs.PrintDefaults()
+named in its description instead.`,
+		Args:          envflag.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PreRunE:       func(cmd *cobra.Command, _ []string) error { return envflag.Apply(cmd.Flags(), getenv) },
+		RunE:          func(*cobra.Command, []string) error { parsed = true; return nil },
 	}
-	fs.StringVar(&cfg.Coordinator, "coordinator", getenv(envCoordinator),
-		"coordinator gRPC address host:port; empty: the leader found in etcd ("+envCoordinator+")")
-	fs.StringVar(&etcd, "etcd", getenv(envEtcd), "etcd endpoints, comma separated ("+envEtcd+")")
-	fs.StringVar(&cfg.Prefix, "etcd-prefix", envOr(getenv, envEtcdPrefix, cluster.DefaultPrefix), "etcd key prefix ("+envEtcdPrefix+")")
-	fs.StringVar(&cfg.ID, "id", envOr(getenv, envID, defaultID()), "worker id, stable across restarts ("+envID+"; default host-pid)")
-	fs.StringVar(&cfg.Address, "address", getenv(envAddress), "where this worker runs, for people ("+envAddress+"; default the host name)")
-	fs.StringVar(&cfg.BackendName, "backend", envOr(getenv, envBackend, "cpu"), "compute backend: cpu, cuda, auto (CUDA where a device works, else the CPU) or reference ("+envBackend+")")
-	threads, err := envInt(getenv, envThreads)
-	if err != nil {
-		return cfg, 0, err
-	}
-	fs.IntVar(&cfg.Threads, "threads", threads, "CPU threads; 0: all cores ("+envThreads+")")
-	fs.StringVar(&cfg.DataDir, "data", getenv(dataset.EnvMNISTDir),
-		"folder with the MNIST files; empty: fetch them from the coordinator ("+dataset.EnvMNISTDir+")")
-	fs.StringVar(&cfg.CacheDir, "cache-dir", getenv(envCacheDir),
-		"where fetched data set files are kept ("+envCacheDir+"; default the user cache folder)")
+	cmd.SetArgs(args)
+	cmd.SetOut(stderr)
+	cmd.SetErr(stderr)
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.Coordinator, "coordinator", "", "coordinator gRPC address host:port; empty: the leader found in etcd")
+	fs.StringVar(&etcd, "etcd", "", "etcd endpoints, comma separated")
+	fs.StringVar(&cfg.Prefix, "etcd-prefix", cluster.DefaultPrefix, "etcd key prefix")
+	fs.StringVar(&cfg.ID, "id", defaultID(), "worker id, stable across restarts (default host-pid)")
+	fs.StringVar(&cfg.Address, "address", "", "where this worker runs, for people (default the host name)")
+	fs.StringVar(&cfg.BackendName, "backend", "cpu", "compute backend: cpu, cuda, auto (CUDA where a device works, else the CPU) or reference")
+	fs.IntVar(&cfg.Threads, "threads", 0, "CPU threads; 0: all cores")
+	fs.StringVar(&cfg.DataDir, "data", "", "folder with the MNIST files; empty: fetch them from the coordinator")
+	fs.StringVar(&cfg.CacheDir, "cache-dir", "", "where fetched data set files are kept (default the user cache folder)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "longest wait for the work under way when stopping")
-	fs.StringVar(&level, "log-level", envOr(getenv, envLogLevel, "info"), "log level: debug, info, warn or error ("+envLogLevel+")")
-	fs.StringVar(&tlsFiles.CA, "tls-ca", getenv(envTLSCA), "CA certificate the coordinator's certificate must chain to ("+envTLSCA+")")
-	fs.StringVar(&tlsFiles.Cert, "tls-cert", getenv(envTLSCert), "this worker's client certificate, presented to coordinators and etcd ("+envTLSCert+")")
-	fs.StringVar(&tlsFiles.Key, "tls-key", getenv(envTLSKey), "the key of --tls-cert ("+envTLSKey+")")
-	fs.StringVar(&serverName, "tls-server-name", getenv(envServerName),
-		"name the coordinators' certificates carry, when not the host dialed (coordinators that advertise an IP) ("+envServerName+")")
-	fs.StringVar(&etcdFiles.CA, "etcd-ca", getenv(envEtcdCA), "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too ("+envEtcdCA+")")
-	fs.StringVar(&etcdFiles.Cert, "etcd-cert", getenv(envEtcdCert), "client certificate presented to etcd ("+envEtcdCert+")")
-	fs.StringVar(&etcdFiles.Key, "etcd-key", getenv(envEtcdKey), "the key of --etcd-cert ("+envEtcdKey+")")
-	insecure, err := secure.InsecureFromEnv(getenv)
-	if err != nil {
+	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "CA certificate the coordinator's certificate must chain to")
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "this worker's client certificate, presented to coordinators and etcd")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "the key of --tls-cert")
+	fs.StringVar(&serverName, "tls-server-name", "", "name the coordinators' certificates carry, when not the host dialed (coordinators that advertise an IP)")
+	fs.StringVar(&etcdFiles.CA, "etcd-ca", "", "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too")
+	fs.StringVar(&etcdFiles.Cert, "etcd-cert", "", "client certificate presented to etcd")
+	fs.StringVar(&etcdFiles.Key, "etcd-key", "", "the key of --etcd-cert")
+	fs.BoolVar(&insecure, "insecure", false, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only (1 or true)")
+	envflag.Vars(fs,
+		"coordinator", envCoordinator, "etcd", envEtcd, "etcd-prefix", envEtcdPrefix, "id", envID,
+		"address", envAddress, "backend", envBackend, "threads", envThreads, "data", dataset.EnvMNISTDir,
+		"cache-dir", envCacheDir, "drain-timeout", envDrainTimeout, "log-level", envLogLevel,
+		"tls-ca", envTLSCA, "tls-cert", envTLSCert, "tls-key", envTLSKey, "tls-server-name", envServerName,
+		"etcd-ca", envEtcdCA, "etcd-cert", envEtcdCert, "etcd-key", envEtcdKey, "insecure", secure.EnvInsecure)
+	if err := cmd.Execute(); err != nil {
 		return cfg, 0, err
 	}
-	fs.BoolVar(&insecure, "insecure", insecure, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only ("+secure.EnvInsecure+"=1)")
-	if err := fs.Parse(args); err != nil {
-		return cfg, 0, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, 0, fmt.Errorf("unexpected arguments %q", fs.Args())
+	if !parsed {
+		return cfg, 0, pflag.ErrHelp // the help was printed
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
@@ -166,25 +168,6 @@ func secureConfig(cfg *worker.DaemonConfig, tlsFiles, etcdFiles secure.Files, se
 		cfg.EtcdTLS = etcdTLS
 	}
 	return nil
-}
-
-func envOr(getenv func(string) string, name, def string) string {
-	if v := getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(getenv func(string) string, name string) (int, error) {
-	v := getenv(name)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, fmt.Errorf("%s=%q: not a whole number", name, v)
-	}
-	return n, nil
 }
 
 // defaultID is host-pid, cut to the characters and length a worker id
