@@ -18,7 +18,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,15 +25,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/secure"
@@ -81,7 +81,7 @@ type config struct {
 // stops at its latest checkpoint and the leadership passes to a standby.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
@@ -175,7 +175,8 @@ func serveHealth(addr string, h healthpb.HealthServer, logger *slog.Logger) (sto
 	return s.Stop, nil
 }
 
-// parseFlags reads the flags over defaults from the environment.
+// parseFlags reads the command line and, for the flags it leaves unset,
+// the environment; -h prints the help and returns pflag.ErrHelp.
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	host, _ := os.Hostname()
 	defaultID := fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -183,46 +184,58 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		defaultID = fmt.Sprintf("coordinator-%d", os.Getpid())
 	}
 	var cfg config
-	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.listen, "listen", env("DPCNN_LISTEN", "127.0.0.1:7070"), "gRPC listen address (DPCNN_LISTEN)")
-	fs.StringVar(&cfg.advertise, "advertise", env("DPCNN_ADVERTISE", ""), "address clients and workers dial, when not the listen address (DPCNN_ADVERTISE)")
-	fs.StringVar(&cfg.etcd, "etcd", env("DPCNN_ETCD_ENDPOINTS", ""), "etcd endpoints, comma-separated (DPCNN_ETCD_ENDPOINTS)")
-	fs.StringVar(&cfg.prefix, "etcd-prefix", env("DPCNN_ETCD_PREFIX", cluster.DefaultPrefix), "etcd key prefix (DPCNN_ETCD_PREFIX)")
-	fs.StringVar(&cfg.dataDir, "data-dir", env("DPCNN_DATA_DIR", "dpcnn-data"), "folder for checkpoints and models, this coordinator's own: the leader pushes them to the standbys' (--replicate), or one shared by the coordinators (DPCNN_DATA_DIR)")
-	fs.StringVar(&cfg.mnistDir, "mnist", env("DPCNN_MNIST_DIR", ""), "folder of the MNIST files served to workers; empty fetches them through the Go module proxy (DPCNN_MNIST_DIR)")
-	fs.StringVar(&cfg.id, "id", env("DPCNN_ID", defaultID), "this coordinator's id (DPCNN_ID)")
+	parsed := false
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run a dpcnn coordinator",
+		Long: `Runs a dpcnn coordinator: it campaigns for leadership in etcd and, while it
+leads, queues and runs training jobs on the workers that join it. Every flag
+may be set by the environment variable named in its description instead.`,
+		Args:          envflag.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PreRunE:       func(cmd *cobra.Command, _ []string) error { return envflag.Apply(cmd.Flags(), os.Getenv) },
+		RunE:          func(*cobra.Command, []string) error { parsed = true; return nil },
+	}
+	cmd.SetArgs(args)
+	cmd.SetOut(stderr)
+	cmd.SetErr(stderr)
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:7070", "gRPC listen address")
+	fs.StringVar(&cfg.advertise, "advertise", "", "address clients and workers dial, when not the listen address")
+	fs.StringVar(&cfg.etcd, "etcd", "", "etcd endpoints, comma-separated")
+	fs.StringVar(&cfg.prefix, "etcd-prefix", cluster.DefaultPrefix, "etcd key prefix")
+	fs.StringVar(&cfg.dataDir, "data-dir", "dpcnn-data", "folder for checkpoints and models, this coordinator's own: the leader pushes them to the standbys' (--replicate), or one shared by the coordinators")
+	fs.StringVar(&cfg.mnistDir, "mnist", "", "folder of the MNIST files served to workers; empty fetches them through the Go module proxy")
+	fs.StringVar(&cfg.id, "id", defaultID, "this coordinator's id")
 	fs.IntVar(&cfg.threads, "threads", 0, "threads applying optimizer updates; 0 uses every core")
-	fs.StringVar(&cfg.logLevel, "log-level", env("DPCNN_LOG_LEVEL", "info"), "debug, info, warn or error (DPCNN_LOG_LEVEL)")
-	fs.StringVar(&cfg.tls.CA, "tls-ca", env("DPCNN_TLS_CA", ""), "CA certificate that workers' and cnnctl's client certificates must chain to (DPCNN_TLS_CA)")
-	fs.StringVar(&cfg.tls.Cert, "tls-cert", env("DPCNN_TLS_CERT", ""), "this coordinator's TLS certificate; with clientAuth usage, also presented to etcd (DPCNN_TLS_CERT)")
-	fs.StringVar(&cfg.tls.Key, "tls-key", env("DPCNN_TLS_KEY", ""), "the key of --tls-cert (DPCNN_TLS_KEY)")
-	fs.StringVar(&cfg.token, "token-file", env("DPCNN_TOKEN_FILE", ""), "file of the bearer tokens cnnctl's calls must carry, one a line (or sha256:HEX); empty: they need a client certificate (DPCNN_TOKEN_FILE)")
-	fs.StringVar(&cfg.etcdTLS.CA, "etcd-ca", env("DPCNN_ETCD_CA", ""), "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too (DPCNN_ETCD_CA)")
-	fs.StringVar(&cfg.etcdTLS.Cert, "etcd-cert", env("DPCNN_ETCD_CERT", ""), "client certificate presented to etcd (DPCNN_ETCD_CERT)")
-	fs.StringVar(&cfg.etcdTLS.Key, "etcd-key", env("DPCNN_ETCD_KEY", ""), "the key of --etcd-cert (DPCNN_ETCD_KEY)")
-	fs.StringVar(&cfg.serverName, "tls-server-name", env("DPCNN_TLS_SERVER_NAME", ""), "name in the other coordinators' certificate, when they are dialed by IP (Kubernetes) to push checkpoints (DPCNN_TLS_SERVER_NAME)")
-	replicate, err := boolEnv("DPCNN_REPLICATE", true)
-	if err != nil {
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.tls.CA, "tls-ca", "", "CA certificate that workers' and cnnctl's client certificates must chain to")
+	fs.StringVar(&cfg.tls.Cert, "tls-cert", "", "this coordinator's TLS certificate; with clientAuth usage, also presented to etcd")
+	fs.StringVar(&cfg.tls.Key, "tls-key", "", "the key of --tls-cert")
+	fs.StringVar(&cfg.token, "token-file", "", "file of the bearer tokens cnnctl's calls must carry, one a line (or sha256:HEX); empty: they need a client certificate")
+	fs.StringVar(&cfg.etcdTLS.CA, "etcd-ca", "", "CA that etcd's certificate chains to; with --etcd-ca, --etcd-cert and --etcd-key all unset, the --tls-* files serve for etcd too")
+	fs.StringVar(&cfg.etcdTLS.Cert, "etcd-cert", "", "client certificate presented to etcd")
+	fs.StringVar(&cfg.etcdTLS.Key, "etcd-key", "", "the key of --etcd-cert")
+	fs.StringVar(&cfg.serverName, "tls-server-name", "", "name in the other coordinators' certificate, when they are dialed by IP (Kubernetes) to push checkpoints")
+	fs.BoolVar(&cfg.replicate, "replicate", true, "when leading, push every checkpoint and model to the standby coordinators' data folders and wait for them (up to --replication-timeout) before recording it; false where the coordinators share --data-dir")
+	fs.DurationVar(&cfg.replicationTimeout, "replication-timeout", 10*time.Second, "how long the leader waits for each standby to store a checkpoint before it goes on without it")
+	fs.BoolVar(&cfg.insecure, "insecure", false, "allow plaintext gRPC and etcd where no TLS files are given, on loopback addresses only (1 or true)")
+	fs.StringVar(&cfg.healthListen, "health-listen", "", "also serve gRPC health checks alone, in plaintext, on this address, for probes that speak no TLS")
+	envflag.Vars(fs,
+		"listen", "DPCNN_LISTEN", "advertise", "DPCNN_ADVERTISE", "etcd", "DPCNN_ETCD_ENDPOINTS",
+		"etcd-prefix", "DPCNN_ETCD_PREFIX", "data-dir", "DPCNN_DATA_DIR", "mnist", "DPCNN_MNIST_DIR",
+		"id", "DPCNN_ID", "threads", "DPCNN_THREADS", "log-level", "DPCNN_LOG_LEVEL",
+		"tls-ca", "DPCNN_TLS_CA", "tls-cert", "DPCNN_TLS_CERT", "tls-key", "DPCNN_TLS_KEY",
+		"token-file", "DPCNN_TOKEN_FILE", "etcd-ca", "DPCNN_ETCD_CA", "etcd-cert", "DPCNN_ETCD_CERT",
+		"etcd-key", "DPCNN_ETCD_KEY", "tls-server-name", "DPCNN_TLS_SERVER_NAME",
+		"replicate", "DPCNN_REPLICATE", "replication-timeout", "DPCNN_REPLICATION_TIMEOUT",
+		"insecure", secure.EnvInsecure, "health-listen", "DPCNN_HEALTH_LISTEN")
+	if err := cmd.Execute(); err != nil {
 		return config{}, err
 	}
-	fs.BoolVar(&cfg.replicate, "replicate", replicate, "when leading, push every checkpoint and model to the standby coordinators' data folders and wait for them (up to --replication-timeout) before recording it; false where the coordinators share --data-dir (DPCNN_REPLICATE)")
-	timeout, err := durationEnv("DPCNN_REPLICATION_TIMEOUT", 10*time.Second)
-	if err != nil {
-		return config{}, err
-	}
-	fs.DurationVar(&cfg.replicationTimeout, "replication-timeout", timeout, "how long the leader waits for each standby to store a checkpoint before it goes on without it (DPCNN_REPLICATION_TIMEOUT)")
-	insecure, err := secure.InsecureFromEnv(os.Getenv)
-	if err != nil {
-		return config{}, err
-	}
-	fs.BoolVar(&cfg.insecure, "insecure", insecure, "allow plaintext gRPC and etcd where no TLS files are given, on loopback addresses only (DPCNN_INSECURE=1)")
-	fs.StringVar(&cfg.healthListen, "health-listen", env("DPCNN_HEALTH_LISTEN", ""), "also serve gRPC health checks alone, in plaintext, on this address, for probes that speak no TLS (DPCNN_HEALTH_LISTEN)")
-	if err := fs.Parse(args); err != nil {
-		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	if !parsed {
+		return config{}, pflag.ErrHelp // the help was printed
 	}
 	if cfg.replicationTimeout <= 0 {
 		return config{}, fmt.Errorf("--replication-timeout %s: want a positive duration", cfg.replicationTimeout)
@@ -235,37 +248,4 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		cfg.dataDir = abs
 	}
 	return cfg, nil
-}
-
-// boolEnv reads a boolean environment variable (1, true, 0, false, ...).
-func boolEnv(name string, fallback bool) (bool, error) {
-	v := env(name, "")
-	if v == "" {
-		return fallback, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: want true or false", name, v)
-	}
-	return b, nil
-}
-
-// durationEnv reads a Go duration ("10s") from the environment.
-func durationEnv(name string, fallback time.Duration) (time.Duration, error) {
-	v := env(name, "")
-	if v == "" {
-		return fallback, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%s=%q: want a duration such as 10s", name, v)
-	}
-	return d, nil
-}
-
-func env(name, fallback string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return fallback
 }

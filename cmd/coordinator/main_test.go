@@ -101,7 +101,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 	}{
 		{[]string{}, "no etcd endpoints"},
 		{[]string{"--etcd", "http://127.0.0.1:1", "--log-level", "loud"}, "--log-level"},
-		{[]string{"--etcd", "http://127.0.0.1:1", "extra"}, "unexpected arguments: extra"},
+		{[]string{"--etcd", "http://127.0.0.1:1", "extra"}, `unexpected arguments ["extra"]`},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"--etcd", "http://127.0.0.1:1"}, "no transport security"},
 		{[]string{"--etcd", "http://127.0.0.1:1", "--insecure", "--listen", ":7070"}, "plaintext is allowed only on a loopback address"},
@@ -118,5 +118,29 @@ func TestRunRefusesBadFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), []string{"--help"}, &stdout, &stderr); err != nil || !strings.Contains(stderr.String(), "-etcd-prefix") {
 		t.Errorf("run --help: %v, usage %q", err, stderr.String())
+	}
+}
+
+// Every flag takes its environment variable when the command line leaves
+// it unset; a malformed value is refused naming the variable.
+func TestParseFlagsFromTheEnvironment(t *testing.T) {
+	t.Setenv("DPCNN_LISTEN", "127.0.0.1:7171")
+	t.Setenv("DPCNN_REPLICATE", "false")
+	t.Setenv("DPCNN_REPLICATION_TIMEOUT", "3s")
+	t.Setenv("DPCNN_THREADS", "2")
+	cfg, err := parseFlags([]string{"--threads", "1"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.listen != "127.0.0.1:7171" || cfg.replicate || cfg.replicationTimeout != 3*time.Second || cfg.threads != 1 {
+		t.Errorf("listen %q, replicate %v, timeout %v, threads %d", cfg.listen, cfg.replicate, cfg.replicationTimeout, cfg.threads)
+	}
+	for name, value := range map[string]string{"DPCNN_REPLICATION_TIMEOUT": "soon", "DPCNN_REPLICATE": "perhaps", "DPCNN_THREADS": "many", "DPCNN_INSECURE": "yes please"} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, value)
+			if _, err := parseFlags(nil, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), name+"=") {
+				t.Errorf("%s=%q: %v", name, value, err)
+			}
+		})
 	}
 }
