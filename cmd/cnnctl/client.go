@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
 )
@@ -37,29 +38,24 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
-	addr := os.Getenv("DPCNN_COORDINATOR")
-	if addr == "" {
-		addr = defaultCoordinator
-	}
 	f.fs = fs
-	fs.StringVar(&f.addr, "coordinator", addr, "coordinator gRPC address host:port (env DPCNN_COORDINATOR)")
+	fs.StringVar(&f.addr, "coordinator", defaultCoordinator, "coordinator gRPC address host:port")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of each request (not of watching or downloading)")
-	fs.StringVar(&f.tls.CA, "tls-ca", os.Getenv("DPCNN_TLS_CA"), "CA certificate the coordinator's certificate must chain to (env DPCNN_TLS_CA)")
-	fs.StringVar(&f.tls.Cert, "tls-cert", os.Getenv("DPCNN_TLS_CERT"), "client certificate to present, when the coordinator takes certificates instead of tokens (env DPCNN_TLS_CERT)")
-	fs.StringVar(&f.tls.Key, "tls-key", os.Getenv("DPCNN_TLS_KEY"), "the key of --tls-cert (env DPCNN_TLS_KEY)")
-	fs.StringVar(&f.serverName, "tls-server-name", os.Getenv("DPCNN_TLS_SERVER_NAME"), "name the coordinator's certificate carries, when not the host dialed (env DPCNN_TLS_SERVER_NAME)")
-	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("DPCNN_TOKEN_FILE"), "file whose first line is the bearer token to send (env DPCNN_TOKEN_FILE; env DPCNN_TOKEN gives the token itself)")
-	insecure, _ := secure.InsecureFromEnv(os.Getenv) // a malformed value is refused by transport
-	fs.BoolVar(&f.insecure, "insecure", insecure, "allow plaintext when no --tls-ca is given, to a loopback coordinator only (env DPCNN_INSECURE=1)")
+	fs.StringVar(&f.tls.CA, "tls-ca", "", "CA certificate the coordinator's certificate must chain to")
+	fs.StringVar(&f.tls.Cert, "tls-cert", "", "client certificate to present, when the coordinator takes certificates instead of tokens")
+	fs.StringVar(&f.tls.Key, "tls-key", "", "the key of --tls-cert")
+	fs.StringVar(&f.serverName, "tls-server-name", "", "name the coordinator's certificate carries, when not the host dialed")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file whose first line is the bearer token to send (DPCNN_TOKEN gives the token itself)")
+	fs.BoolVar(&f.insecure, "insecure", false, "allow plaintext when no --tls-ca is given, to a loopback coordinator only (1 or true)")
+	envflag.Vars(fs, "coordinator", "DPCNN_COORDINATOR", "tls-ca", "DPCNN_TLS_CA", "tls-cert", "DPCNN_TLS_CERT",
+		"tls-key", "DPCNN_TLS_KEY", "tls-server-name", "DPCNN_TLS_SERVER_NAME", "token-file", "DPCNN_TOKEN_FILE",
+		"insecure", secure.EnvInsecure)
 }
 
 // transport reads the token and says how to reach coordinators. The token
 // comes from --token-file when given on the command line, else from
 // $DPCNN_TOKEN, else from $DPCNN_TOKEN_FILE.
 func (f *clientFlags) transport() (secure.Client, error) {
-	if _, err := secure.InsecureFromEnv(os.Getenv); err != nil {
-		return secure.Client{}, err
-	}
 	t := secure.Client{Files: f.tls, ServerName: f.serverName, Insecure: f.insecure}
 	fromFlag := f.fs != nil && f.fs.Changed("token-file")
 	switch env := os.Getenv("DPCNN_TOKEN"); {

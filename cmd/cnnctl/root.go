@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
 )
 
 // run executes cnnctl with args, writing results to stdout and diagnostics to
@@ -30,12 +33,15 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short:         "Train convolutional networks on MNIST, on one machine or many",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
 			if verbose {
 				level = slog.LevelDebug
 			}
 			e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			// Flags the command line left unset take their environment
+			// variables, as in the coordinator and worker commands.
+			return envflag.Apply(cmd.Flags(), os.Getenv)
 		},
 	}
 	root.SetOut(stdout)
