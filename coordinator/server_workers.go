@@ -98,7 +98,7 @@ func (s *Server) Join(ctx context.Context, req *dpcnnv1.JoinRequest) (*dpcnnv1.J
 
 // checkJoin validates a worker's description.
 func checkJoin(req *dpcnnv1.JoinRequest) error {
-	if err := checkWorkerID(req.WorkerId); err != nil {
+	if err := keyspace.CheckWorkerID(req.WorkerId); err != nil {
 		return err
 	}
 	switch {
@@ -108,19 +108,6 @@ func checkJoin(req *dpcnnv1.JoinRequest) error {
 		return fmt.Errorf("join: worker %s: %d cores", req.WorkerId, req.Cores)
 	case req.ImagesPerSec < 0 || math.IsNaN(req.ImagesPerSec) || math.IsInf(req.ImagesPerSec, 0):
 		return fmt.Errorf("join: worker %s: speed %v images/s", req.WorkerId, req.ImagesPerSec)
-	}
-	return nil
-}
-
-// checkWorkerID accepts 1 to 63 characters of [a-zA-Z0-9._-].
-func checkWorkerID(id string) error {
-	if len(id) == 0 || len(id) > 63 {
-		return fmt.Errorf("worker id %q: want 1 to 63 characters", id)
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("worker id %q: want only [a-zA-Z0-9._-]", id)
-		}
 	}
 	return nil
 }

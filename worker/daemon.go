@@ -159,7 +159,7 @@ type daemon struct {
 }
 
 func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
-	if err := checkWorkerID(cfg.ID); err != nil {
+	if err := cluster.CheckWorkerID(cfg.ID); err != nil {
 		return nil, err
 	}
 	if cfg.Coordinator == "" && cfg.Etcd == nil && len(cfg.EtcdEndpoints) == 0 {
@@ -281,19 +281,6 @@ func (d *daemon) close() {
 		d.closers[i]()
 	}
 	d.closers = nil
-}
-
-// checkWorkerID checks the rule of JoinRequest.worker_id.
-func checkWorkerID(id string) error {
-	if len(id) < 1 || len(id) > 63 {
-		return fmt.Errorf("worker: id %q: want 1 to 63 characters", id)
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Errorf("worker: id %q: want only the characters [a-zA-Z0-9._-]", id)
-		}
-	}
-	return nil
 }
 
 // run registers the worker and holds sessions with the coordinator, one

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -170,21 +169,10 @@ func secureConfig(cfg *worker.DaemonConfig, tlsFiles, etcdFiles secure.Files, se
 	return nil
 }
 
-// defaultID is host-pid, cut to the characters and length a worker id
-// allows.
+// defaultID is host-pid, as a valid worker id.
 func defaultID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "worker"
-	}
-	host = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
-			return r
-		}
-		return '-'
-	}, host)
-	suffix := "-" + strconv.Itoa(os.Getpid())
-	return host[:min(len(host), 63-len(suffix))] + suffix
+	host, _ := os.Hostname()
+	return cluster.DefaultWorkerID(host, os.Getpid())
 }
 
 // version is the module version the binary was built from.
