@@ -5,13 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -20,7 +20,6 @@ import (
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/kernels"
-	"github.com/dpcnn/dpcnn/philox"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -150,7 +149,7 @@ type daemon struct {
 	files   []*dpcnnv1.FileInfo
 	warned  bool // about a data set that differs from the coordinator's
 	jobs    *jobs
-	retry   backoff
+	retry   *backoff.ExponentialBackOff
 	leaders *leaderTracker // nil when Coordinator is set or there is no etcd
 	// redirect is the leader a follower named, dialled once instead of
 	// Coordinator.
@@ -175,7 +174,7 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 			d.close()
 		}
 	}()
-	d.retry = newBackoff(cfg.ID, cfg.RetryMin, cfg.RetryMax)
+	d.retry = cluster.Backoff(cfg.RetryMin, cfg.RetryMax)
 
 	d.backend = cfg.Backend
 	if d.backend == nil {
@@ -307,9 +306,9 @@ func (d *daemon) run(ctx context.Context) error {
 			return end.err
 		}
 		if end.productive {
-			d.retry.reset()
+			d.retry.Reset()
 		}
-		wait := d.retry.next()
+		wait := d.retry.NextBackOff()
 		d.log.Warn("disconnected; will reconnect", "err", end.err, "retryIn", wait.Round(time.Millisecond))
 		if !sleepCtx(ctx, wait) {
 			d.log.Info("stopped")
@@ -317,36 +316,6 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 	}
 }
-
-// backoff yields exponentially growing waits, each drawn uniformly from
-// the upper half of its bound so that workers that lost the same
-// coordinator do not come back in step. The draws come from a philox
-// stream keyed by the worker's id.
-type backoff struct {
-	min, max time.Duration
-	bound    time.Duration
-	rand     philox.Stream
-	draws    uint32
-}
-
-func newBackoff(key string, lo, hi time.Duration) backoff {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return backoff{min: lo, max: hi, rand: philox.NewStream(h.Sum64(), 0x6261636b, 0x6f666600, 0)}
-}
-
-func (b *backoff) next() time.Duration {
-	if b.bound == 0 {
-		b.bound = b.min
-	} else {
-		b.bound = min(2*b.bound, b.max)
-	}
-	u := b.rand.Uniform(b.draws)
-	b.draws++
-	return b.bound/2 + time.Duration(u*float64(b.bound-b.bound/2))
-}
-
-func (b *backoff) reset() { b.bound = 0 }
 
 // sleepCtx waits for d or until ctx ends, and reports whether it waited d.
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -20,7 +20,7 @@ func (d *daemon) register(ctx context.Context) *registration {
 	ctx, r.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(r.done)
-		retry := newBackoff(d.cfg.ID+"/etcd", d.cfg.RetryMin, d.cfg.RetryMax)
+		retry := cluster.Backoff(d.cfg.RetryMin, d.cfg.RetryMax)
 		for {
 			stop, err := cluster.RegisterWorker(ctx, d.etcd, d.prefix, rec, d.cfg.RegistrationTTL)
 			if err == nil {
@@ -32,7 +32,7 @@ func (d *daemon) register(ctx context.Context) *registration {
 				return
 			}
 			d.log.Warn("register in etcd", "err", err)
-			if !sleepCtx(ctx, retry.next()) {
+			if !sleepCtx(ctx, retry.NextBackOff()) {
 				return
 			}
 		}

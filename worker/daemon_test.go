@@ -612,26 +612,6 @@ func TestMeasureSpeed(t *testing.T) {
 	}
 }
 
-func TestBackoffGrowsWithJitter(t *testing.T) {
-	b := newBackoff("w-1", 100*time.Millisecond, time.Second)
-	bounds := []time.Duration{100, 200, 400, 800, 1000, 1000}
-	for i, bound := range bounds {
-		bound *= time.Millisecond
-		if d := b.next(); d < bound/2 || d > bound {
-			t.Errorf("wait %d = %v, want in [%v, %v]", i, d, bound/2, bound)
-		}
-	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
-		t.Errorf("wait after reset = %v, want at most 100ms", d)
-	}
-	other := newBackoff("w-2", 100*time.Millisecond, time.Second)
-	mine := newBackoff("w-1", 100*time.Millisecond, time.Second)
-	if other.next() == mine.next() && other.next() == mine.next() {
-		t.Error("two workers wait exactly alike")
-	}
-}
-
 // gatedBackend holds every softmax cross-entropy (one per training
 // micro-batch) until the test releases it, so a test knows what the worker
 // is doing when it acts.
