@@ -533,13 +533,14 @@ func (d *driver) persist(c *model.Checkpoint) error {
 	if err := WriteCheckpointFile(path, c); err != nil {
 		return err
 	}
-	size, sum, err := hashFile(path)
+	file, err := dpcnnv1.DescribeFile(path, filepath.Base(path))
 	if err != nil {
 		return err
 	}
+	size, sum := file.Size, file.Sha256
 	// Replication: the standbys store the checkpoint before it is recorded
 	// as the job's latest, so a new leader has it on its own disk.
-	d.replicate(path, size, sum, fmt.Sprintf("the checkpoint at step %d", c.Step))
+	d.replicate(path, file, fmt.Sprintf("the checkpoint at step %d", c.Step))
 	params := c.ParamsSHA256()
 	d.lastCkpt = c
 	now := time.Now().UTC()
@@ -582,8 +583,8 @@ func (d *driver) writeModel() {
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("write the final model: %v", err))
 		return
 	}
-	if size, sum, err := hashFile(path); err == nil {
-		d.replicate(path, size, sum, "the final model")
+	if file, err := dpcnnv1.DescribeFile(path, modelFileName); err == nil {
+		d.replicate(path, file, "the final model")
 	}
 }
 

@@ -266,8 +266,8 @@ func held(path string, info *dpcnnv1.FileInfo) bool {
 	if err != nil || !st.Mode().IsRegular() || st.Size() != info.Size {
 		return false
 	}
-	_, sum, err := hashFile(path)
-	return err == nil && sum == info.Sha256
+	held, err := dpcnnv1.DescribeFile(path, info.Name)
+	return err == nil && held.Sha256 == info.Sha256
 }
 
 func isSHA256(s string) bool {

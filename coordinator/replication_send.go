@@ -257,7 +257,7 @@ func (r *replicator) sendNewest(sb *standby) error {
 		if sb.holds(f.job, f.name) {
 			continue
 		}
-		size, sum, err := hashFile(f.path)
+		info, err := dpcnnv1.DescribeFile(f.path, f.name)
 		if notExist(err) {
 			continue // pruned meanwhile: a newer one took its place
 		}
@@ -265,7 +265,7 @@ func (r *replicator) sendNewest(sb *standby) error {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(sb.ctx, r.timeout)
-		_, err = sb.push(ctx, f.job, f.path, &dpcnnv1.FileInfo{Name: f.name, Size: size, Sha256: sum})
+		_, err = sb.push(ctx, f.job, f.path, info)
 		cancel()
 		switch status.Code(err) {
 		case codes.OK:
@@ -418,12 +418,12 @@ func (sb *standby) hold(jobID, name string) {
 // replicate pushes a file of the job that this coordinator has just
 // written durably to the standbys (see replicator.replicate) and says in
 // the job log what did not arrive; what is the file in words, for it.
-func (d *driver) replicate(path string, size int64, sum, what string) {
+func (d *driver) replicate(path string, file *dpcnnv1.FileInfo, what string) {
 	r := d.l.replicas
 	if r == nil {
 		return
 	}
-	out := r.replicate(d.id, path, &dpcnnv1.FileInfo{Name: filepath.Base(path), Size: size, Sha256: sum})
+	out := r.replicate(d.id, path, file)
 	if out.standbys == 0 {
 		r.mu.Lock()
 		said := r.alone[d.id]

@@ -185,14 +185,14 @@ func folder(t *testing.T, dir string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, e := range entries {
-		_, sum, err := hashFile(filepath.Join(dir, e.Name()))
+		info, err := dpcnnv1.DescribeFile(filepath.Join(dir, e.Name()), e.Name())
 		if notExist(err) {
 			continue
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[e.Name()] = sum
+		out[e.Name()] = info.Sha256
 	}
 	return out
 }

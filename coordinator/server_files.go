@@ -3,7 +3,6 @@ package coordinator
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
 
@@ -58,19 +57,4 @@ func sendBytes(stream grpc.ServerStreamingServer[dpcnnv1.FileChunk], name string
 			return nil
 		}
 	}
-}
-
-// hashFile returns the size and SHA-256 of the file at path.
-func hashFile(path string) (int64, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return 0, "", fmt.Errorf("%s: %w", path, err)
-	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -268,11 +268,11 @@ func fileMatches(path string, f *dpcnnv1.FileInfo) (bool, error) {
 		return false, err
 	}
 	if info.Size() == f.Size {
-		sum, _, err := hashFile(path)
+		held, err := dpcnnv1.DescribeFile(path, f.Name)
 		if err != nil {
 			return false, err
 		}
-		if sum == f.Sha256 {
+		if held.Sha256 == f.Sha256 {
 			return true, nil
 		}
 	}
@@ -280,22 +280,6 @@ func fileMatches(path string, f *dpcnnv1.FileInfo) (bool, error) {
 		return false, err
 	}
 	return false, nil
-}
-
-// hashFile returns the SHA-256 (lowercase hex) and the size of the file at
-// path.
-func hashFile(path string) (string, int64, error) {
-	file, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer file.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, file)
-	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // LocalDatasetFiles describes the MNIST files in dir (each gzip compressed,
@@ -306,14 +290,14 @@ func LocalDatasetFiles(dir string) ([]*dpcnnv1.FileInfo, error) {
 	for _, base := range mnistNames() {
 		for _, name := range []string{base + ".gz", base} {
 			path := filepath.Join(dir, name)
-			sum, size, err := hashFile(path)
+			info, err := dpcnnv1.DescribeFile(path, name)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 			if err != nil {
 				return nil, fmt.Errorf("worker: data set: %w", err)
 			}
-			out = append(out, &dpcnnv1.FileInfo{Name: name, Size: size, Sha256: sum})
+			out = append(out, info)
 			break
 		}
 	}
