@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	keyspace "github.com/dpcnn/dpcnn/cluster"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
 // The leadership: the campaign in etcd, one term as the leader, the lease
@@ -286,7 +287,14 @@ func (s *Server) notLeader(ctx context.Context) error {
 	case err != nil:
 		return status.Errorf(codes.Unavailable, "coordinator %s does not lead: %v", s.cfg.ID, err)
 	}
-	return status.Errorf(codes.Unavailable, "coordinator %s does not lead: the leader is %s at %s", s.cfg.ID, s.coordinatorAt(ctx, l.Address), l.Address)
+	id := s.coordinatorAt(ctx, l.Address)
+	st := status.Newf(codes.Unavailable, "coordinator %s does not lead: the leader is %s at %s", s.cfg.ID, id, l.Address)
+	// The leader travels as a structured detail, for clients to follow;
+	// the message is for people.
+	if detailed, err := st.WithDetails(&dpcnnv1.LeaderResponse{CoordinatorId: id, Address: l.Address, Term: l.Term}); err == nil {
+		st = detailed
+	}
+	return st.Err()
 }
 
 // coordinatorAt names the coordinator announced at addr ("" when none is).

@@ -787,6 +787,16 @@ func TestServerFollower(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), leader.addr) || !strings.Contains(err.Error(), "c1") {
 		t.Fatalf("SubmitJob on the follower: %v; want UNAVAILABLE naming c1 at %s", err, leader.addr)
 	}
+	// The leader also travels as a structured detail, for clients to follow.
+	var redirect *dpcnnv1.LeaderResponse
+	for _, d := range status.Convert(err).Details() {
+		if l, ok := d.(*dpcnnv1.LeaderResponse); ok {
+			redirect = l
+		}
+	}
+	if redirect == nil || redirect.Address != leader.addr || redirect.CoordinatorId != "c1" || redirect.Term == 0 || redirect.AnsweredByLeader {
+		t.Fatalf("SubmitJob on the follower: detail %v; want the leader c1 at %s", redirect, leader.addr)
+	}
 	_, err = dpcnnv1.NewWorkerServiceClient(follower.conn).Join(ctx, &dpcnnv1.JoinRequest{WorkerId: "w", Backend: "cpu"})
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("Join on the follower: %v; want UNAVAILABLE", err)

@@ -179,27 +179,19 @@ func (c *client) do(ctx context.Context, what string, call func(ctx context.Cont
 	return nil
 }
 
-// leaderAddress asks the coordinator that refused a call where the leader
-// is; failing that it takes a host:port named in the refusal's message.
+// leaderAddress is where the leader is, as the coordinator that refused a
+// call named it: in the refusal's LeaderResponse detail, or else by its
+// answer to ClusterService.Leader.
 func (c *client) leaderAddress(ctx context.Context, refusal error) string {
+	for _, d := range status.Convert(refusal).Details() {
+		if l, ok := d.(*dpcnnv1.LeaderResponse); ok && l.Address != "" {
+			return l.Address
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, min(c.timeout, 5*time.Second))
 	defer cancel()
 	if r, err := c.cluster().Leader(ctx, &dpcnnv1.LeaderRequest{}); err == nil && !r.AnsweredByLeader && r.Address != "" {
 		return r.Address
-	}
-	return addressIn(status.Convert(refusal).Message())
-}
-
-// addressIn returns the last word of msg that is a host:port, or "".
-func addressIn(msg string) string {
-	words := strings.FieldsFunc(msg, func(r rune) bool {
-		return r == ' ' || r == '"' || r == '(' || r == ')' || r == ',' || r == ';' || r == '\t' || r == '\n'
-	})
-	for i := len(words) - 1; i >= 0; i-- {
-		w := strings.TrimRight(words[i], ".")
-		if checkHostPort(w) == nil {
-			return w
-		}
 	}
 	return ""
 }
