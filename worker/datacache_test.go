@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -60,10 +61,10 @@ func gzipped(data []byte) []byte {
 // images of 28×28, the training files gzip compressed, the test files not.
 func tinyMNIST() map[string][]byte {
 	return map[string][]byte{
-		trainImagesName + ".gz": gzipped(idxImages(12, 28, 28)),
-		trainLabelsName + ".gz": gzipped(idxLabels(12)),
-		testImagesName:          idxImages(6, 28, 28),
-		testLabelsName:          idxLabels(6),
+		dataset.MNISTTrainImages + ".gz": gzipped(idxImages(12, 28, 28)),
+		dataset.MNISTTrainLabels + ".gz": gzipped(idxLabels(12)),
+		dataset.MNISTTestImages:          idxImages(6, 28, 28),
+		dataset.MNISTTestLabels:          idxLabels(6),
 	}
 }
 
@@ -190,7 +191,7 @@ func TestDatasetCacheFetchesOnceAndLoads(t *testing.T) {
 	}
 
 	// A damaged cache file (same size, other bytes) is fetched again.
-	damaged := paths[testLabelsName]
+	damaged := paths[dataset.MNISTTestLabels]
 	data, _ := os.ReadFile(damaged)
 	data[len(data)-1] ^= 1
 	if err := os.WriteFile(damaged, data, 0o644); err != nil {
@@ -199,10 +200,10 @@ func TestDatasetCacheFetchesOnceAndLoads(t *testing.T) {
 	if _, err := cache.Ensure(ctx, client, infos(files)); err != nil {
 		t.Fatal(err)
 	}
-	if got := srv.takeFetched(); !slices.Equal(got, []string{testLabelsName}) {
-		t.Errorf("fetched %v after damaging %s, want only it", got, testLabelsName)
+	if got := srv.takeFetched(); !slices.Equal(got, []string{dataset.MNISTTestLabels}) {
+		t.Errorf("fetched %v after damaging %s, want only it", got, dataset.MNISTTestLabels)
 	}
-	if got, _ := os.ReadFile(damaged); !bytes.Equal(got, files[testLabelsName]) {
+	if got, _ := os.ReadFile(damaged); !bytes.Equal(got, files[dataset.MNISTTestLabels]) {
 		t.Error("the damaged file was not replaced")
 	}
 	if left, _ := filepath.Glob(filepath.Join(cache.Dir, ".fetch-*")); len(left) != 0 {
@@ -213,15 +214,15 @@ func TestDatasetCacheFetchesOnceAndLoads(t *testing.T) {
 	// goes.
 	changed := idxLabels(6)
 	changed[len(changed)-1] = 9
-	files[testLabelsName] = changed
+	files[dataset.MNISTTestLabels] = changed
 	newPaths, err := cache.Ensure(ctx, client, infos(files))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(paths[testLabelsName]); !errors.Is(err, os.ErrNotExist) || newPaths[testLabelsName] == paths[testLabelsName] {
-		t.Errorf("the old version of %s is still cached (stat: %v)", testLabelsName, err)
+	if _, err := os.Stat(paths[dataset.MNISTTestLabels]); !errors.Is(err, os.ErrNotExist) || newPaths[dataset.MNISTTestLabels] == paths[dataset.MNISTTestLabels] {
+		t.Errorf("the old version of %s is still cached (stat: %v)", dataset.MNISTTestLabels, err)
 	}
-	if got, _ := os.ReadFile(newPaths[testLabelsName]); !bytes.Equal(got, changed) {
+	if got, _ := os.ReadFile(newPaths[dataset.MNISTTestLabels]); !bytes.Equal(got, changed) {
 		t.Error("the new version was not cached")
 	}
 }
@@ -231,7 +232,7 @@ func TestDatasetCacheFetchesOnceAndLoads(t *testing.T) {
 // leaves nothing in the cache.
 func TestDatasetCacheRefusesBadDownloads(t *testing.T) {
 	files := tinyMNIST()
-	name := trainImagesName + ".gz"
+	name := dataset.MNISTTrainImages + ".gz"
 	type chunks = []*dpcnnv1.FileChunk
 	cases := []struct {
 		what   string
