@@ -6,7 +6,6 @@ import (
 
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/model"
-	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
 // Data is what a job is checked against before anything runs: the shape of
@@ -41,6 +40,12 @@ var MNIST = Data{Height: 28, Width: 28, Channels: 1, Classes: dataset.MNISTClass
 // per parameter; the spec travels with a job's first assignment and is
 // stored in etcd, whose requests are limited to 1.5 MiB by default.
 const (
+	// MaxMessageSize is the transports' message limit,
+	// dpcnnv1.MaxMessageSize (TestMaxMessageSizeIsTheWires holds them
+	// equal): the job rules name the number rather than import the wire's
+	// generated code, so the training core that uses them stays free of
+	// gRPC.
+	MaxMessageSize = 256 << 20
 	// MaxSpecBytes bounds a job spec's canonical JSON.
 	MaxSpecBytes = 1 << 20
 	// messageHeadroom is what an Assignment or a WorkResult holds besides
@@ -52,9 +57,9 @@ const (
 
 // MaxParams returns the most parameters a job of global batch batch may
 // have for its parameters and gradients to fit one message of
-// dpcnnv1.MaxMessageSize.
+// MaxMessageSize.
 func MaxParams(batch int) int {
-	return max(0, (dpcnnv1.MaxMessageSize-messageHeadroom-5*batch)/4)
+	return max(0, (MaxMessageSize-messageHeadroom-5*batch)/4)
 }
 
 // CheckData reports every rule of the spec (after WithDefaults and
@@ -72,7 +77,7 @@ func (s Spec) CheckData(d Data) error {
 		}
 		if params, err := net.ParamCount(); err == nil {
 			if limit := MaxParams(s.Batch); params > limit {
-				bad("job: network has %d parameters (%d MiB as float32), more than the %d that fit one message of %d MiB with a batch of %d", params, params*4>>20, limit, dpcnnv1.MaxMessageSize>>20, s.Batch)
+				bad("job: network has %d parameters (%d MiB as float32), more than the %d that fit one message of %d MiB with a batch of %d", params, params*4>>20, limit, MaxMessageSize>>20, s.Batch)
 			}
 		}
 	}

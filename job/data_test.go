@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
 // specWith is the simple network with one change made by edit, as a job
@@ -85,6 +86,13 @@ func TestCheckDataAcceptsTheBuiltins(t *testing.T) {
 func TestMaxParamsShrinksWithTheBatch(t *testing.T) {
 	if MaxParams(100) <= MaxParams(1<<20) || MaxParams(1<<30) != 0 {
 		t.Errorf("MaxParams(100) = %d, MaxParams(1<<20) = %d, MaxParams(1<<30) = %d", MaxParams(100), MaxParams(1<<20), MaxParams(1<<30))
+	}
+}
+
+// The job rules' message limit is the one the transports set.
+func TestMaxMessageSizeIsTheWires(t *testing.T) {
+	if MaxMessageSize != dpcnnv1.MaxMessageSize {
+		t.Errorf("job.MaxMessageSize = %d, dpcnnv1.MaxMessageSize = %d", MaxMessageSize, dpcnnv1.MaxMessageSize)
 	}
 }
 

@@ -10,4 +10,6 @@ const ChunkSize = 1 << 20
 // An Assignment carries the whole parameter vector and a WorkResult a whole
 // gradient, 4 bytes per parameter, which outgrows gRPC's default 4 MiB at
 // about a million parameters; 256 MiB admits networks of some 64 million.
+// The job rules check networks against the same number, job.MaxMessageSize
+// (a test in job holds the two equal).
 const MaxMessageSize = 256 << 20
