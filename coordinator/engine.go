@@ -10,7 +10,7 @@ import (
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
-	"github.com/dpcnn/dpcnn/worker"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // Engine is the training engine: a deterministic state machine that plans
@@ -111,12 +111,12 @@ type jobState struct {
 	eval            *round // the evaluation in flight, if any
 	finishAfterEval bool
 
-	idx         []int32             // the step's global batch
-	micro       []worker.MicroBatch // its micro-batches
-	bufs        [][]float32         // per leaf, allocated when first used
-	roots       [][]float32         // bufs[i] when leaf i is a received subtree's root, else nil
-	losses      []float64           // loss sums of the leaves
-	outstanding []*assignment       // by ascending ID
+	idx         []int32           // the step's global batch
+	micro       []tree.MicroBatch // its micro-batches
+	bufs        [][]float32       // per leaf, allocated when first used
+	roots       [][]float32       // bufs[i] when leaf i is a received subtree's root, else nil
+	losses      []float64         // loss sums of the leaves
+	outstanding []*assignment     // by ascending ID
 
 	// issued counts the training images handed out, copies included, and
 	// applied those of the steps applied, both since the job (re)started
@@ -228,7 +228,7 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 		result: Result{TestAccuracy: math.NaN()},
 		flat:   make([]float32, params.Count()),
 		idx:    make([]int32, spec.Batch),
-		micro:  make([]worker.MicroBatch, leaves),
+		micro:  make([]tree.MicroBatch, leaves),
 		bufs:   make([][]float32, leaves),
 		roots:  make([][]float32, leaves),
 		losses: make([]float64, leaves),

@@ -7,7 +7,7 @@ import (
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/model"
-	"github.com/dpcnn/dpcnn/worker"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // Event is an input of the Engine: one of JobStarted, WorkerJoined,
@@ -109,9 +109,9 @@ type Assign struct {
 	// Step optimizer updates (their version is Step).
 	Step   int64
 	Epoch  int64
-	Leaves worker.Subtree // the micro-batches of the step this covers
+	Leaves tree.Subtree // the micro-batches of the step this covers
 	// Micro holds micro-batches Leaves.Lo … Leaves.Hi−1 of the step.
-	Micro  []worker.MicroBatch
+	Micro  []tree.MicroBatch
 	Params []float32
 }
 

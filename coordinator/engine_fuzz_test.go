@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcnn/dpcnn/worker"
+	"github.com/dpcnn/dpcnn/tree"
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
@@ -91,7 +91,7 @@ type pending struct {
 	worker string
 	eval   bool
 	step   int64
-	leaves worker.Subtree
+	leaves tree.Subtree
 	from   int
 	to     int
 }
@@ -200,7 +200,7 @@ func (h *fuzzHarness) answer(p pending) Event {
 	for i := range n {
 		h.losses[i] = fuzzLeaf(p.step, p.leaves.Lo+i, h.bufs[i])
 	}
-	grad := worker.ReduceSubtree(h.bufs[:n])
+	grad := tree.ReduceSubtree(h.bufs[:n])
 	return GradientsReceived{Worker: p.worker, Assignment: p.id, Grad: slices.Clone(grad), LeafLosses: slices.Clone(h.losses[:n]), Correct: n}
 }
 

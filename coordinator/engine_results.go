@@ -2,7 +2,7 @@ package coordinator
 
 import (
 	"fmt"
-	"github.com/dpcnn/dpcnn/worker"
+	"github.com/dpcnn/dpcnn/tree"
 	"math"
 	"time"
 )
@@ -202,7 +202,7 @@ func (e *Engine) applyStep() {
 	j := e.job
 	r := j.train
 	j.train = nil
-	worker.ReduceTree(j.roots)
+	tree.ReduceTree(j.roots)
 	sum := j.roots[0]
 	if err := CheckFinite(sum); err != nil {
 		e.fail(fmt.Errorf("coordinator: step %d: %w", r.version+1, err))
@@ -222,7 +222,7 @@ func (e *Engine) applyStep() {
 	j.snapshot()
 
 	batch := float64(j.spec.Batch)
-	loss := worker.ReduceLosses(j.losses) / batch
+	loss := tree.ReduceLosses(j.losses) / batch
 	j.result.FinalLoss = loss
 	epochDone := j.step%int64(j.plan.StepsPerEpoch()) == 0
 	if epochDone {

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/dpcnn/dpcnn/worker"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // workerState is what the engine knows of one worker.
@@ -209,7 +209,7 @@ func (e *Engine) startStep() {
 	j.order.Step(epoch, inEpoch, j.idx)
 	m := j.spec.MicroBatch
 	for i := range j.micro {
-		j.micro[i] = worker.MicroBatch{Epoch: epoch, Step: j.step, Indices: j.idx[i*m : (i+1)*m]}
+		j.micro[i] = tree.MicroBatch{Epoch: epoch, Step: j.step, Indices: j.idx[i*m : (i+1)*m]}
 	}
 	clear(j.roots)
 	clear(j.losses)
@@ -244,7 +244,7 @@ func (e *Engine) assignPending(r *round, avail []*workerState) {
 	}
 	quota := shares(total, avail)
 	items := make([]*workItem, 0, len(r.items)+len(avail))
-	var pieces []worker.Subtree
+	var pieces []tree.Subtree
 	wi := 0
 	for _, it := range r.items {
 		if it.done || len(it.holders) > 0 {
@@ -259,9 +259,9 @@ func (e *Engine) assignPending(r *round, avail []*workerState) {
 			quota[wi] -= end - pos
 			pieces = pieces[:0]
 			if r.eval {
-				pieces = append(pieces, worker.Subtree{Lo: pos, Hi: end})
+				pieces = append(pieces, tree.Subtree{Lo: pos, Hi: end})
 			} else {
-				pieces = worker.SplitSubtrees(pieces, pos, end, len(e.job.micro))
+				pieces = tree.SplitSubtrees(pieces, pos, end, len(e.job.micro))
 			}
 			for _, p := range pieces {
 				piece := it
@@ -353,7 +353,7 @@ func (e *Engine) issue(w *workerState, r *round, it *workItem) {
 		return
 	}
 	e.emit(Assign{
-		Worker: w.id, ID: a.id, Step: r.version, Epoch: r.epoch, Leaves: worker.Subtree{Lo: it.lo, Hi: it.hi},
+		Worker: w.id, ID: a.id, Step: r.version, Epoch: r.epoch, Leaves: tree.Subtree{Lo: it.lo, Hi: it.hi},
 		Micro: j.micro[it.lo:it.hi], Params: j.flat,
 	})
 }

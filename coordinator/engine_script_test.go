@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcnn/dpcnn/worker"
+	"github.com/dpcnn/dpcnn/tree"
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
@@ -207,7 +207,7 @@ func (s *scriptRun) command(f []string) ([]Effect, error) {
 		}
 		p, ok := s.sent[id]
 		if !ok {
-			p = pending{id: id, worker: args["from"], leaves: worker.Subtree{Lo: 0, Hi: 1}}
+			p = pending{id: id, worker: args["from"], leaves: tree.Subtree{Lo: 0, Hi: 1}}
 		}
 		ev := s.answer(p)
 		if from, ok := args["from"]; ok {
@@ -301,7 +301,7 @@ func (s *scriptRun) answer(p pending) Event {
 	for i := range n {
 		s.losses[i] = fuzzLeaf(p.step, p.leaves.Lo+i, s.bufs[i])
 	}
-	grad := worker.ReduceSubtree(s.bufs[:n])
+	grad := tree.ReduceSubtree(s.bufs[:n])
 	return GradientsReceived{Worker: p.worker, Assignment: p.id, Grad: slices.Clone(grad), LeafLosses: slices.Clone(s.losses[:n]), Correct: n}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/philox"
+	"github.com/dpcnn/dpcnn/tree"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -125,13 +126,13 @@ func referenceRun(t *testing.T, spec job.Spec) reference {
 		flatten()
 		comp.SetParams(flat)
 		for i := range leaves {
-			loss, _, err := comp.Gradients(worker.MicroBatch{Epoch: epoch, Step: step, Indices: idx[i*m : (i+1)*m]}, leaves[i])
+			loss, _, err := comp.Gradients(tree.MicroBatch{Epoch: epoch, Step: step, Indices: idx[i*m : (i+1)*m]}, leaves[i])
 			if err != nil {
 				t.Fatal(err)
 			}
 			losses[i] = loss
 		}
-		worker.ReduceTree(leaves)
+		tree.ReduceTree(leaves)
 		reduceLosses(losses)
 		ref.losses = append(ref.losses, losses[0]/float64(spec.Batch))
 		scale := float32(1) / float32(spec.Batch)
@@ -183,8 +184,8 @@ type wire struct {
 	id       uint64
 	eval     bool
 	step     int64
-	leaves   worker.Subtree
-	micro    []worker.MicroBatch
+	leaves   tree.Subtree
+	micro    []tree.MicroBatch
 	from, to int
 	params   []float32
 }
@@ -359,7 +360,7 @@ func (c *cluster) compute(w *simWorker, m wire) Event {
 		}
 		return EvalReceived{Worker: w.id, Assignment: m.id, Correct: correct}
 	}
-	grad, losses, correct, err := worker.ComputeSubtree(context.Background(), w.comp, m.micro, w.leaves, w.losses)
+	grad, losses, correct, err := tree.ComputeSubtree(context.Background(), w.comp, m.micro, w.leaves, w.losses)
 	if err != nil {
 		c.fatalf("%v", err)
 	}
@@ -552,7 +553,7 @@ func TestEngineWorkerLostMidStep(t *testing.T) {
 		}
 		c.start(nil)
 		var lost string
-		var lostLeaves []worker.Subtree
+		var lostLeaves []tree.Subtree
 		lossAt, rejoinAt := 0, 0
 		c.after = func() {
 			if lost == "" && c.eng.StepsApplied() == 1 {
@@ -724,7 +725,7 @@ func TestEngineRefusesBadResults(t *testing.T) {
 		}
 
 		wantErr := map[string]error{"short": ErrWrongShape, "nan": ErrNonFinite, "confused": ErrWrongKind}
-		badLeaves := map[string]worker.Subtree{}
+		badLeaves := map[string]tree.Subtree{}
 		c.tamper = func(w *simWorker, m wire, ev Event) Event {
 			g, ok := ev.(GradientsReceived)
 			if !ok || c.flagged[w.id] || wantErr[w.id] == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/tree"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -26,7 +27,7 @@ func (l *LocalWorkers) Compute(ctx context.Context, a Assign) ([]float32, []floa
 		l.leaves = append(l.leaves, make([]float32, l.Computer.ParamCount()))
 		l.losses = append(l.losses, 0)
 	}
-	return worker.ComputeSubtree(ctx, l.Computer, a.Micro, l.leaves, l.losses)
+	return tree.ComputeSubtree(ctx, l.Computer, a.Micro, l.leaves, l.losses)
 }
 
 // Evaluate implements Workers.

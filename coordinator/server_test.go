@@ -28,6 +28,7 @@ import (
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/tree"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -138,7 +139,7 @@ func waitLeading(t *testing.T, c *testCoordinator) {
 }
 
 // testWorker speaks the Work protocol the way the worker daemon does, with
-// worker.Computer and worker.ComputeSubtree, computing each assignment as it
+// worker.Computer and tree.ComputeSubtree, computing each assignment as it
 // arrives. A rogue one answers every training assignment with a gradient of
 // the wrong length; a hostile one answers with malformed results of every
 // kind; a silent one stops its heartbeats once it has work and answers
@@ -249,15 +250,15 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 		switch work := a.Work.(type) {
 		case *dpcnnv1.Assignment_Train:
 			for _, st := range work.Train.Subtrees {
-				var mbs []worker.MicroBatch
+				var mbs []tree.MicroBatch
 				for i := 0; i < len(st.Indices); i += spec.MicroBatch {
-					mbs = append(mbs, worker.MicroBatch{Epoch: a.Epoch, Step: a.Step, Indices: st.Indices[i : i+spec.MicroBatch]})
+					mbs = append(mbs, tree.MicroBatch{Epoch: a.Epoch, Step: a.Step, Indices: st.Indices[i : i+spec.MicroBatch]})
 				}
 				for len(leaves) < len(mbs) {
 					leaves = append(leaves, make([]float32, comp.ParamCount()))
 					losses = append(losses, 0)
 				}
-				grad, leafLosses, correct, err := worker.ComputeSubtree(ctx, comp, mbs, leaves, losses)
+				grad, leafLosses, correct, err := tree.ComputeSubtree(ctx, comp, mbs, leaves, losses)
 				if err != nil {
 					return err
 				}

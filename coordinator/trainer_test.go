@@ -15,6 +15,7 @@ import (
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/tree"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -158,7 +159,7 @@ func TestRestoreRefusesOtherJob(t *testing.T) {
 func TestReduceTreeOrder(t *testing.T) {
 	// Five leaves: ((l0+l1)+(l2+l3))+l4, exactly.
 	leaves := [][]float32{{1e8}, {1}, {-1e8}, {1}, {0.5}}
-	worker.ReduceTree(leaves)
+	tree.ReduceTree(leaves)
 	want := (float32(1e8) + 1) + (float32(-1e8) + 1) + 0.5
 	if leaves[0][0] != want {
 		t.Fatalf("ReduceTree = %v, want %v", leaves[0][0], want)

@@ -12,17 +12,12 @@ import (
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
-// MicroBatch is one unit of work: the dataset indices of its samples, and the
-// epoch and step they belong to (augmentation is keyed by the epoch, dropout
-// by the step). Both count from 0; messages for people name step s as
-// "step s+1", as the coordinator does.
-type MicroBatch struct {
-	Epoch   int64
-	Step    int64
-	Indices []int32
-}
+// MicroBatch is one unit of work, a leaf of the reduction tree (see
+// tree.MicroBatch).
+type MicroBatch = tree.MicroBatch
 
 // Computer computes the gradients of micro-batches of one job.
 type Computer struct {

@@ -10,6 +10,7 @@ import (
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // jobs is what a worker daemon holds for the jobs it computes: per job a
@@ -131,7 +132,7 @@ func (j *jobRun) checkVersion(a *dpcnnv1.Assignment) error {
 // result message (reused by the next call).
 func (j *jobRun) subtree(ctx context.Context, a *dpcnnv1.Assignment, sub *dpcnnv1.Subtree) (*dpcnnv1.WorkerMessage, error) {
 	first, count := int(sub.GetFirstLeaf()), int(sub.GetLeafCount())
-	if !(Subtree{first, first + count}).IsNode(j.leaves) {
+	if !(tree.Subtree{Lo: first, Hi: first + count}).IsNode(j.leaves) {
 		return nil, fmt.Errorf("subtree of leaves [%d, %d): not a node of the reduction tree over the step's %d micro-batches",
 			first, first+count, j.leaves)
 	}
@@ -153,7 +154,7 @@ func (j *jobRun) subtree(ctx context.Context, a *dpcnnv1.Assignment, sub *dpcnnv
 		j.micro = append(j.micro, MicroBatch{Epoch: a.GetEpoch(), Step: a.GetStep(), Indices: idx[i*m : (i+1)*m]})
 	}
 	start := time.Now()
-	grad, losses, correct, err := ComputeSubtree(ctx, j.comp, j.micro, j.leafGrads, j.leafLosses)
+	grad, losses, correct, err := tree.ComputeSubtree(ctx, j.comp, j.micro, j.leafGrads, j.leafLosses)
 	if err != nil {
 		return nil, fmt.Errorf("subtree of leaves [%d, %d): %w", first, first+count, err)
 	}

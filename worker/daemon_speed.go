@@ -8,6 +8,7 @@ import (
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // Shape of the start-up benchmark: micro-batches of speedBatch blank
@@ -41,7 +42,7 @@ func MeasureSpeed(b kernels.Backend[float32]) (float64, error) {
 	leaves := [][]float32{make([]float32, c.ParamCount())}
 	losses := make([]float64, 1)
 	round := func(step int64) error {
-		_, _, _, err := ComputeSubtree(context.Background(), c, []MicroBatch{{Step: step, Indices: idx}}, leaves, losses)
+		_, _, _, err := tree.ComputeSubtree(context.Background(), c, []MicroBatch{{Step: step, Indices: idx}}, leaves, losses)
 		return err
 	}
 	if err := round(0); err != nil {

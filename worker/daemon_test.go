@@ -22,6 +22,7 @@ import (
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // hangGuard bounds every wait of these tests: a broken worker fails the
@@ -300,7 +301,7 @@ func direct(t *testing.T, spec job.Spec, train *dataset.Set, params []float32, e
 		mbs = append(mbs, MicroBatch{Epoch: epoch, Step: step, Indices: indices[i : i+m]})
 		leaves = append(leaves, make([]float32, c.ParamCount()))
 	}
-	grad, losses, correct, err = ComputeSubtree(context.Background(), c, mbs, leaves, make([]float64, len(mbs)))
+	grad, losses, correct, err = tree.ComputeSubtree(context.Background(), c, mbs, leaves, make([]float64, len(mbs)))
 	if err != nil {
 		t.Fatal(err)
 	}

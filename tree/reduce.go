@@ -1,4 +1,4 @@
-package worker
+package tree
 
 import (
 	"fmt"
@@ -27,7 +27,7 @@ func ReduceTree(leaves [][]float32) {
 			}
 			dst := leaves[i]
 			if dst == nil {
-				panic(fmt.Sprintf("coordinator: reduction tree: leaf %d is a subtree root but leaf %d is not", i+s, i))
+				panic(fmt.Sprintf("tree: reduction tree: leaf %d is a subtree root but leaf %d is not", i+s, i))
 			}
 			for j := range dst {
 				dst[j] += src[j]
@@ -42,7 +42,7 @@ func ReduceTree(leaves [][]float32) {
 // returns it.
 func ReduceSubtree(leaves [][]float32) []float32 {
 	if len(leaves) == 0 {
-		panic("coordinator: ReduceSubtree of no leaves")
+		panic("tree: ReduceSubtree of no leaves")
 	}
 	ReduceTree(leaves)
 	return leaves[0]
@@ -86,7 +86,7 @@ func (s Subtree) IsNode(leaves int) bool {
 // subtree that starts there and fits, and returns it.
 func SplitSubtrees(dst []Subtree, lo, hi, leaves int) []Subtree {
 	if lo < 0 || lo > hi || hi > leaves {
-		panic(fmt.Sprintf("coordinator: SplitSubtrees [%d, %d) of %d leaves", lo, hi, leaves))
+		panic(fmt.Sprintf("tree: SplitSubtrees [%d, %d) of %d leaves", lo, hi, leaves))
 	}
 	for lo < hi {
 		if hi == leaves && (Subtree{lo, hi}).IsNode(leaves) {
