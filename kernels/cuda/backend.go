@@ -36,6 +36,9 @@ type Backend struct {
 	rowCorrect []int32
 	// maxColFloats bounds the patch matrix of one chunk of a convolution.
 	maxColFloats int
+	// tensors is the Device: tensors allocated by the backend and the
+	// primitives on them.
+	tensors deviceOps
 }
 
 var _ kernels.Backend[float32] = (*Backend)(nil)
@@ -64,7 +67,11 @@ func New(o Options) (*Backend, error) {
 	return newBackend(dev), nil
 }
 
-func newBackend(g gpu) *Backend { return &Backend{dev: g, maxColFloats: defaultMaxColFloats} }
+func newBackend(g gpu) *Backend {
+	b := &Backend{dev: g, maxColFloats: defaultMaxColFloats}
+	b.tensors.b = b
+	return b
+}
 
 // Name reports "cuda".
 func (*Backend) Name() string { return "cuda" }
@@ -93,6 +100,9 @@ func (b *Backend) Close() error {
 			}
 		}
 		if err := free(b.dev, &b.ones); err != nil && first == nil {
+			first = err
+		}
+		if err := b.tensors.freeAll(b.dev); err != nil && first == nil {
 			first = err
 		}
 		return first
@@ -554,7 +564,7 @@ func (b *Backend) MaxPoolForward(g kernels.PoolGeom, x, y []float32, argmax []in
 		if err != nil {
 			return err
 		}
-		if err := d.launch("dp_maxpool_fwd", int64(g.OutLen()), append([]any{xp, yp, ap}, poolArgs(g)...)...); err != nil {
+		if err := maxPoolForwardOn(d, g, xp, yp, ap); err != nil {
 			return err
 		}
 		if err := download(d, y[:g.OutLen()], yp); err != nil {
@@ -587,7 +597,7 @@ func (b *Backend) MaxPoolBackward(g kernels.PoolGeom, dy []float32, argmax []int
 		if err != nil {
 			return err
 		}
-		if err := d.launch("dp_maxpool_bwd", int64(g.InLen()), append([]any{dyp, ap, dxp}, poolArgs(g)...)...); err != nil {
+		if err := maxPoolBackwardOn(d, g, dyp, ap, dxp); err != nil {
 			return err
 		}
 		return download(d, dx[:g.InLen()], dxp)
@@ -600,7 +610,7 @@ func (b *Backend) AvgPoolForward(g kernels.PoolGeom, x, y []float32) {
 	checkPool(g)
 	need("avgpool x", x, g.InLen())
 	need("avgpool y", y, g.OutLen())
-	b.mapOne("dp_avgpool_fwd", g.OutLen(), x[:g.InLen()], y[:g.OutLen()], poolArgs(g)...)
+	b.mapOne(x[:g.InLen()], y[:g.OutLen()], func(d gpu, in, out devPtr) error { return avgPoolForwardOn(d, g, in, out) })
 }
 
 // AvgPoolBackward overwrites dx with each dy spread evenly over the cells of
@@ -609,13 +619,12 @@ func (b *Backend) AvgPoolBackward(g kernels.PoolGeom, dy, dx []float32) {
 	checkPool(g)
 	need("avgpool dy", dy, g.OutLen())
 	need("avgpool dx", dx, g.InLen())
-	b.mapOne("dp_avgpool_bwd", g.InLen(), dy[:g.OutLen()], dx[:g.InLen()], poolArgs(g)...)
+	b.mapOne(dy[:g.OutLen()], dx[:g.InLen()], func(d gpu, in, out devPtr) error { return avgPoolBackwardOn(d, g, in, out) })
 }
 
-// mapOne uploads in, runs kernel over threads elements with the argument
-// list (input pointer, output pointer, extra) and downloads the output
-// into out.
-func (b *Backend) mapOne(kernel string, threads int, in, out []float32, extra ...any) {
+// mapOne uploads in, runs f on it and an output buffer, and downloads the
+// output into out.
+func (b *Backend) mapOne(in, out []float32, f func(d gpu, in, out devPtr) error) {
 	b.run(func(d gpu) error {
 		ip, err := upload(d, &b.bufs[buf0], in)
 		if err != nil {
@@ -625,7 +634,7 @@ func (b *Backend) mapOne(kernel string, threads int, in, out []float32, extra ..
 		if err != nil {
 			return err
 		}
-		if err := d.launch(kernel, int64(threads), append([]any{ip, op}, extra...)...); err != nil {
+		if err := f(d, ip, op); err != nil {
 			return err
 		}
 		return download(d, out, op)
@@ -640,20 +649,19 @@ func (b *Backend) elementwise(kernel string, n int, out []float32, extra []any, 
 		return
 	}
 	b.run(func(d gpu) error {
-		var args []any
+		var ptrs [2]devPtr
 		for i, in := range inputs {
 			p, err := upload(d, &b.bufs[i], in[:n])
 			if err != nil {
 				return err
 			}
-			args = append(args, p)
+			ptrs[i] = p
 		}
 		op, err := b.output(d, len(inputs), n)
 		if err != nil {
 			return err
 		}
-		args = append(append(args, op, int64(n)), extra...)
-		if err := d.launch(kernel, int64(n), args...); err != nil {
+		if err := elementwiseOn(d, kernel, n, op, extra, ptrs[:len(inputs)]...); err != nil {
 			return err
 		}
 		return download(d, out[:n], op)
@@ -861,8 +869,7 @@ func (b *Backend) SoftmaxCrossEntropy(n, classes int, logits []float32, labels [
 		if err != nil {
 			return err
 		}
-		if err := d.launch("dp_softmax_xent", int64(n), lp, labp, pp, dp, rlp, rcp, int64(n), int64(classes),
-			float64(scale), math.Log(1e-7)); err != nil {
+		if err := softmaxOn(d, n, classes, lp, labp, scale, pp, dp, rlp, rcp); err != nil {
 			return err
 		}
 		for _, o := range []struct {
@@ -892,7 +899,7 @@ func (b *Backend) DropoutForward(d kernels.DropoutParams, rows, cols int, sample
 	need("dropout x", x, rows*cols)
 	need("dropout y", y, rows*cols)
 	if !d.Train {
-		b.elementwise("dp_scale", rows*cols, y, []any{float32(kernels.DropoutTestScale(d))}, x)
+		b.elementwise("dp_scale", rows*cols, y, dropoutTestArgs(d), x)
 		return
 	}
 	need("dropout mask", mask, rows*cols)
@@ -920,10 +927,7 @@ func (b *Backend) DropoutForward(d kernels.DropoutParams, rows, cols int, sample
 		if err != nil {
 			return err
 		}
-		blocks := int64(rows) * int64((cols+3)/4)
-		if err := dev.launch("dp_dropout_fwd", blocks, xp, yp, mp, sp, int64(rows), int64(cols),
-			uint32(d.Seed), uint32(d.Seed>>32), uint32(d.Step), d.Layer,
-			float32(d.Ratio), float32(kernels.DropoutScale(d))); err != nil {
+		if err := dropoutForwardOn(dev, d, rows, cols, sp, xp, yp, mp); err != nil {
 			return err
 		}
 		if err := download(dev, y[:n], yp); err != nil {
@@ -956,7 +960,6 @@ func (b *Backend) LRNForward(p kernels.LRNParams, x, y, scale []float32) {
 	if p.Rows <= 0 || p.C <= 0 {
 		return
 	}
-	before, after := lrnWindow(p)
 	b.run(func(d gpu) error {
 		xp, err := upload(d, &b.bufs[buf0], x[:n])
 		if err != nil {
@@ -970,8 +973,7 @@ func (b *Backend) LRNForward(p kernels.LRNParams, x, y, scale []float32) {
 		if err != nil {
 			return err
 		}
-		if err := d.launch("dp_lrn_fwd", int64(n), xp, yp, sp, int64(p.Rows), int64(p.C), before, after,
-			p.K, p.Alpha/float64(p.Size), p.Beta); err != nil {
+		if err := lrnForwardOn(d, p, xp, yp, sp); err != nil {
 			return err
 		}
 		if err := download(d, y[:n], yp); err != nil {
@@ -990,7 +992,6 @@ func (b *Backend) LRNBackward(p kernels.LRNParams, x, y, scale, dy, dx []float32
 	if p.Rows <= 0 || p.C <= 0 {
 		return
 	}
-	before, after := lrnWindow(p)
 	b.run(func(d gpu) error {
 		var ptrs [4]devPtr
 		for i, s := range [...][]float32{x, y, scale, dy} {
@@ -1003,8 +1004,7 @@ func (b *Backend) LRNBackward(p kernels.LRNParams, x, y, scale, dy, dx []float32
 		if err != nil {
 			return err
 		}
-		if err := d.launch("dp_lrn_bwd", int64(n), ptrs[0], ptrs[1], ptrs[2], ptrs[3], dxp, int64(p.Rows), int64(p.C),
-			before, after, p.Beta, 2*p.Alpha*p.Beta/float64(p.Size)); err != nil {
+		if err := lrnBackwardOn(d, p, ptrs[0], ptrs[1], ptrs[2], ptrs[3], dxp); err != nil {
 			return err
 		}
 		return download(d, dx[:n], dxp)

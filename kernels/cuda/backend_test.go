@@ -75,6 +75,14 @@ func TestConformance(t *testing.T) {
 	syncOK(t, b)
 }
 
+// TestDeviceConformance runs the conformance suite on the Device: every
+// operation on tensors in GPU memory.
+func TestDeviceConformance(t *testing.T) {
+	b := deviceBackend(t)
+	kernelstest.TestDevice(t, b, b.Device())
+	syncOK(t, b)
+}
+
 // TestBitwiseAgreementWithCPU checks the primitives whose CUDA kernels do
 // the CPU's arithmetic in the CPU's order: their results must equal the CPU
 // backend's bit for bit (dropout masks above all, which make workers

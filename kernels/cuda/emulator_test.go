@@ -404,6 +404,29 @@ func TestEmulatedConvChunks(t *testing.T) {
 	kernelstest.TestConv(t, b)
 }
 
+// TestEmulatedDeviceConformance runs the conformance suite on the
+// backend's Device (tensors in emulated device memory, every operation on
+// them), then requires that Close frees every tensor.
+func TestEmulatedDeviceConformance(t *testing.T) {
+	b, g := emulatedBackend(t)
+	kernelstest.TestDevice(t, b, b.Device())
+	t.Run("ConvChunks", func(t *testing.T) {
+		b.maxColFloats = 3000
+		defer func() { b.maxColFloats = defaultMaxColFloats }()
+		kernelstest.TestConv(t, kernelstest.ViaDevice(t, b, b.Device()))
+	})
+	m := b.Device().Memory()
+	if _, err := kernels.Alloc[float32](m, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Error(err)
+	}
+	if len(g.allocs) != 0 {
+		t.Errorf("Close left %d allocations", len(g.allocs))
+	}
+}
+
 // TestEmulatedNetworks checks every network's gradients against the
 // reference and the determinism of a step, on the emulation.
 func TestEmulatedNetworks(t *testing.T) {
