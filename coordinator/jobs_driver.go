@@ -18,6 +18,7 @@ import (
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/train"
 )
 
 // driver runs one job: it alone owns the job's Engine and does all the I/O
@@ -40,13 +41,13 @@ type driver struct {
 	// otherKind lists the workers of another kind left out of the job,
 	// each said once in the job log.
 	otherKind map[string]bool
-	eng       *Engine
+	eng       *train.Engine
 	total     int64 // optimizer steps of the job
 	perEpoch  int64
 	workers   map[string]*driverWorker // in the engine, by id
 	touched   map[*workStream]bool     // streams given any of the job's work
 
-	effects []Effect
+	effects []train.Effect
 	ended   bool
 
 	started   time.Time // when this run of the job began
@@ -130,7 +131,7 @@ func (d *driver) run() {
 	if dl := d.spec.DeadlineDuration(); dl > 0 {
 		cfg.Deadline = dl
 	}
-	d.eng = NewEngine(d.s.backend, cfg)
+	d.eng = train.NewEngine(d.s.backend, cfg)
 	d.started = time.Now()
 
 	// Workers already connected join before the job starts, so it starts
@@ -157,7 +158,7 @@ func (d *driver) run() {
 	}
 	d.reissuedBefore = st.ImagesReissued
 	d.s.mu.Unlock()
-	d.step(JobStarted{Spec: d.spec, TrainLen: d.s.trainLen, TestLen: d.s.testLen, Resume: resume})
+	d.step(train.JobStarted{Spec: d.spec, TrainLen: d.s.trainLen, TestLen: d.s.testLen, Resume: resume})
 	if d.ended {
 		return
 	}
@@ -186,7 +187,7 @@ func (d *driver) run() {
 			}
 			clear(inputs)
 		case now := <-tick.C:
-			d.step(Tick{Now: now})
+			d.step(train.Tick{Now: now})
 			d.writeStatus(false)
 		}
 	}
@@ -249,7 +250,7 @@ func (d *driver) input(in driverInput) {
 		}
 	case workFailure:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
-			d.step(WorkFailed{Worker: in.ws.worker, Assignment: in.f.AssignmentId, Err: errors.New(in.f.Message)})
+			d.step(train.WorkFailed{Worker: in.ws.worker, Assignment: in.f.AssignmentId, Err: errors.New(in.f.Message)})
 		}
 	case cancelJob:
 		d.finish(dpcnnv1.JobState_JOB_STATE_CANCELLED, in.reason)
@@ -291,7 +292,7 @@ func (d *driver) streamOpened(ws *workStream) {
 	ws.mu.Unlock()
 	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_WorkersChanged{WorkersChanged: &dpcnnv1.WorkersChanged{
 		Live: int32(len(d.workers)), Joined: []string{ws.worker}}}}, true)
-	d.step(WorkerJoined{ID: ws.worker, Speed: ws.speed})
+	d.step(train.WorkerJoined{ID: ws.worker, Speed: ws.speed})
 }
 
 // lose takes a worker out of the engine; its work goes to others.
@@ -299,13 +300,13 @@ func (d *driver) lose(id string) {
 	delete(d.workers, id)
 	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_WorkersChanged{WorkersChanged: &dpcnnv1.WorkersChanged{
 		Live: int32(len(d.workers)), Left: []string{id}}}}, true)
-	d.step(WorkerLost{ID: id})
+	d.step(train.WorkerLost{ID: id})
 }
 
 // resultEvent turns a worker's result into the engine's event. Malformed
 // gradients go to the engine as they are (a nil or wrongly sized vector),
 // so that it refuses them and takes the work elsewhere.
-func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) Event {
+func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) train.Event {
 	switch o := r.Outcome.(type) {
 	case *dpcnnv1.WorkResult_Train:
 		t := o.Train // may be nil: the getters below are nil-safe
@@ -335,14 +336,14 @@ func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) Event {
 			}
 			ws.mu.Unlock()
 		}
-		return GradientsReceived{
+		return train.GradientsReceived{
 			Worker: ws.worker, Assignment: r.AssignmentId, Grad: grad, LeafLosses: leafLosses,
 			Correct: clampCount(t.GetCorrect()), Compute: time.Duration(max(r.ComputeNanos, 0)),
 		}
 	case *dpcnnv1.WorkResult_Eval:
-		return EvalReceived{Worker: ws.worker, Assignment: r.AssignmentId, Correct: clampCount(o.Eval.GetCorrect())}
+		return train.EvalReceived{Worker: ws.worker, Assignment: r.AssignmentId, Correct: clampCount(o.Eval.GetCorrect())}
 	}
-	return WorkFailed{Worker: ws.worker, Assignment: r.AssignmentId, Err: errors.New("a result with neither gradients nor an evaluation")}
+	return train.WorkFailed{Worker: ws.worker, Assignment: r.AssignmentId, Err: errors.New("a result with neither gradients nor an evaluation")}
 }
 
 // clampCount maps counts beyond int32 to −1, which the engine refuses.
@@ -354,7 +355,7 @@ func clampCount(n int64) int {
 }
 
 // step hands the engine an event and carries out its effects in order.
-func (d *driver) step(ev Event) {
+func (d *driver) step(ev train.Event) {
 	d.effects = d.eng.Step(ev, d.effects[:0])
 	for i, ef := range d.effects {
 		if !d.ended {
@@ -364,9 +365,9 @@ func (d *driver) step(ev Event) {
 	}
 }
 
-func (d *driver) effect(ef Effect) {
+func (d *driver) effect(ef train.Effect) {
 	switch ef := ef.(type) {
-	case Assign:
+	case train.Assign:
 		dw := d.workers[ef.Worker]
 		if dw == nil {
 			d.log.Error("assignment for a worker not in the job", "worker", ef.Worker)
@@ -380,7 +381,7 @@ func (d *driver) effect(ef Effect) {
 		a.Work = &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtrees: []*dpcnnv1.Subtree{{
 			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}}
 		d.sendWork(dw, a)
-	case Evaluate:
+	case train.Evaluate:
 		dw := d.workers[ef.Worker]
 		if dw == nil {
 			d.log.Error("evaluation for a worker not in the job", "worker", ef.Worker)
@@ -389,34 +390,34 @@ func (d *driver) effect(ef Effect) {
 		a := d.assignment(dw, ef.ID, d.eng.EpochsDone(), ef.Version, ef.Version, ef.Params)
 		a.Work = &dpcnnv1.Assignment_Eval{Eval: &dpcnnv1.EvalWork{Begin: int64(ef.From), End: int64(ef.To)}}
 		d.sendWork(dw, a)
-	case StepApplied:
+	case train.StepApplied:
 		d.stepApplied(ef)
-	case EvalDone:
+	case train.EvalDone:
 		d.evalDone(ef)
-	case PersistCheckpoint:
+	case train.PersistCheckpoint:
 		if err := d.persist(ef.Checkpoint); err != nil {
 			d.finish(dpcnnv1.JobState_JOB_STATE_FAILED, fmt.Sprintf("checkpoint at step %d: %v", ef.Checkpoint.Step, err))
 		}
-	case JobFinished:
+	case train.JobFinished:
 		d.writeModel()
 		d.finish(dpcnnv1.JobState_JOB_STATE_SUCCEEDED, "")
-	case JobFailed:
+	case train.JobFailed:
 		d.finish(dpcnnv1.JobState_JOB_STATE_FAILED, ef.Err.Error())
-	case Waiting:
+	case train.Waiting:
 		reason := ef.Reason
 		if d.backend != "" {
 			reason = fmt.Sprintf("%s (of backend %s)", reason, d.backend)
 		}
 		d.setState(dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS, reason)
-	case Refused:
+	case train.Refused:
 		d.log.Warn("result refused", "worker", ef.Worker, "assignment", ef.Assignment, "err", ef.Err)
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("refused: %v", ef.Err))
-	case Dropped:
+	case train.Dropped:
 		d.log.Debug("result dropped", "worker", ef.Worker, "assignment", ef.Assignment, "reason", ef.Reason)
-	case WorkerFlagged:
+	case train.WorkerFlagged:
 		d.log.Warn("worker flagged", "worker", ef.Worker, "err", ef.Err)
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s gets no more work: %v", ef.Worker, ef.Err))
-	case Straggler:
+	case train.Straggler:
 		d.log.Warn("slow worker", "worker", ef.Worker, "assignment", ef.Assignment, "waited", ef.Waited, "deadline", ef.Deadline, "backup", ef.Backup)
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s is slow: its assignment %d has waited %s, past its deadline of %s; a copy went to %s",
 			ef.Worker, ef.Assignment, ef.Waited.Round(time.Millisecond), ef.Deadline.Round(time.Millisecond), ef.Backup))
@@ -425,7 +426,7 @@ func (d *driver) effect(ef Effect) {
 		st.Straggler, st.StragglerWait, st.Updated = ef.Worker, ef.Waited, time.Now().UTC()
 		d.s.mu.Unlock()
 		d.dirty = true
-	case Cancel:
+	case train.Cancel:
 		if dw := d.workers[ef.Worker]; dw != nil {
 			dw.ws.setOutstanding(ef.Assignment, false)
 			dw.ws.send(&dpcnnv1.CoordinatorMessage{Kind: &dpcnnv1.CoordinatorMessage_Cancel{Cancel: &dpcnnv1.CancelWork{
@@ -470,7 +471,7 @@ func (d *driver) releaseWorkers() {
 	}
 }
 
-func (d *driver) stepApplied(ef StepApplied) {
+func (d *driver) stepApplied(ef train.StepApplied) {
 	d.images += int64(ef.Images)
 	elapsed := time.Since(d.started)
 	p := &dpcnnv1.JobProgress{
@@ -501,7 +502,7 @@ func (d *driver) stepApplied(ef StepApplied) {
 	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Progress{Progress: p}}, false)
 }
 
-func (d *driver) evalDone(ef EvalDone) {
+func (d *driver) evalDone(ef train.EvalDone) {
 	ev := &dpcnnv1.Evaluation{Epoch: ef.Epoch, GlobalStep: ef.Version, TestAccuracy: ef.Accuracy, Correct: int64(ef.Correct), Samples: int64(ef.Total)}
 	p := &dpcnnv1.JobProgress{GlobalStep: ef.Version, TotalSteps: d.total}
 	if d.held != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
+	"github.com/dpcnn/dpcnn/train"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -81,7 +82,7 @@ type ServerConfig struct {
 	// are written at once.
 	StatusInterval time.Duration
 	// Engine tunes the training engine of every job.
-	Engine EngineConfig
+	Engine train.EngineConfig
 	// Replication says how the leader's checkpoints and models reach the
 	// standby coordinators' own data folders (see replication.go).
 	Replication ReplicationConfig

@@ -29,6 +29,7 @@ import (
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
+	"github.com/dpcnn/dpcnn/train"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -292,22 +293,22 @@ func evaluate(t *testing.T, c *model.Checkpoint, test *dataset.Set, n int) int {
 	return correct
 }
 
-// trainInProcess runs spec with one in-process worker (coordinator.Trainer)
+// trainInProcess runs spec with one in-process worker (train.Trainer)
 // and returns its final checkpoint: the reference every cluster run must
 // match bit for bit.
-func trainInProcess(t *testing.T, spec job.Spec, train, test *dataset.Set) *model.Checkpoint {
+func trainInProcess(t *testing.T, spec job.Spec, trainSet, test *dataset.Set) *model.Checkpoint {
 	t.Helper()
 	b := kernels.NewCPU(1)
-	trainer, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
+	trainer, err := train.NewTrainer(spec, b, trainSet.Len(), test.Len(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp, err := worker.NewComputer(trainer.Spec(), b, train, 100)
+	comp, err := worker.NewComputer(trainer.Spec(), b, trainSet, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var last *model.Checkpoint
-	_, err = trainer.Run(context.Background(), &coordinator.LocalWorkers{Computer: comp, Test: test}, nil,
+	_, err = trainer.Run(context.Background(), &train.LocalWorkers{Computer: comp, Test: test}, nil,
 		func(c *model.Checkpoint) error { last = c; return nil })
 	if err != nil {
 		t.Fatal(err)

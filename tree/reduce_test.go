@@ -94,3 +94,13 @@ func TestSplitSubtrees(t *testing.T) {
 		}
 	}
 }
+
+func TestReduceTreeOrder(t *testing.T) {
+	// Five leaves: ((l0+l1)+(l2+l3))+l4, exactly.
+	leaves := [][]float32{{1e8}, {1}, {-1e8}, {1}, {0.5}}
+	ReduceTree(leaves)
+	want := (float32(1e8) + 1) + (float32(-1e8) + 1) + 0.5
+	if leaves[0][0] != want {
+		t.Fatalf("ReduceTree = %v, want %v", leaves[0][0], want)
+	}
+}

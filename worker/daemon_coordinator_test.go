@@ -22,6 +22,7 @@ import (
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/train"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -41,7 +42,7 @@ func TestDaemonsTrainWithCoordinator(t *testing.T) {
 	if err != nil {
 		t.Skip("no MNIST: ", err)
 	}
-	train, test, err := dataset.LoadMNIST(dir)
+	trainSet, test, err := dataset.LoadMNIST(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestDaemonsTrainWithCoordinator(t *testing.T) {
 			RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, RegistrationTTL: 2 * time.Second,
 		}
 		if id == "w-mem" {
-			cfg.Train, cfg.Test, cfg.DatasetFiles = train, test, files
+			cfg.Train, cfg.Test, cfg.DatasetFiles = trainSet, test, files
 		} else {
 			cfg.CacheDir = t.TempDir()
 		}
@@ -184,15 +185,15 @@ func TestDaemonsTrainWithCoordinator(t *testing.T) {
 
 	b := kernels.NewCPU(1)
 	defer b.Close()
-	tr, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
+	tr, err := train.NewTrainer(spec, b, trainSet.Len(), test.Len(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp, err := worker.NewComputer(tr.Spec(), b, train, 100)
+	comp, err := worker.NewComputer(tr.Spec(), b, trainSet, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tr.Run(ctx, &coordinator.LocalWorkers{Computer: comp, Test: test}, nil, nil); err != nil {
+	if _, err := tr.Run(ctx, &train.LocalWorkers{Computer: comp, Test: test}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if hashFloats(tr.Params()) != hashFloats(distributed) {

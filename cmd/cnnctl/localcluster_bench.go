@@ -12,10 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dpcnn/dpcnn/backends"
-	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/train"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -118,26 +118,26 @@ start-up, evaluation and shut-down are not counted.`,
 	return cmd
 }
 
-// benchInProcess trains spec with coordinator.Trainer and returns the mean
+// benchInProcess trains spec with train.Trainer and returns the mean
 // time of the measured steps after the first warmup.
-func benchInProcess(ctx context.Context, spec job.Spec, o trainOptions, train, test *dataset.Set, warmup int, measured int64) (time.Duration, error) {
+func benchInProcess(ctx context.Context, spec job.Spec, o trainOptions, trainSet, test *dataset.Set, warmup int, measured int64) (time.Duration, error) {
 	b, err := newBackend(o.backend, o.threads)
 	if err != nil {
 		return 0, err
 	}
 	defer backends.Close(b)
-	trainer, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
+	trainer, err := train.NewTrainer(spec, b, trainSet.Len(), test.Len(), time.Now)
 	if err != nil {
 		return 0, err
 	}
-	comp, err := worker.NewComputer(trainer.Spec(), b, train, 500)
+	comp, err := worker.NewComputer(trainer.Spec(), b, trainSet, 500)
 	if err != nil {
 		return 0, err
 	}
 	defer comp.Close()
 	var at stepClock
-	_, err = trainer.Run(ctx, &coordinator.LocalWorkers{Computer: comp, Test: test},
-		func(p coordinator.Progress) { at.record(p.GlobalStep, p.Elapsed) }, nil)
+	_, err = trainer.Run(ctx, &train.LocalWorkers{Computer: comp, Test: test},
+		func(p train.Progress) { at.record(p.GlobalStep, p.Elapsed) }, nil)
 	if err != nil {
 		return 0, err
 	}

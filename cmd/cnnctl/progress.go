@@ -9,7 +9,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/dpcnn/dpcnn/coordinator"
+	"github.com/dpcnn/dpcnn/train"
 )
 
 // progressPrinter shows training progress: a bar when out is a terminal,
@@ -34,7 +34,7 @@ func newProgressPrinter(out io.Writer, totalSteps int64) *progressPrinter {
 	return p
 }
 
-func (p *progressPrinter) report(pr coordinator.Progress) {
+func (p *progressPrinter) report(pr train.Progress) {
 	line := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f acc %.3f %.0f img/s",
 		pr.Epoch, pr.Epochs, pr.Step, pr.StepsPerEpoch, pr.Loss, pr.TrainAccuracy, pr.ImagesPerSec)
 	if p.bar != nil {

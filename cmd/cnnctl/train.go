@@ -13,6 +13,7 @@ import (
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/train"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -76,7 +77,7 @@ to --out at the end (--in-process: after every epoch too); evaluate it with
 	return cmd
 }
 
-// trainInProcess trains with coordinator.Trainer and one LocalWorkers.
+// trainInProcess trains with train.Trainer and one LocalWorkers.
 func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) error {
 	b, err := newBackend(o.backend, o.threads)
 	if err != nil {
@@ -87,18 +88,18 @@ func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) 
 	if err != nil {
 		return err
 	}
-	train, test, err := dataset.LoadMNIST(dir)
+	trainSet, test, err := dataset.LoadMNIST(dir)
 	if err != nil {
 		return err
 	}
-	if err := spec.CheckData(job.DataOf(train, test)); err != nil {
+	if err := spec.CheckData(job.DataOf(trainSet, test)); err != nil {
 		return err
 	}
-	trainer, err := coordinator.NewTrainer(spec, b, train.Len(), test.Len())
+	trainer, err := train.NewTrainer(spec, b, trainSet.Len(), test.Len(), time.Now)
 	if err != nil {
 		return err
 	}
-	comp, err := worker.NewComputer(trainer.Spec(), b, train, 500)
+	comp, err := worker.NewComputer(trainer.Spec(), b, trainSet, 500)
 	if err != nil {
 		return err
 	}
@@ -107,7 +108,7 @@ func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) 
 	fmt.Fprintf(e.stdout, "training %s on %s backend: %d epochs, %d steps of %d images, seed %d\n",
 		netName(spec), b.Name(), spec.Epochs, trainer.TotalSteps(), spec.Batch, spec.Seed)
 	progress := newProgressPrinter(e.stdout, trainer.TotalSteps())
-	res, err := trainer.Run(ctx, &coordinator.LocalWorkers{Computer: comp, Test: test},
+	res, err := trainer.Run(ctx, &train.LocalWorkers{Computer: comp, Test: test},
 		progress.report,
 		func(c *model.Checkpoint) error { return coordinator.WriteCheckpointFile(ckptPath, c) })
 	progress.finish()

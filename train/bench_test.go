@@ -1,8 +1,9 @@
-package coordinator
+package train
 
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
@@ -14,7 +15,7 @@ import (
 // MNIST, forward, backward, reduction and Adam update, on all cores
 // (GOMAXPROCS). It reports images/s.
 //
-//	go test ./coordinator -run XXX -bench TrainStep -benchtime 50x
+//	go test ./train -run XXX -bench TrainStep -benchtime 50x
 func BenchmarkTrainStep(b *testing.B) {
 	for _, net := range []string{"deep", "simple", "lenet"} {
 		b.Run(net, func(b *testing.B) {
@@ -22,7 +23,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			cpu := kernels.NewCPU(0)
 			defer cpu.Close()
 			spec := job.Spec{Network: net, Epochs: 1000, Batch: 100, Seed: 1}
-			tr, err := NewTrainer(spec, cpu, train.Len(), test.Len())
+			tr, err := NewTrainer(spec, cpu, train.Len(), test.Len(), time.Now)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,17 +1,30 @@
-package coordinator
+package train
 
 import (
 	"context"
 
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/tree"
-	"github.com/dpcnn/dpcnn/worker"
 )
 
-// LocalWorkers computes everything in this process with one worker.Computer,
+// Replica is the network replica LocalWorkers computes with: a
+// worker.Computer, which this package knows only through its methods.
+type Replica interface {
+	tree.Replica
+	// ParamCount is the length of the flat parameter and gradient
+	// vectors.
+	ParamCount() int
+	// SetParams copies a flat parameter vector into the replica.
+	SetParams(flat []float32) error
+	// Evaluate classifies samples [from, to) of set in test mode and
+	// returns how many it got right.
+	Evaluate(set *dataset.Set, from, to int) (correct int, err error)
+}
+
+// LocalWorkers computes everything in this process with one Replica,
 // micro-batch after micro-batch; its backend uses all the cores it was given.
 type LocalWorkers struct {
-	Computer *worker.Computer
+	Computer Replica
 	Test     *dataset.Set
 
 	leaves [][]float32

@@ -1,9 +1,4 @@
-// Package coordinator drives training. Its Engine, a deterministic state
-// machine with no I/O, plans each step's global batch, hands its
-// micro-batches to workers as subtrees of a fixed reduction tree, combines
-// their gradient sums in the tree's order and applies one optimizer step;
-// the Trainer drives it in process, the distributed coordinator over gRPC.
-package coordinator
+package train
 
 import (
 	"context"
@@ -60,8 +55,9 @@ type Result struct {
 // local worker, so a local run computes exactly what a distributed one
 // does.
 type Trainer struct {
-	eng  *Engine
-	plan dataset.Plan
+	eng   *Engine
+	plan  dataset.Plan
+	clock Clock
 
 	queue  []Effect // the engine's effects not yet carried out
 	head   int
@@ -71,17 +67,25 @@ type Trainer struct {
 // localWorker is the ID of the Trainer's one worker.
 const localWorker = "local"
 
+// Clock reads the time: time.Now in production, a fake in tests. The
+// training core never reads the wall clock itself; a Trainer reads its clock
+// only to report the elapsed time and the throughput.
+type Clock func() time.Time
+
 // NewTrainer initialises a job's parameters from its seed. b applies the
 // optimizer updates; trainLen and testLen are the sizes of the data sets the
-// workers hold (before the job's limits).
-func NewTrainer(spec job.Spec, b kernels.Backend[float32], trainLen, testLen int) (*Trainer, error) {
+// workers hold (before the job's limits); clock times the run (time.Now).
+func NewTrainer(spec job.Spec, b kernels.Backend[float32], trainLen, testLen int, clock Clock) (*Trainer, error) {
+	if clock == nil {
+		return nil, errors.New("train: a trainer needs a clock (time.Now)")
+	}
 	eng := NewEngine(b, EngineConfig{})
 	for _, ef := range eng.Step(JobStarted{Spec: spec, TrainLen: trainLen, TestLen: testLen}, nil) {
 		if f, ok := ef.(JobFailed); ok {
 			return nil, f.Err
 		}
 	}
-	return &Trainer{eng: eng, plan: eng.Plan()}, nil
+	return &Trainer{eng: eng, plan: eng.Plan(), clock: clock}, nil
 }
 
 // Engine is the trainer's engine.
@@ -107,7 +111,7 @@ func (t *Trainer) Restore(c *model.Checkpoint) error { return t.eng.Restore(c) }
 // restored checkpoint left off), calling report after every step, and
 // checkpoint at the cadence of the job and at the end.
 func (t *Trainer) Run(ctx context.Context, w Workers, report func(Progress), checkpoint func(*model.Checkpoint) error) (*Result, error) {
-	start := time.Now()
+	start := t.clock()
 	total := t.eng.TotalSteps()
 	perEpoch := int64(t.plan.StepsPerEpoch())
 	epochs := (total + perEpoch - 1) / perEpoch
@@ -115,7 +119,7 @@ func (t *Trainer) Run(ctx context.Context, w Workers, report func(Progress), che
 	var images int64
 	finish := func() (*Result, error) {
 		res.Steps, res.Epochs = t.eng.StepsApplied(), t.eng.EpochsDone()
-		res.Elapsed = time.Since(start)
+		res.Elapsed = t.clock().Sub(start)
 		if res.Elapsed > 0 {
 			res.ImagesPerSec = float64(images) / res.Elapsed.Seconds()
 		}
@@ -129,7 +133,7 @@ func (t *Trainer) Run(ctx context.Context, w Workers, report func(Progress), che
 		switch ef := ef.(type) {
 		case StepApplied:
 			images += int64(ef.Images)
-			elapsed := time.Since(start)
+			elapsed := t.clock().Sub(start)
 			p := Progress{
 				Epoch: ef.Epoch + 1, Epochs: epochs, Step: ef.InEpoch + 1, StepsPerEpoch: int(perEpoch),
 				GlobalStep: ef.Step, Steps: total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,

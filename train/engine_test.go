@@ -1,4 +1,4 @@
-package coordinator
+package train
 
 import (
 	"bytes"
@@ -233,7 +233,7 @@ func newCluster(t *testing.T, name string, seed uint64, spec job.Spec, cfg Engin
 
 func (c *cluster) fatalf(format string, args ...any) {
 	c.t.Helper()
-	c.t.Fatalf("%s, seed %d (reproduce: go test ./coordinator -run '^%s$' -engine.seed=%d): %s",
+	c.t.Fatalf("%s, seed %d (reproduce: go test ./train -run '^%s$' -engine.seed=%d): %s",
 		c.name, c.seed, c.t.Name(), c.seed, fmt.Sprintf(format, args...))
 }
 

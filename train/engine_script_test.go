@@ -1,4 +1,4 @@
-package coordinator
+package train
 
 import (
 	"flag"
@@ -12,13 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcnn/dpcnn/tree"
-
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
-var updateScripts = flag.Bool("engine.update", false, "rewrite the expected effects in coordinator/testdata/engine/*.txt")
+var updateScripts = flag.Bool("engine.update", false, "rewrite the expected effects in train/testdata/engine/*.txt")
 
 // TestEngineScripts runs the scripts in testdata/engine: each line that is
 // not indented is a command; the indented lines after it are the effects it

@@ -1,21 +1,19 @@
-package coordinator
+package train
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"math"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
-	"github.com/dpcnn/dpcnn/tree"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -47,7 +45,7 @@ func newLocalRun(t *testing.T, spec job.Spec, threads int) (*Trainer, *LocalWork
 	train, test := loadMNIST(t)
 	b := kernels.NewCPU(threads)
 	t.Cleanup(b.Close)
-	tr, err := NewTrainer(spec, b, train.Len(), test.Len())
+	tr, err := NewTrainer(spec, b, train.Len(), test.Len(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +100,8 @@ func TestTrainerLearns(t *testing.T) {
 }
 
 // The trained parameters are a pure function of the job: the same on 1 and
-// 2 threads, and the same when the run is stopped at a checkpoint, written to
-// disk, and resumed by a new trainer.
+// 2 threads, and the same when the run is stopped at a checkpoint, encoded
+// (as the coordinator writes it to disk), and resumed by a new trainer.
 func TestTrainerDeterministic(t *testing.T) {
 	spec := smallJob()
 	spec.Network = "deep"
@@ -127,11 +125,11 @@ func TestTrainerDeterministic(t *testing.T) {
 	if _, err := tr.Run(context.Background(), w, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "ckpt")
-	if err := WriteCheckpointFile(path, tr.Checkpoint()); err != nil {
+	var encoded bytes.Buffer
+	if err := model.WriteCheckpoint(&encoded, tr.Checkpoint()); err != nil {
 		t.Fatal(err)
 	}
-	c, err := ReadCheckpointFile(path)
+	c, err := model.ReadCheckpoint(&encoded)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,37 +151,5 @@ func TestRestoreRefusesOtherJob(t *testing.T) {
 	c.Seed++
 	if err := tr.Restore(c); err == nil {
 		t.Fatal("checkpoint of another seed accepted")
-	}
-}
-
-func TestReduceTreeOrder(t *testing.T) {
-	// Five leaves: ((l0+l1)+(l2+l3))+l4, exactly.
-	leaves := [][]float32{{1e8}, {1}, {-1e8}, {1}, {0.5}}
-	tree.ReduceTree(leaves)
-	want := (float32(1e8) + 1) + (float32(-1e8) + 1) + 0.5
-	if leaves[0][0] != want {
-		t.Fatalf("ReduceTree = %v, want %v", leaves[0][0], want)
-	}
-}
-
-func TestCheckpointFileCorrupt(t *testing.T) {
-	tr, _ := newLocalRun(t, smallJob(), 1)
-	path := filepath.Join(t.TempDir(), "checkpoint.ckpt")
-	if err := WriteCheckpointFile(path, tr.Checkpoint()); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x40
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadCheckpointFile(path); err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("corrupt checkpoint: err = %v, want an error naming %s", err, path)
-	}
-	if _, err := ReadCheckpointFile(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Fatal("missing checkpoint file read without error")
 	}
 }

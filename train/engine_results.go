@@ -1,10 +1,11 @@
-package coordinator
+package train
 
 import (
 	"fmt"
-	"github.com/dpcnn/dpcnn/tree"
 	"math"
 	"time"
+
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // take finds the outstanding assignment a result answers. When there is

@@ -1,4 +1,4 @@
-package coordinator
+package train
 
 import (
 	"fmt"
@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcnn/dpcnn/tree"
-
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/philox"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // FuzzEngine drives an engine with arbitrary sequences of joins, losses,
@@ -25,7 +24,7 @@ import (
 // The engine must never panic, assign work that is not an aligned subtree
 // or goes to a dead or flagged worker, or apply a step twice.
 //
-//	go test ./coordinator -run XXX -fuzz FuzzEngine -fuzztime 60s
+//	go test ./train -run XXX -fuzz FuzzEngine -fuzztime 60s
 func FuzzEngine(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0, 1, 0, 7, 3, 0, 3, 0, 3, 1, 2, 30, 3, 0})
