@@ -34,6 +34,9 @@ type driver struct {
 	entry *jobEntry // fields guarded by s.mu
 	log   *slog.Logger
 	inbox *mailbox[driverInput]
+	// now is the driver's clock (ServerConfig.Clock): the time of the
+	// engine's Ticks and of everything the driver stamps or measures.
+	now train.Clock
 
 	spec    job.Spec
 	specErr error
@@ -97,6 +100,7 @@ func (cancelJob) driverInput()    {}
 func newDriver(s *Server, l *leadership, e *jobEntry) *driver {
 	d := &driver{
 		s: s, l: l, id: e.id, entry: e, log: s.log.With("job", e.id),
+		now:     s.cfg.Clock,
 		inbox:   newMailbox[driverInput](),
 		backend: e.status.Backend,
 		workers: map[string]*driverWorker{},
@@ -124,7 +128,7 @@ func (d *driver) run() {
 	cfg := d.s.cfg.Engine
 	// Assignment ids above any an earlier run or leader used, so a late
 	// answer to one of those is never taken for one of ours.
-	cfg.FirstAssignment = uint64(time.Now().UnixNano())
+	cfg.FirstAssignment = uint64(d.now().UnixNano())
 	if d.spec.MinWorkers > 0 {
 		cfg.MinWorkers = d.spec.MinWorkers
 	}
@@ -132,7 +136,7 @@ func (d *driver) run() {
 		cfg.Deadline = dl
 	}
 	d.eng = train.NewEngine(d.s.backend, cfg)
-	d.started = time.Now()
+	d.started = d.now()
 
 	// Workers already connected join before the job starts, so it starts
 	// running at once rather than first waiting for them.
@@ -186,8 +190,8 @@ func (d *driver) run() {
 				d.input(in)
 			}
 			clear(inputs)
-		case now := <-tick.C:
-			d.step(train.Tick{Now: now})
+		case <-tick.C:
+			d.step(train.Tick{Now: d.now()})
 			d.writeStatus(false)
 		}
 	}
@@ -423,7 +427,7 @@ func (d *driver) effect(ef train.Effect) {
 			ef.Worker, ef.Assignment, ef.Waited.Round(time.Millisecond), ef.Deadline.Round(time.Millisecond), ef.Backup))
 		d.s.mu.Lock()
 		st := &d.entry.status
-		st.Straggler, st.StragglerWait, st.Updated = ef.Worker, ef.Waited, time.Now().UTC()
+		st.Straggler, st.StragglerWait, st.Updated = ef.Worker, ef.Waited, d.now().UTC()
 		d.s.mu.Unlock()
 		d.dirty = true
 	case train.Cancel:
@@ -473,7 +477,7 @@ func (d *driver) releaseWorkers() {
 
 func (d *driver) stepApplied(ef train.StepApplied) {
 	d.images += int64(ef.Images)
-	elapsed := time.Since(d.started)
+	elapsed := d.now().Sub(d.started)
 	p := &dpcnnv1.JobProgress{
 		Epoch: ef.Epoch + 1, Epochs: (d.total + d.perEpoch - 1) / d.perEpoch,
 		StepInEpoch: int64(ef.InEpoch + 1), StepsPerEpoch: d.perEpoch,
@@ -488,7 +492,7 @@ func (d *driver) stepApplied(ef train.StepApplied) {
 	d.s.mu.Lock()
 	st := &d.entry.status
 	st.Step, st.Epoch, st.Loss, st.TrainAccuracy = ef.Step, d.eng.EpochsDone(), ef.Loss, ef.TrainAccuracy
-	st.ImagesPerSec, st.LiveWorkers, st.Updated = p.ImagesPerSec, len(d.workers), time.Now().UTC()
+	st.ImagesPerSec, st.LiveWorkers, st.Updated = p.ImagesPerSec, len(d.workers), d.now().UTC()
 	st.ImagesReissued = p.ImagesReissued
 	p.StepsRedone = st.StepsRedone
 	p.Straggler, p.StragglerWaitNanos = st.Straggler, int64(st.StragglerWait)
@@ -516,7 +520,7 @@ func (d *driver) evalDone(ef train.EvalDone) {
 	d.s.mu.Lock()
 	st := &d.entry.status
 	st.Evaluated, st.TestAccuracy, st.EvalStep, st.EvalEpoch = true, ef.Accuracy, ef.Version, ef.Epoch
-	st.EvalCorrect, st.EvalSamples, st.Updated = int64(ef.Correct), int64(ef.Total), time.Now().UTC()
+	st.EvalCorrect, st.EvalSamples, st.Updated = int64(ef.Correct), int64(ef.Total), d.now().UTC()
 	d.entry.progress = p
 	d.s.mu.Unlock()
 	d.dirty = true
@@ -544,7 +548,7 @@ func (d *driver) persist(c *model.Checkpoint) error {
 	d.replicate(path, file, fmt.Sprintf("the checkpoint at step %d", c.Step))
 	params := c.ParamsSHA256()
 	d.lastCkpt = c
-	now := time.Now().UTC()
+	now := d.now().UTC()
 	info := &dpcnnv1.CheckpointInfo{Step: c.Step, Epoch: c.Epoch, Size: size, Sha256: sum, WrittenUnixNanos: now.UnixNano(), ParamsSha256: params}
 	d.s.mu.Lock()
 	st := &d.entry.status
@@ -605,7 +609,7 @@ func (d *driver) setState(st dpcnnv1.JobState, reason string) {
 	if old == st && next.Waiting == waiting {
 		return
 	}
-	now := time.Now().UTC()
+	now := d.now().UTC()
 	next.State, next.Updated, next.Waiting = stateWord(st), now, waiting
 	if st == dpcnnv1.JobState_JOB_STATE_RUNNING && next.Started.IsZero() {
 		next.Started = now
@@ -640,7 +644,7 @@ func (d *driver) finish(st dpcnnv1.JobState, reason string) {
 // writeStatus writes the job's status to etcd when it changed: at once
 // when forced, else at most every StatusInterval.
 func (d *driver) writeStatus(force bool) {
-	if !d.dirty || (!force && time.Since(d.lastWrite) < d.s.cfg.StatusInterval) {
+	if !d.dirty || (!force && d.now().Sub(d.lastWrite) < d.s.cfg.StatusInterval) {
 		return
 	}
 	d.s.mu.Lock()
@@ -665,7 +669,7 @@ func (d *driver) putStatus(st keyspace.JobStatus) {
 			d.log.Warn("write job status", "err", err)
 		}
 	default:
-		d.dirty, d.lastWrite = false, time.Now()
+		d.dirty, d.lastWrite = false, d.now()
 	}
 }
 

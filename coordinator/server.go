@@ -83,6 +83,11 @@ type ServerConfig struct {
 	StatusInterval time.Duration
 	// Engine tunes the training engine of every job.
 	Engine train.EngineConfig
+	// Clock is the time of the jobs' drivers: the engines' Ticks, the
+	// times in job statuses, throughput (default time.Now). The ticker
+	// that paces the Ticks and the leadership's lease keeping run on real
+	// time regardless.
+	Clock train.Clock
 	// Replication says how the leader's checkpoints and models reach the
 	// standby coordinators' own data folders (see replication.go).
 	Replication ReplicationConfig
@@ -120,6 +125,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 	c.Replication = c.Replication.withDefaults()
 	return c
