@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcnn/dpcnn/localcluster"
 	"github.com/dpcnn/dpcnn/secure"
 )
 
 // The client commands against a real coordinator, etcd and two workers,
 // all in this process.
 func TestClientAgainstLocalCluster(t *testing.T) {
-	lc, err := startLocalCluster(context.Background(), localClusterConfig{Dir: t.TempDir(), Workers: 2, Threads: 2, Backend: "cpu"})
+	lc, err := localcluster.Start(context.Background(), localcluster.Config{Dir: t.TempDir(), Workers: 2, Threads: 2, Backend: "cpu", Version: localVersion})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/localcluster"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/train"
 	"github.com/dpcnn/dpcnn/worker"
@@ -148,19 +149,19 @@ func benchInProcess(ctx context.Context, spec job.Spec, o trainOptions, trainSet
 // time of the measured steps after the first warmup, as the coordinator
 // timed them.
 func benchLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOptions, warmup int, measured int64) (time.Duration, error) {
-	dir, err := tempClusterDir()
+	dir, err := localcluster.TempDir()
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	lc, err := startLocalCluster(ctx, localClusterConfig{
-		Dir: dir, Workers: o.workers, Threads: o.threads, Backend: o.backend, MNISTDir: o.dataDir, Logger: e.log,
+	lc, err := localcluster.Start(ctx, localcluster.Config{
+		Dir: dir, Workers: o.workers, Threads: o.threads, Backend: o.backend, MNISTDir: o.dataDir, Logger: e.log, Version: localVersion,
 	})
 	if err != nil {
 		return 0, err
 	}
 	defer lc.Stop()
-	c, err := lc.dial(30 * time.Second)
+	c, err := dialLocal(lc, 30*time.Second)
 	if err != nil {
 		return 0, err
 	}

@@ -1,4 +1,4 @@
-package main
+package localcluster
 
 import (
 	"context"
@@ -9,10 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/dpcnn/dpcnn/backends"
@@ -24,17 +26,20 @@ import (
 	"github.com/dpcnn/dpcnn/worker"
 )
 
-// localClusterConfig describes a cluster run inside this process.
-type localClusterConfig struct {
+// Config describes a cluster run inside this process.
+type Config struct {
 	Dir      string // working folder: etcd's data, the coordinator's jobs
 	Workers  int
 	Threads  int    // CPU threads in all, shared among the workers (0: all cores)
-	Backend  string // "cpu" or "reference"
+	Backend  string // a backends.Open name: "cpu", "reference", …
 	MNISTDir string // see dataset.Locate
 	Logger   *slog.Logger
+	// Version is the build version the coordinator and the workers
+	// report (default "local").
+	Version string
 }
 
-// localCluster is a whole cluster in this process: an embedded etcd, one
+// Cluster is a whole cluster in this process: an embedded etcd, one
 // coordinator and workers, talking gRPC over 127.0.0.1 with the same code
 // the daemons run. Train and Test are the data set the workers share.
 //
@@ -43,7 +48,7 @@ type localClusterConfig struct {
 // etcd, the coordinator and the workers use mutual TLS, and cnnctl's calls
 // carry the token, exactly as in a deployed cluster. Another process on
 // the machine cannot call the coordinator without reading those files.
-type localCluster struct {
+type Cluster struct {
 	Coordinator string // the coordinator's gRPC address
 	Etcd        []string
 	Train, Test *dataset.Set
@@ -64,22 +69,28 @@ type localCluster struct {
 	closers                      []func()
 }
 
-// startLocalCluster starts etcd, the coordinator and the workers, and waits
-// until the coordinator leads. Stop stops them all.
-func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localCluster, err error) {
+// Start starts etcd, the coordinator and the workers, and waits until the
+// coordinator leads. Stop stops them all.
+func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.Workers < 1 {
 		return nil, fmt.Errorf("local cluster: %d workers: want at least 1", cfg.Workers)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	threads := threadsOr(cfg.Threads)
+	if cfg.Version == "" {
+		cfg.Version = "local"
+	}
+	threads := cfg.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
 	perWorker := max(1, threads/cfg.Workers)
 	mnist, err := dataset.Locate(cfg.MNISTDir)
 	if err != nil {
 		return nil, err
 	}
-	lc := &localCluster{Failed: make(chan struct{})}
+	lc := &Cluster{Failed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			lc.Stop()
@@ -114,14 +125,14 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 	}
 	lc.closers = append(lc.closers, func() { cli.Close() })
 
-	optimizer, err := newBackend(cfg.Backend, threads)
+	optimizer, err := backends.Open(cfg.Backend, threads)
 	if err != nil {
 		return nil, err
 	}
 	lc.closers = append(lc.closers, func() { backends.Close(optimizer) })
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		ID: "local", Etcd: cli, DataDir: filepath.Join(cfg.Dir, "coordinator"), MNISTDir: mnist, Train: lc.Train, Test: lc.Test,
-		Logger: cfg.Logger, Backend: optimizer, Version: version,
+		Logger: cfg.Logger, Backend: optimizer, Version: cfg.Version,
 		// The only coordinator: there is no standby to push checkpoints to.
 		Replication: coordinator.ReplicationConfig{Disabled: true},
 		Credentials: credentials.NewTLS(pki.coordinatorServer), Tokens: pki.tokens,
@@ -153,12 +164,12 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	lc.stopWorkers = stopWorkers
 	for i := range cfg.Workers {
-		b, err := newBackend(cfg.Backend, perWorker)
+		b, err := backends.Open(cfg.Backend, perWorker)
 		if err != nil {
 			return nil, err
 		}
 		wcfg := worker.DaemonConfig{
-			ID: fmt.Sprintf("local-%d", i+1), Address: "127.0.0.1", Version: version,
+			ID: fmt.Sprintf("local-%d", i+1), Address: "127.0.0.1", Version: cfg.Version,
 			Etcd: cli, Backend: b,
 			Train: lc.Train, Test: lc.Test, DatasetFiles: files,
 			// Equal workers need no speed test to share the work evenly.
@@ -178,10 +189,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 	return lc, nil
 }
 
-// version is the build version the local daemons report.
-const version = "cnnctl-local"
-
-func (lc *localCluster) fail(err error) {
+func (lc *Cluster) fail(err error) {
 	lc.failed.Do(func() {
 		lc.err = err
 		close(lc.Failed)
@@ -189,7 +197,7 @@ func (lc *localCluster) fail(err error) {
 }
 
 // Err says why a part of the cluster stopped by itself; nil while none has.
-func (lc *localCluster) Err() error {
+func (lc *Cluster) Err() error {
 	select {
 	case <-lc.Failed:
 		return lc.err
@@ -199,7 +207,7 @@ func (lc *localCluster) Err() error {
 }
 
 // Stop drains the workers, then the coordinator, then stops etcd.
-func (lc *localCluster) Stop() {
+func (lc *Cluster) Stop() {
 	if lc.stopWorkers != nil {
 		lc.stopWorkers()
 		lc.workers.Wait()
@@ -215,33 +223,28 @@ func (lc *localCluster) Stop() {
 	lc.failed.Do(func() { close(lc.Failed) })
 }
 
-// dial makes a client of the cluster's coordinator with the cluster's CA
-// and token.
-func (lc *localCluster) dial(timeout time.Duration) (*client, error) {
-	c := &client{timeout: timeout, transport: lc.Transport}
-	if err := c.connect(lc.Coordinator); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 // waitLeading waits until the coordinator at addr says it leads.
 func waitLeading(ctx context.Context, addr string, transport secure.Client, failed <-chan struct{}) error {
-	c := &client{timeout: time.Second, transport: transport}
-	if err := c.connect(addr); err != nil {
-		return err
+	opts, err := transport.DialOptions(addr)
+	if err != nil {
+		return fmt.Errorf("local cluster: coordinator %s: %w", addr, err)
 	}
-	defer c.Close()
+	conn, err := grpc.NewClient(addr, append(opts, grpc.WithDisableServiceConfig())...)
+	if err != nil {
+		return fmt.Errorf("local cluster: coordinator %s: %w", addr, err)
+	}
+	defer conn.Close()
+	cluster := dpcnnv1.NewClusterServiceClient(conn)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var last error
 	for {
-		r, err := c.cluster().Leader(ctx, &dpcnnv1.LeaderRequest{})
+		r, err := cluster.Leader(ctx, &dpcnnv1.LeaderRequest{})
 		if err == nil && r.AnsweredByLeader {
 			return nil
 		}
 		if err != nil {
-			last = c.describe(err)
+			last = err
 		}
 		select {
 		case <-ctx.Done():
@@ -291,7 +294,8 @@ func newLocalPKI(dir string) (*localPKI, error) {
 
 func (p *localPKI) file(name string) string { return filepath.Join(p.dir, name) }
 
-// tempClusterDir makes the working folder of a local cluster.
-func tempClusterDir() (string, error) {
+// TempDir makes a working folder for a local cluster (the caller removes
+// it).
+func TempDir() (string, error) {
 	return os.MkdirTemp("", "dpcnn-local-")
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/localcluster"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -16,13 +17,13 @@ import (
 // submits the job over gRPC, watches it to the end and downloads the final
 // checkpoint into the output folder.
 func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOptions) error {
-	dir, err := tempClusterDir()
+	dir, err := localcluster.TempDir()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	lc, err := startLocalCluster(ctx, localClusterConfig{
-		Dir: dir, Workers: o.workers, Threads: o.threads, Backend: o.backend, MNISTDir: o.dataDir, Logger: e.log,
+	lc, err := localcluster.Start(ctx, localcluster.Config{
+		Dir: dir, Workers: o.workers, Threads: o.threads, Backend: o.backend, MNISTDir: o.dataDir, Logger: e.log, Version: localVersion,
 	})
 	if err != nil {
 		return err
@@ -42,7 +43,7 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 		}
 	}()
 
-	c, err := lc.dial(30 * time.Second)
+	c, err := dialLocal(lc, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -99,6 +100,19 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 	return nil
 }
 
+// localVersion is the build version the local cluster's daemons report.
+const localVersion = "cnnctl-local"
+
+// dialLocal makes a client of a local cluster's coordinator with the
+// cluster's CA and token.
+func dialLocal(lc *localcluster.Cluster, timeout time.Duration) (*client, error) {
+	c := &client{timeout: timeout, transport: lc.Transport}
+	if err := c.connect(lc.Coordinator); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // causeOr returns why ctx was cancelled when a failed part of the cluster
 // cancelled it, else err.
 func causeOr(ctx context.Context, err error) error {
@@ -122,7 +136,7 @@ func plural(n int, thing string) string {
 }
 
 // totalSteps is the number of optimizer steps a job runs on a training set
-// of trainLen samples (as coordinator.Engine counts them).
+// of trainLen samples (as train.Engine counts them).
 func totalSteps(spec job.Spec, trainLen int) int64 {
 	if spec.TrainLimit > 0 {
 		trainLen = min(trainLen, spec.TrainLimit)
