@@ -376,7 +376,7 @@ func (x *Job) GetWaitingFor() string {
 }
 
 // JobProgress is what the coordinator reports after each optimizer step
-// (see coordinator.Progress).
+// (see train.Progress).
 type JobProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Epoch is the 1-based epoch being trained, of epochs in all.
