@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/dpcnn/dpcnn/kernels"
-	"github.com/dpcnn/dpcnn/model"
 )
 
 // Names lists the names Open accepts.
@@ -61,28 +60,6 @@ func OpenWithLogger(name string, threads int, log *slog.Logger) (kernels.Backend
 	default:
 		return nil, fmt.Errorf("unknown backend %q (known: %s)", name, strings.Join(Names, ", "))
 	}
-}
-
-// Resident is a network held whole on a backend's device for training
-// steps (cuda.Network): a step moves the parameters in (when they change),
-// the batch in and the gradients out, instead of every layer's tensors as
-// model.Network does through the Backend interface. It computes what
-// model.Network computes on the same backend, bit for bit.
-type Resident interface {
-	ParamCount() int
-	SetParams(flat []float32) error
-	Loss(x []float32, labels []int32, samples []int64, rc model.RunContext, gradScale float32) (lossSum float64, correct int, err error)
-	Backward() error
-	Grads(dst []float32) error
-	Predict(x []float32, batch int, dst []int32) error
-	Close() error
-}
-
-// NewResident returns the device-resident form of network s on b, sized
-// for batches of up to maxBatch, or nil when b keeps no device memory of
-// its own (the CPU and reference backends compute in host memory anyway).
-func NewResident(b kernels.Backend[float32], s model.Spec, maxBatch int) (Resident, error) {
-	return newResident(b, s, maxBatch)
 }
 
 // Kind is the kind of device b computes on, as the worker registers it:

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dpcnn/dpcnn/model"
+	"github.com/dpcnn/dpcnn/kernels"
 )
 
 func TestOpenByName(t *testing.T) {
@@ -68,21 +68,17 @@ func TestOpenCUDAWithoutDevice(t *testing.T) {
 	}
 }
 
-// The CPU and reference backends compute in host memory: they have no
-// device-resident form, and the worker keeps model.Network for them.
-func TestNoResidentNetworkOnTheHost(t *testing.T) {
-	spec, err := model.Builtin("simple")
-	if err != nil {
-		t.Fatal(err)
-	}
+// The CPU and reference backends compute in host memory: their Device is
+// kernels.OnHost, whose tensors are the slices the backend works on, so a
+// network on them copies nothing.
+func TestHostBackendsKeepTensorsInHostMemory(t *testing.T) {
 	for _, name := range []string{"cpu", "reference"} {
 		b, err := Open(name, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := NewResident(b, spec, 10)
-		if r != nil || err != nil {
-			t.Errorf("NewResident on %s = %v, %v; want nil, nil", name, r, err)
+		if d := kernels.DeviceOf(b); d.Memory() != nil || d.Name() != name {
+			t.Errorf("%s: device %q with memory %v, want host memory", name, d.Name(), d.Memory())
 		}
 		Close(b)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/kernels/cuda"
-	"github.com/dpcnn/dpcnn/model"
 )
 
 func openCUDA(log *slog.Logger) (kernels.Backend[float32], error) {
@@ -35,16 +34,4 @@ func cudaDetail(b kernels.Backend[float32]) string {
 	return fmt.Sprintf("cuda: %s (sm_%d%d, %.0f GiB), driver CUDA %d.%d, kernels %s from %s",
 		i.Name, i.ComputeMajor, i.ComputeMinor, float64(i.TotalMemory)/(1<<30),
 		i.DriverVersion/1000, i.DriverVersion%1000/10, i.KernelArch, i.KernelFrom)
-}
-
-func newResident(b kernels.Backend[float32], s model.Spec, maxBatch int) (Resident, error) {
-	cb, ok := b.(*cuda.Backend)
-	if !ok {
-		return nil, nil
-	}
-	n, err := cuda.NewNetwork(cb, s, maxBatch)
-	if err != nil {
-		return nil, err
-	}
-	return n, nil
 }

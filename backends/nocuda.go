@@ -7,7 +7,6 @@ import (
 	"log/slog"
 
 	"github.com/dpcnn/dpcnn/kernels"
-	"github.com/dpcnn/dpcnn/model"
 )
 
 // errNoCUDA is the answer of a binary built without the CUDA backend.
@@ -18,5 +17,3 @@ func openCUDA(*slog.Logger) (kernels.Backend[float32], error) { return nil, errN
 func cudaUnavailable(err error) bool { return errors.Is(err, errNoCUDA) }
 
 func cudaDetail(kernels.Backend[float32]) string { return "" }
-
-func newResident(kernels.Backend[float32], model.Spec, int) (Resident, error) { return nil, nil }

@@ -14,7 +14,7 @@ import (
 )
 
 // TestWorkerComputesOnTheDevice runs the worker's Computer on the CUDA
-// backend (which holds the network on the device, backends.NewResident) and
+// backend (whose network keeps its tensors in GPU memory) and
 // on the CPU, with the same parameters, micro-batches and evaluation, and
 // checks that the losses, gradients and predictions agree within float32
 // rounding. It needs a GPU: without one it skips, saying why, and

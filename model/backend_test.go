@@ -49,13 +49,13 @@ func TestCPUBackendMatchesReference(t *testing.T) {
 			labels := []int32{1, 7, 3}
 			samples := []int64{4, 40, 400}
 			rc := RunContext{Train: true, Seed: 21, Step: 2}
-			refLoss, refCorrect := ref.Loss(x64, labels, samples, rc, 1.0/batch)
-			fastLoss, fastCorrect := fast.Loss(x32, labels, samples, rc, 1.0/batch)
+			refLoss, refCorrect := mustLoss(t, ref, x64, labels, samples, rc, 1.0/batch)
+			fastLoss, fastCorrect := mustLoss(t, fast, x32, labels, samples, rc, 1.0/batch)
 			if math.Abs(refLoss-fastLoss) > 1e-5*refLoss || refCorrect != fastCorrect {
 				t.Errorf("loss %v, %d correct; reference %v, %d correct", fastLoss, fastCorrect, refLoss, refCorrect)
 			}
-			ref.Backward()
-			fast.Backward()
+			mustBackward(t, ref)
+			mustBackward(t, fast)
 			worstAll := 0.0
 			for i, rp := range ref.Params() {
 				fp := fast.Params()[i]

@@ -35,8 +35,8 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			steps := 0
 			for b.Loop() {
-				net.Loss(x, labels, samples, RunContext{Train: true, Step: uint64(steps)}, 1.0/batch)
-				net.Backward()
+				mustLoss(b, net, x, labels, samples, RunContext{Train: true, Step: uint64(steps)}, 1.0/batch)
+				mustBackward(b, net)
 				opt.Update(net.Backend(), net.Params())
 				steps++
 			}
@@ -76,8 +76,8 @@ func BenchmarkDeepCPU(b *testing.B) {
 	b.Run("Train", func(b *testing.B) {
 		steps := 0
 		for b.Loop() {
-			net.Loss(x, labels, samples, RunContext{Train: true, Step: uint64(steps)}, 1.0/batch)
-			net.Backward()
+			mustLoss(b, net, x, labels, samples, RunContext{Train: true, Step: uint64(steps)}, 1.0/batch)
+			mustBackward(b, net)
 			opt.Update(net.Backend(), net.Params())
 			steps++
 		}
@@ -85,7 +85,7 @@ func BenchmarkDeepCPU(b *testing.B) {
 	})
 	b.Run("Inference", func(b *testing.B) {
 		for b.Loop() {
-			net.Forward(x, batch, nil, RunContext{})
+			mustForward(b, net, x, batch, nil, RunContext{})
 		}
 		b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
 	})

@@ -198,8 +198,8 @@ func TestCheckpointResumesNetwork(t *testing.T) {
 		x[i] = float32(i%17) / 17
 	}
 	step := func(net *Network[float32], opt Optimizer[float32], n uint64) {
-		net.Loss(x, []int32{3, 8}, []int64{10, 11}, RunContext{Train: true, Seed: 5, Step: n}, 1.0/batch)
-		net.Backward()
+		mustLoss(t, net, x, []int32{3, 8}, []int64{10, 11}, RunContext{Train: true, Seed: 5, Step: n}, 1.0/batch)
+		mustBackward(t, net)
 		opt.Update(b, net.Params())
 	}
 

@@ -87,6 +87,19 @@ func dot(a, b []float64) float64 {
 	return s
 }
 
+// newHostLayer builds the layer of lp on the float64 reference backend,
+// its tensors in host memory, for batches of up to maxBatch, with an input
+// gradient.
+func newHostLayer(t *testing.T, lp layerPlan, maxBatch int) layer[float64] {
+	t.Helper()
+	var a tensors[float64]
+	l := newLayer(kernels.DeviceOf[float64](kernels.NewReference[float64]()), &a, lp, maxBatch, true, false)
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	return l
+}
+
 // TestLayerGradients checks the input and parameter gradients of every
 // layer type on its own, through the scalar f = Σ y·r for a fixed random r
 // (so backward starts from dy = r).
@@ -123,8 +136,7 @@ func TestLayerGradients(t *testing.T) {
 				t.Fatal(err)
 			}
 			lp := plans[0]
-			b := kernels.NewReference[float64]()
-			l := newLayer(b, lp, batch+1, true, false) // room for more than the batch: views must be sliced
+			l := newHostLayer(t, lp, batch+1) // room for more than the batch: views must be sliced
 			r := newRand(uint64(ci) + 1)
 			for _, p := range l.params() {
 				fillNormal(r, p.Value, 0.5)
@@ -137,11 +149,11 @@ func TestLayerGradients(t *testing.T) {
 			proj := make([]float64, batch*lp.Out.size())
 			fillNormal(r, proj, 1)
 			rc := RunContext{Train: true, Seed: 42, Step: 5}
-			samples := []int64{17, 3, 1000}
-			f := func() float64 { return dot(l.forward(x, batch, rc, samples), proj) }
+			samples := kernels.HostTensor([]int64{17, 3, 1000})
+			f := func() float64 { return dot(l.forward(kernels.HostTensor(x), batch, rc, samples).Host(), proj) }
 
 			f()
-			dx := append([]float64(nil), l.backward(proj)...)
+			dx := append([]float64(nil), l.backward(kernels.HostTensor(proj)).Host()...)
 			if len(dx) != len(x) {
 				t.Fatalf("input gradient has %d values, want %d", len(dx), len(x))
 			}
@@ -169,15 +181,17 @@ func TestDropoutMask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := kernels.NewReference[float64]()
-	l := newLayer(b, plans[0], 2, true, false)
+	l := newHostLayer(t, plans[0], 2)
 	x := make([]float64, 128)
 	for i := range x {
 		x[i] = 1
 	}
+	forward := func(rc RunContext, samples []int64) []float64 {
+		return l.forward(kernels.HostTensor(x), 2, rc, kernels.HostTensor(samples)).Host()
+	}
 	rc := RunContext{Train: true, Seed: 9, Step: 1}
-	y := append([]float64(nil), l.forward(x, 2, rc, []int64{5, 6})...)
-	y2 := append([]float64(nil), l.forward(x, 2, rc, []int64{6, 5})...)
+	y := append([]float64(nil), forward(rc, []int64{5, 6})...)
+	y2 := append([]float64(nil), forward(rc, []int64{6, 5})...)
 	for j := range 64 {
 		if y[j] != y2[64+j] || y[64+j] != y2[j] {
 			t.Fatalf("unit %d: mask depends on the position of the sample in the batch", j)
@@ -196,7 +210,7 @@ func TestDropoutMask(t *testing.T) {
 		t.Errorf("kept %d of 128 units at ratio 0.5", kept)
 	}
 	rc.Step = 2
-	y3 := l.forward(x, 2, rc, []int64{5, 6})
+	y3 := forward(rc, []int64{5, 6})
 	same := true
 	for j := range y3 {
 		same = same && y3[j] == y[j]
@@ -204,7 +218,7 @@ func TestDropoutMask(t *testing.T) {
 	if same {
 		t.Error("mask did not change with the step")
 	}
-	for j, v := range l.forward(x, 2, RunContext{}, nil) {
+	for j, v := range forward(RunContext{}, nil) {
 		if v != 0.5 {
 			t.Fatalf("test-mode output %d is %v, want 0.5", j, v)
 		}

@@ -7,56 +7,111 @@ import (
 )
 
 // layer is one step of a network's forward and backward pass. A layer owns
-// its output and input-gradient buffers, sized for the network's largest
-// batch when it is built, and keeps what its backward pass needs (its input,
-// its output, masks, arg-maxes) from the last forward call. The heavy work is
-// done by the Backend, so the same layers run on every device.
+// its output and input-gradient tensors, allocated on the network's device
+// for its largest batch when it is built, and keeps what its backward pass
+// needs (its input, its output, masks, arg-maxes) from the last forward
+// call. The heavy work is done by the Device, so the same layers run on
+// every backend, in host memory or in a device's own.
 type layer[T kernels.Float] interface {
 	// forward computes the output of n samples from x (n × in features)
-	// and returns a view of the layer's output buffer. samples holds the
+	// and returns a view of the layer's output tensor. samples holds the
 	// dataset index of each sample (used by dropout in training).
-	forward(x []T, n int, rc RunContext, samples []int64) []T
+	forward(x kernels.Tensor[T], n int, rc RunContext, samples kernels.Tensor[int64]) kernels.Tensor[T]
 	// backward takes the gradient of the output of the last forward call
-	// and returns the gradient of its input (nil when the layer was built
-	// without one), overwriting the layer's parameter gradients.
-	backward(dy []T) []T
+	// and returns the gradient of its input (the zero Tensor when the
+	// layer was built without one), overwriting the layer's parameter
+	// gradients.
+	backward(dy kernels.Tensor[T]) kernels.Tensor[T]
 	// params returns the layer's parameters, weight first, or nil.
 	params() []*Param[T]
 	// input is the input of the last forward call.
-	input() []T
+	input() kernels.Tensor[T]
 }
 
-// newLayer builds the layer of a plan for batches of up to maxBatch
-// samples. needDx says whether backward must compute the input gradient; the
-// first layer with parameters does not need one, which saves the most
-// expensive backward convolution of all. fused marks a conv followed by a
-// relu: the conv applies the ReLU itself, and the relu passes its input on.
-func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int, needDx, fused bool) layer[T] {
+// tensors allocates a network's tensors on its device and frees them all
+// at the end. The first allocation that fails is kept in err; the ones
+// after it are not tried and give zero Tensors.
+type tensors[T kernels.Float] struct {
+	mem     kernels.Memory // nil: host memory
+	err     error
+	floats  []kernels.Tensor[T]
+	indices []kernels.Tensor[int32]
+	samples []kernels.Tensor[int64]
+}
+
+func allocate[E kernels.Elem](mem kernels.Memory, err *error, all *[]kernels.Tensor[E], n int) kernels.Tensor[E] {
+	if *err != nil {
+		return kernels.Tensor[E]{}
+	}
+	t, e := kernels.Alloc[E](mem, n)
+	if e != nil {
+		*err = fmt.Errorf("model: allocate %d elements on the device: %w", n, e)
+		return kernels.Tensor[E]{}
+	}
+	*all = append(*all, t)
+	return t
+}
+
+func (a *tensors[T]) float(n int) kernels.Tensor[T] { return allocate(a.mem, &a.err, &a.floats, n) }
+func (a *tensors[T]) index(n int) kernels.Tensor[int32] {
+	return allocate(a.mem, &a.err, &a.indices, n)
+}
+func (a *tensors[T]) sample(n int) kernels.Tensor[int64] {
+	return allocate(a.mem, &a.err, &a.samples, n)
+}
+
+// free releases every tensor and returns the first error.
+func (a *tensors[T]) free() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, t := range a.floats {
+		keep(kernels.Free(a.mem, t))
+	}
+	for _, t := range a.indices {
+		keep(kernels.Free(a.mem, t))
+	}
+	for _, t := range a.samples {
+		keep(kernels.Free(a.mem, t))
+	}
+	a.floats, a.indices, a.samples = nil, nil, nil
+	return first
+}
+
+// newLayer builds the layer of a plan on d for batches of up to maxBatch
+// samples, its tensors from a. needDx says whether backward must compute
+// the input gradient; the first layer with parameters does not need one,
+// which saves the most expensive backward convolution of all. fused marks
+// a conv followed by a relu: the conv applies the ReLU itself, and the
+// relu passes its input on.
+func newLayer[T kernels.Float](d kernels.Device[T], a *tensors[T], lp layerPlan, maxBatch int, needDx, fused bool) layer[T] {
 	inLen, outLen := maxBatch*lp.In.size(), maxBatch*lp.Out.size()
-	base := layerIO[T]{b: b, inSize: lp.In.size(), outSize: lp.Out.size()}
+	base := layerIO[T]{d: d, inSize: lp.In.size(), outSize: lp.Out.size()}
 	if !(fused && lp.Spec.Type == LayerReLU) {
-		base.y = make([]T, outLen)
+		base.y = a.float(outLen)
 	}
 	if needDx {
-		base.dx = make([]T, inLen)
+		base.dx = a.float(inLen)
 	}
 	ls := lp.Spec
 	switch ls.Type {
 	case LayerConv:
-		wShape := lp.weightShape()
 		return &convLayer[T]{
 			layerIO: base,
 			geom: kernels.ConvGeom{H: lp.In.H, W: lp.In.W, C: lp.In.C, OC: ls.Filters,
 				KH: ls.Size, KW: ls.Size, Stride: lp.Stride, Pad: ls.Pad},
-			w:    newParam[T](lp.Name+".W", wShape),
-			bias: newParam[T](lp.Name+".b", []int{ls.Filters}),
+			w:    newParam(a, lp.Name+".W", lp.weightShape()),
+			bias: newParam(a, lp.Name+".b", []int{ls.Filters}),
 			relu: fused,
 		}
 	case LayerAffine:
 		return &affineLayer[T]{
 			layerIO: base,
-			w:       newParam[T](lp.Name+".W", lp.weightShape()),
-			bias:    newParam[T](lp.Name+".b", []int{ls.Units}),
+			w:       newParam(a, lp.Name+".W", lp.weightShape()),
+			bias:    newParam(a, lp.Name+".b", []int{ls.Units}),
 		}
 	case LayerMaxPool, LayerAvgPool:
 		l := &poolLayer[T]{
@@ -65,7 +120,7 @@ func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int,
 			geom:    kernels.PoolGeom{H: lp.In.H, W: lp.In.W, C: lp.In.C, Size: ls.Size, Stride: lp.Stride, Pad: ls.Pad},
 		}
 		if l.max {
-			l.argmax = make([]int32, outLen)
+			l.argmax = a.index(outLen)
 		}
 		return l
 	case LayerReLU:
@@ -75,13 +130,13 @@ func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int,
 	case LayerDropout:
 		return &dropoutLayer[T]{
 			layerIO: base,
-			mask:    make([]T, outLen),
+			mask:    a.float(outLen),
 			drop:    kernels.DropoutParams{Ratio: ls.Ratio, Inverted: ls.Inverted, Layer: uint32(lp.Index)},
 		}
 	case LayerLRN:
 		return &lrnLayer[T]{
 			layerIO: base,
-			scale:   make([]T, outLen),
+			scale:   a.float(outLen),
 			lrn:     kernels.LRNParams{C: lp.In.C, Size: ls.Size, Alpha: ls.Alpha, Beta: ls.Beta, K: ls.K},
 			pixels:  lp.In.H * lp.In.W,
 		}
@@ -89,45 +144,56 @@ func newLayer[T kernels.Float](b kernels.Backend[T], lp layerPlan, maxBatch int,
 	panic(fmt.Sprintf("model: layer %d (%s): no implementation of type %q", lp.Index, lp.Name, ls.Type))
 }
 
-func newParam[T kernels.Float](name string, shape []int) *Param[T] {
+// newParam makes a parameter with its value and gradient tensors on the
+// device. In host memory Value and Grad are those tensors' slices; on a
+// device of its own they are host copies that the network uploads and
+// downloads.
+func newParam[T kernels.Float](a *tensors[T], name string, shape []int) *Param[T] {
 	n := 1
 	for _, d := range shape {
 		n *= d
 	}
-	return &Param[T]{Name: name, Shape: shape, Value: make([]T, n), Grad: make([]T, n)}
+	p := &Param[T]{Name: name, Shape: shape, value: a.float(n), grad: a.float(n)}
+	if a.mem == nil {
+		p.Value, p.Grad = p.value.Host(), p.grad.Host()
+	} else {
+		p.Value, p.Grad = make([]T, n), make([]T, n)
+	}
+	return p
 }
 
-// layerIO is what every layer has: its backend, its per-sample input and
-// output sizes, its buffers and the input and batch size of the last
+// layerIO is what every layer has: its device, its per-sample input and
+// output sizes, its tensors and the input and batch size of the last
 // forward call.
 type layerIO[T kernels.Float] struct {
-	b               kernels.Backend[T]
+	d               kernels.Device[T]
 	inSize, outSize int
-	y, dx           []T // output for maxBatch samples; input gradient, nil if not needed
-	x               []T // input of the last forward call
-	n               int // batch of the last forward call
+	y, dx           kernels.Tensor[T] // output for maxBatch samples; input gradient, zero if not needed
+	x               kernels.Tensor[T] // input of the last forward call
+	n               int               // batch of the last forward call
 }
 
 // start records the input of a forward call and returns the output view.
-func (io *layerIO[T]) start(x []T, n int) []T {
-	io.x, io.n = x[:n*io.inSize], n
-	return io.y[:n*io.outSize]
+func (io *layerIO[T]) start(x kernels.Tensor[T], n int) kernels.Tensor[T] {
+	io.x, io.n = x.Slice(0, n*io.inSize), n
+	return io.y.Slice(0, n*io.outSize)
 }
 
 // out is the output of the last forward call.
-func (io *layerIO[T]) out() []T { return io.y[:io.n*io.outSize] }
+func (io *layerIO[T]) out() kernels.Tensor[T] { return io.y.Slice(0, io.n*io.outSize) }
 
-// dxView is the input-gradient view for the last batch, or nil.
-func (io *layerIO[T]) dxView() []T {
-	if io.dx == nil {
-		return nil
+// dxView is the input-gradient view for the last batch, or the zero
+// Tensor.
+func (io *layerIO[T]) dxView() kernels.Tensor[T] {
+	if io.dx.IsZero() {
+		return kernels.Tensor[T]{}
 	}
-	return io.dx[:io.n*io.inSize]
+	return io.dx.Slice(0, io.n*io.inSize)
 }
 
 func (io *layerIO[T]) params() []*Param[T] { return nil }
 
-func (io *layerIO[T]) input() []T { return io.x }
+func (io *layerIO[T]) input() kernels.Tensor[T] { return io.x }
 
 type convLayer[T kernels.Float] struct {
 	layerIO[T]
@@ -136,22 +202,22 @@ type convLayer[T kernels.Float] struct {
 	relu    bool // the next layer is a relu, applied here (see reluLayer)
 }
 
-func (l *convLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
+func (l *convLayer[T]) forward(x kernels.Tensor[T], n int, _ RunContext, _ kernels.Tensor[int64]) kernels.Tensor[T] {
 	y := l.start(x, n)
 	l.geom.N = n
 	if l.relu {
-		l.b.ConvForwardReLU(l.geom, l.x, l.w.Value, l.bias.Value, y)
+		l.d.ConvForwardReLU(l.geom, l.x, l.w.value, l.bias.value, y)
 	} else {
-		l.b.ConvForward(l.geom, l.x, l.w.Value, l.bias.Value, y)
+		l.d.ConvForward(l.geom, l.x, l.w.value, l.bias.value, y)
 	}
 	return y
 }
 
-func (l *convLayer[T]) backward(dy []T) []T {
-	l.b.ConvBackwardFilter(l.geom, l.x, dy, l.w.Grad, l.bias.Grad)
+func (l *convLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
+	l.d.ConvBackwardFilter(l.geom, l.x, dy, l.w.grad, l.bias.grad)
 	dx := l.dxView()
-	if dx != nil {
-		l.b.ConvBackwardData(l.geom, dy, l.w.Value, dx)
+	if !dx.IsZero() {
+		l.d.ConvBackwardData(l.geom, dy, l.w.value, dx)
 	}
 	return dx
 }
@@ -165,15 +231,15 @@ type affineLayer[T kernels.Float] struct {
 	w, bias *Param[T]
 }
 
-func (l *affineLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
+func (l *affineLayer[T]) forward(x kernels.Tensor[T], n int, _ RunContext, _ kernels.Tensor[int64]) kernels.Tensor[T] {
 	y := l.start(x, n)
-	l.b.AffineForward(n, l.inSize, l.outSize, l.x, l.w.Value, l.bias.Value, y)
+	l.d.AffineForward(n, l.inSize, l.outSize, l.x, l.w.value, l.bias.value, y)
 	return y
 }
 
-func (l *affineLayer[T]) backward(dy []T) []T {
+func (l *affineLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
 	dx := l.dxView()
-	l.b.AffineBackward(l.n, l.inSize, l.outSize, l.x, l.w.Value, dy, dx, l.w.Grad, l.bias.Grad)
+	l.d.AffineBackward(l.n, l.inSize, l.outSize, l.x, l.w.value, dy, dx, l.w.grad, l.bias.grad)
 	return dx
 }
 
@@ -182,106 +248,104 @@ func (l *affineLayer[T]) params() []*Param[T] { return []*Param[T]{l.w, l.bias} 
 type poolLayer[T kernels.Float] struct {
 	layerIO[T]
 	max    bool
-	geom   kernels.PoolGeom // N is set per call
-	argmax []int32          // max pooling: the winner of each output
+	geom   kernels.PoolGeom      // N is set per call
+	argmax kernels.Tensor[int32] // max pooling: the winner of each output
 }
 
-func (l *poolLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
+func (l *poolLayer[T]) forward(x kernels.Tensor[T], n int, _ RunContext, _ kernels.Tensor[int64]) kernels.Tensor[T] {
 	y := l.start(x, n)
 	l.geom.N = n
 	if l.max {
-		l.b.MaxPoolForward(l.geom, l.x, y, l.argmax[:len(y)])
+		l.d.MaxPoolForward(l.geom, l.x, y, l.argmax.Slice(0, y.Len()))
 	} else {
-		l.b.AvgPoolForward(l.geom, l.x, y)
+		l.d.AvgPoolForward(l.geom, l.x, y)
 	}
 	return y
 }
 
-func (l *poolLayer[T]) backward(dy []T) []T {
+func (l *poolLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
 	dx := l.dxView()
-	if dx == nil {
-		return nil
+	if dx.IsZero() {
+		return dx
 	}
 	if l.max {
-		l.b.MaxPoolBackward(l.geom, dy, l.argmax[:len(dy)], dx)
+		l.d.MaxPoolBackward(l.geom, dy, l.argmax.Slice(0, dy.Len()), dx)
 	} else {
-		l.b.AvgPoolBackward(l.geom, dy, dx)
+		l.d.AvgPoolBackward(l.geom, dy, dx)
 	}
 	return dx
 }
 
 // reluLayer computes its ReLU, or, when fused, receives it already applied
 // by the conv before it: its output is then its input, the same values, and
-// it has no output buffer of its own.
+// it has no output tensor of its own.
 type reluLayer[T kernels.Float] struct {
 	layerIO[T]
 	fused bool
 }
 
-func (l *reluLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
+func (l *reluLayer[T]) forward(x kernels.Tensor[T], n int, _ RunContext, _ kernels.Tensor[int64]) kernels.Tensor[T] {
 	if l.fused {
-		l.x, l.n = x[:n*l.inSize], n
+		l.x, l.n = x.Slice(0, n*l.inSize), n
 		return l.x
 	}
 	y := l.start(x, n)
-	l.b.ReLUForward(l.x, y)
+	l.d.ReLUForward(l.x, y)
 	return y
 }
 
-func (l *reluLayer[T]) backward(dy []T) []T {
+func (l *reluLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
 	dx := l.dxView()
-	if dx != nil {
+	if !dx.IsZero() {
 		y := l.x
 		if !l.fused {
 			y = l.out()
 		}
-		l.b.ReLUBackward(y, dy, dx)
+		l.d.ReLUBackward(y, dy, dx)
 	}
 	return dx
 }
 
 type sigmoidLayer[T kernels.Float] struct{ layerIO[T] }
 
-func (l *sigmoidLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
+func (l *sigmoidLayer[T]) forward(x kernels.Tensor[T], n int, _ RunContext, _ kernels.Tensor[int64]) kernels.Tensor[T] {
 	y := l.start(x, n)
-	l.b.SigmoidForward(l.x, y)
+	l.d.SigmoidForward(l.x, y)
 	return y
 }
 
-func (l *sigmoidLayer[T]) backward(dy []T) []T {
+func (l *sigmoidLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
 	dx := l.dxView()
-	if dx != nil {
-		l.b.SigmoidBackward(l.out(), dy, dx)
+	if !dx.IsZero() {
+		l.d.SigmoidBackward(l.out(), dy, dx)
 	}
 	return dx
 }
 
 // dropoutLayer draws its mask from the stream keyed by (seed, step, layer
 // index, dataset index of the sample), so the mask of a sample does not
-// depend on which worker or micro-batch computes it.
+// depend on which worker or micro-batch computes it. In training samples
+// must hold one index per sample (the network checks).
 type dropoutLayer[T kernels.Float] struct {
 	layerIO[T]
 	drop kernels.DropoutParams // Train, Seed and Step are set per call
-	mask []T
+	mask kernels.Tensor[T]
 }
 
-func (l *dropoutLayer[T]) forward(x []T, n int, rc RunContext, samples []int64) []T {
+func (l *dropoutLayer[T]) forward(x kernels.Tensor[T], n int, rc RunContext, samples kernels.Tensor[int64]) kernels.Tensor[T] {
 	y := l.start(x, n)
 	l.drop.Train, l.drop.Seed, l.drop.Step = rc.Train, rc.Seed, rc.Step
-	if rc.Train && len(samples) < n {
-		panic(fmt.Sprintf("model: dropout in training needs the dataset index of every sample: %d for a batch of %d", len(samples), n))
+	if samples.Len() > n {
+		samples = samples.Slice(0, n)
 	}
-	if len(samples) > n {
-		samples = samples[:n]
-	}
-	l.b.DropoutForward(l.drop, n, l.inSize, samples, l.x, y, l.mask[:len(y)])
+	l.d.DropoutForward(l.drop, n, l.inSize, samples, l.x, y, l.mask.Slice(0, y.Len()))
 	return y
 }
 
-func (l *dropoutLayer[T]) backward(dy []T) []T {
+func (l *dropoutLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
 	dx := l.dxView()
-	if dx != nil {
-		l.b.DropoutBackward(l.mask[:len(dy)], dy, dx)
+	if !dx.IsZero() {
+		l.d.DropoutBackward(l.mask.Slice(0, dy.Len()), dy, dx)
 	}
 	return dx
 }
@@ -290,20 +354,20 @@ type lrnLayer[T kernels.Float] struct {
 	layerIO[T]
 	lrn    kernels.LRNParams // Rows is set per call
 	pixels int               // H·W of one sample
-	scale  []T
+	scale  kernels.Tensor[T]
 }
 
-func (l *lrnLayer[T]) forward(x []T, n int, _ RunContext, _ []int64) []T {
+func (l *lrnLayer[T]) forward(x kernels.Tensor[T], n int, _ RunContext, _ kernels.Tensor[int64]) kernels.Tensor[T] {
 	y := l.start(x, n)
 	l.lrn.Rows = n * l.pixels
-	l.b.LRNForward(l.lrn, l.x, y, l.scale[:len(y)])
+	l.d.LRNForward(l.lrn, l.x, y, l.scale.Slice(0, y.Len()))
 	return y
 }
 
-func (l *lrnLayer[T]) backward(dy []T) []T {
+func (l *lrnLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
 	dx := l.dxView()
-	if dx != nil {
-		l.b.LRNBackward(l.lrn, l.x, l.out(), l.scale[:len(dy)], dy, dx)
+	if !dx.IsZero() {
+		l.d.LRNBackward(l.lrn, l.x, l.out(), l.scale.Slice(0, dy.Len()), dy, dx)
 	}
 	return dx
 }

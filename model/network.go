@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -17,13 +18,30 @@ type RunContext struct {
 	Step  uint64
 }
 
-// Network is a network built from a Spec on one Backend, with every buffer
-// allocated up front for batches of up to its maximum size: a training step
-// allocates nothing. It is not safe for concurrent use: give each goroutine
-// a network of its own, on a backend of its own.
+// Network is a network built from a Spec on one Backend. Its parameters,
+// gradients and activations are tensors of the backend's Device
+// (kernels.DeviceOf), all allocated up front for batches of up to its
+// maximum size, so a training step allocates nothing:
+//
+//   - on the CPU and reference backends they are host memory, the
+//     parameters' Value and Grad slices among them, and the network calls
+//     the Backend's methods on them directly;
+//   - on a backend with memory of its own (CUDA) they stay in device
+//     memory: a pass uploads the parameters (Params' Value) and the batch,
+//     Loss downloads the per-sample losses and correct flags, Backward the
+//     gradients (into Params' Grad), Forward the logits; nothing else
+//     crosses the bus.
+//
+// Device failures are returned: the Device latches the first one and the
+// network returns it from the call that issued the work (Loss, Backward,
+// Forward, Predict), as it returns bad arguments. It is not safe for
+// concurrent use: give each goroutine a network of its own, on a backend of
+// its own.
 type Network[T kernels.Float] struct {
 	spec     Spec
 	b        kernels.Backend[T]
+	d        kernels.Device[T]
+	mem      kernels.Memory // d.Memory(): nil when the tensors are host memory
 	maxBatch int
 	inSize   int // features of one input sample
 	classes  int
@@ -34,16 +52,25 @@ type Network[T kernels.Float] struct {
 	firstParam int
 	params     Params[T]
 	initStd    []float64 // per parameter: std of its initial values, 0 for biases
+	dropout    bool      // some layer is a dropout: training needs sample indices
 
-	probs, dlogits []T // softmax outputs and loss gradient, maxBatch × classes
+	all            tensors[T]
+	probs, dlogits kernels.Tensor[T] // softmax outputs and loss gradient, maxBatch × classes
+	// On a device of its own: the batch, its labels and sample indices,
+	// and the host copy of Forward's logits.
+	x       kernels.Tensor[T]
+	labels  kernels.Tensor[int32]
+	samples kernels.Tensor[int64]
+	logits  []T
 
 	batch       int  // batch of the last forward pass
 	canBackward bool // the last pass was Loss in training: Backward may run
 }
 
-// New validates the spec and builds its network for batches of up to
-// maxBatch samples. Parameters start at zero; call InitParams or
-// ImportParams.
+// New validates the spec and builds its network on b's Device for batches
+// of up to maxBatch samples. Parameters start at zero; call InitParams or
+// ImportParams. On a backend with memory of its own, release the network
+// with Close.
 func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[T], error) {
 	plans, err := s.plan()
 	if err != nil {
@@ -61,15 +88,25 @@ func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[
 	}
 	layerPlans := plans[:len(plans)-1] // the softmax is the loss, not a layer
 	s.Layers = slices.Clone(s.Layers)  // later changes to the caller's spec must not show in Spec()
+	d := kernels.DeviceOf(b)
 	n := &Network[T]{
 		spec:       s,
 		b:          b,
+		d:          d,
+		mem:        d.Memory(),
 		maxBatch:   maxBatch,
 		inSize:     plans[0].In.size(),
 		classes:    s.Classes,
 		firstParam: len(layerPlans),
-		probs:      make([]T, maxBatch*s.Classes),
-		dlogits:    make([]T, maxBatch*s.Classes),
+	}
+	n.all.mem = n.mem
+	n.probs = n.all.float(maxBatch * s.Classes)
+	n.dlogits = n.all.float(maxBatch * s.Classes)
+	if n.mem != nil {
+		n.x = n.all.float(maxBatch * n.inSize)
+		n.labels = n.all.index(maxBatch)
+		n.samples = n.all.sample(maxBatch)
+		n.logits = make([]T, maxBatch*s.Classes)
 	}
 	for i, lp := range layerPlans {
 		if lp.hasParams() {
@@ -82,7 +119,8 @@ func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[
 		// (ConvForwardReLU); the relu layer then only masks the gradient.
 		fused := (lp.Spec.Type == LayerConv && i+1 < len(layerPlans) && layerPlans[i+1].Spec.Type == LayerReLU) ||
 			(lp.Spec.Type == LayerReLU && i > 0 && layerPlans[i-1].Spec.Type == LayerConv)
-		l := newLayer(b, lp, maxBatch, i > n.firstParam, fused)
+		n.dropout = n.dropout || lp.Spec.Type == LayerDropout
+		l := newLayer(d, &n.all, lp, maxBatch, i > n.firstParam, fused)
 		n.layers = append(n.layers, l)
 		for _, p := range l.params() {
 			n.params = append(n.params, p)
@@ -93,7 +131,22 @@ func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[
 			n.initStd = append(n.initStd, std)
 		}
 	}
+	if n.all.err != nil {
+		err := n.all.err
+		n.all.free()
+		return nil, err
+	}
 	return n, nil
+}
+
+// Close releases the network's tensors on a device of the backend's own;
+// in host memory it has nothing to do. The network must not be used after.
+func (n *Network[T]) Close() error {
+	if n.mem == nil {
+		return nil
+	}
+	n.canBackward = false
+	return n.all.free()
 }
 
 // Spec is the spec the network was built from.
@@ -103,7 +156,8 @@ func (n *Network[T]) Spec() Spec { return n.spec }
 func (n *Network[T]) Backend() kernels.Backend[T] { return n.b }
 
 // Params is the network's parameter set, in layer order, weights before
-// biases. The values are live: changing them changes the network.
+// biases, in host memory. The values are live: changing them changes what
+// the next pass computes with.
 func (n *Network[T]) Params() Params[T] { return n.params }
 
 // MaxBatch is the largest batch a forward pass accepts.
@@ -115,24 +169,91 @@ func (n *Network[T]) InputSize() int { return n.inSize }
 // Classes is the number of outputs per sample.
 func (n *Network[T]) Classes() int { return n.classes }
 
-// Forward runs batch samples x (batch × H × W × C, NHWC) through every
-// layer and returns their logits, batch × classes, as a view of an internal
-// buffer that the next pass overwrites. samples holds the dataset index of
-// each sample; it keys the dropout masks in training and may be nil at test
-// time. batch must be in [1, MaxBatch] and x at least batch × InputSize long.
-func (n *Network[T]) Forward(x []T, batch int, samples []int64, rc RunContext) []T {
+// errNoTrainingLoss is Backward's answer without a training Loss before it.
+var errNoTrainingLoss = errors.New("model: backward without a training-mode Loss before it")
+
+// checkBatch refuses a batch the network cannot take.
+func (n *Network[T]) checkBatch(what string, x []T, batch int) error {
 	if batch < 1 || batch > n.maxBatch {
-		panic(fmt.Sprintf("model: forward: batch %d outside [1, %d]", batch, n.maxBatch))
+		return fmt.Errorf("model: %s: batch %d outside [1, %d]", what, batch, n.maxBatch)
 	}
 	if len(x) < batch*n.inSize {
-		panic(fmt.Sprintf("model: forward: input has %d values, want %d for a batch of %d", len(x), batch*n.inSize, batch))
+		return fmt.Errorf("model: %s: input has %d values, want %d for a batch of %d", what, len(x), batch*n.inSize, batch)
 	}
+	return nil
+}
+
+// uploadParams copies the parameters' host values to the device (in host
+// memory they are the tensors already).
+func (n *Network[T]) uploadParams() {
+	if n.mem == nil {
+		return
+	}
+	for _, p := range n.params {
+		kernels.Upload(n.mem, p.value, p.Value)
+	}
+}
+
+// forward stages batch samples of x (and their dataset indices) on the
+// device, runs every layer and returns the logits tensor. The batch has
+// been checked; the parameters are on the device.
+func (n *Network[T]) forward(x []T, batch int, samples []int64, rc RunContext) kernels.Tensor[T] {
 	n.batch, n.canBackward = batch, false
-	a := x[:batch*n.inSize]
+	x = x[:batch*n.inSize]
+	samples = samples[:min(len(samples), batch)]
+	var a kernels.Tensor[T]
+	var st kernels.Tensor[int64]
+	if n.mem == nil {
+		a = kernels.HostTensor(x)
+		if samples != nil {
+			st = kernels.HostTensor(samples)
+		}
+	} else {
+		a = n.x.Slice(0, len(x))
+		kernels.Upload(n.mem, a, x)
+		if len(samples) > 0 {
+			st = n.samples.Slice(0, len(samples))
+			kernels.Upload(n.mem, st, samples)
+		}
+	}
 	for _, l := range n.layers {
-		a = l.forward(a, batch, rc, samples)
+		a = l.forward(a, batch, rc, st)
 	}
 	return a
+}
+
+// Forward runs batch samples x (batch × H × W × C, NHWC) through every
+// layer and returns their logits, batch × classes, in host memory that the
+// next pass overwrites. samples holds the dataset index of each sample; it
+// keys the dropout masks in training and may be nil at test time. batch
+// must be in [1, MaxBatch] and x at least batch × InputSize long.
+func (n *Network[T]) Forward(x []T, batch int, samples []int64, rc RunContext) ([]T, error) {
+	if err := n.checkBatch("forward", x, batch); err != nil {
+		return nil, err
+	}
+	if err := n.checkSamples("forward", batch, samples, rc); err != nil {
+		return nil, err
+	}
+	n.uploadParams()
+	logits := n.forward(x, batch, samples, rc)
+	out := logits.Host()
+	if n.mem != nil {
+		out = n.logits[:logits.Len()]
+		kernels.Download(n.mem, out, logits)
+	}
+	if err := n.d.Sync(); err != nil {
+		return nil, fmt.Errorf("model: forward: %w", err)
+	}
+	return out, nil
+}
+
+// checkSamples refuses a training pass of a network with dropout without
+// the dataset index of every sample.
+func (n *Network[T]) checkSamples(what string, batch int, samples []int64, rc RunContext) error {
+	if n.dropout && rc.Train && len(samples) < batch {
+		return fmt.Errorf("model: %s: dropout in training needs the dataset index of every sample: %d for a batch of %d", what, len(samples), batch)
+	}
+	return nil
 }
 
 // Loss runs a forward pass over len(labels) samples, then softmax with
@@ -140,42 +261,83 @@ func (n *Network[T]) Forward(x []T, batch int, samples []int64, rc RunContext) [
 // arg-max is their label. The gradient of the loss with respect to the
 // logits is scaled by gradScale (1/batch for a mean, 1 for a sum) and kept,
 // together with every activation, for Backward. Labels must be in
-// [0, classes).
-func (n *Network[T]) Loss(x []T, labels []int32, samples []int64, rc RunContext, gradScale T) (lossSum float64, correct int) {
+// [0, classes). A bad argument or a device failure is an error.
+func (n *Network[T]) Loss(x []T, labels []int32, samples []int64, rc RunContext, gradScale T) (lossSum float64, correct int, err error) {
 	batch := len(labels)
-	logits := n.Forward(x, batch, samples, rc)
+	if err := n.checkBatch("loss", x, batch); err != nil {
+		return 0, 0, err
+	}
+	if err := n.checkSamples("loss", batch, samples, rc); err != nil {
+		return 0, 0, err
+	}
+	for i, label := range labels {
+		if label < 0 || int(label) >= n.classes {
+			return 0, 0, fmt.Errorf("model: loss: row %d: label %d outside [0, %d)", i, label, n.classes)
+		}
+	}
+	n.uploadParams()
+	logits := n.forward(x, batch, samples, rc)
+	lt := kernels.HostTensor(labels)
+	if n.mem != nil {
+		lt = n.labels.Slice(0, batch)
+		kernels.Upload(n.mem, lt, labels)
+	}
 	m := batch * n.classes
-	lossSum, correct = n.b.SoftmaxCrossEntropy(batch, n.classes, logits, labels, gradScale, n.probs[:m], n.dlogits[:m])
+	lossSum, correct = n.d.SoftmaxCrossEntropy(batch, n.classes, logits, lt, gradScale, n.probs.Slice(0, m), n.dlogits.Slice(0, m))
+	if err := n.d.Sync(); err != nil {
+		return 0, 0, fmt.Errorf("model: loss: %w", err)
+	}
 	n.canBackward = rc.Train
-	return lossSum, correct
+	return lossSum, correct, nil
 }
 
 // Backward propagates the loss gradient of the last Loss call, which must
 // have run in training, back through every layer and overwrites every
 // parameter's Grad with the gradient summed over the batch (times the
-// gradScale given to Loss).
-func (n *Network[T]) Backward() {
+// gradScale given to Loss). A device failure is an error.
+func (n *Network[T]) Backward() error {
 	if !n.canBackward {
-		panic("model: backward without a training-mode Loss before it")
+		return errNoTrainingLoss
 	}
-	dy := n.dlogits[:n.batch*n.classes]
+	dy := n.dlogits.Slice(0, n.batch*n.classes)
 	for i := len(n.layers) - 1; i >= n.firstParam; i-- {
 		dy = n.layers[i].backward(dy)
 	}
+	if n.mem != nil {
+		for _, p := range n.params {
+			kernels.Download(n.mem, p.Grad, p.grad)
+		}
+	}
+	if err := n.d.Sync(); err != nil {
+		return fmt.Errorf("model: backward: %w", err)
+	}
+	return nil
 }
 
 // Predict writes the arg-max class of each of batch samples of x to dst,
 // running at test time (no dropout masks). Batches larger than MaxBatch are
-// run in chunks.
-func (n *Network[T]) Predict(x []T, batch int, dst []int32) {
+// run in chunks. A bad argument or a device failure is an error.
+func (n *Network[T]) Predict(x []T, batch int, dst []int32) error {
 	if len(dst) < batch {
-		panic(fmt.Sprintf("model: predict: %d destinations for a batch of %d", len(dst), batch))
+		return fmt.Errorf("model: predict: %d destinations for a batch of %d", len(dst), batch)
 	}
+	if len(x) < batch*n.inSize {
+		return fmt.Errorf("model: predict: input has %d values, want %d for a batch of %d", len(x), batch*n.inSize, batch)
+	}
+	n.uploadParams()
 	for start := 0; start < batch; start += n.maxBatch {
 		m := min(n.maxBatch, batch-start)
-		logits := n.Forward(x[start*n.inSize:], m, nil, RunContext{})
+		logits := n.forward(x[start*n.inSize:], m, nil, RunContext{})
+		rows := logits.Host()
+		if n.mem != nil {
+			rows = n.logits[:logits.Len()]
+			kernels.Download(n.mem, rows, logits)
+		}
+		if err := n.d.Sync(); err != nil {
+			return fmt.Errorf("model: predict: %w", err)
+		}
 		for i := range m {
-			row := logits[i*n.classes : (i+1)*n.classes]
+			row := rows[i*n.classes : (i+1)*n.classes]
 			best := 0
 			for j, v := range row {
 				if v > row[best] {
@@ -185,4 +347,5 @@ func (n *Network[T]) Predict(x []T, batch int, dst []int32) {
 			dst[start+i] = int32(best)
 		}
 	}
+	return nil
 }

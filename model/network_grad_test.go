@@ -37,8 +37,8 @@ func checkNetworkGradients(t *testing.T, s Spec, batch, perTensor int, seed uint
 	}
 	rc := RunContext{Train: true, Seed: seed, Step: 11}
 	scale := 1 / float64(batch)
-	loss, _ := net.Loss(x, labels, samples, rc, scale)
-	net.Backward()
+	loss, _ := mustLoss(t, net, x, labels, samples, rc, scale)
+	mustBackward(t, net)
 	if loss == 0 {
 		t.Fatal("loss is zero")
 	}
@@ -50,10 +50,10 @@ func checkNetworkGradients(t *testing.T, s Spec, batch, perTensor int, seed uint
 		f := func() float64 {
 			a := in
 			for _, l := range net.layers[li:] {
-				a = l.forward(a, batch, rc, samples)
+				a = l.forward(a, batch, rc, kernels.HostTensor(samples))
 			}
 			m := batch * net.classes
-			loss, _ := net.b.SoftmaxCrossEntropy(batch, net.classes, a, labels, scale, net.probs[:m], net.dlogits[:m])
+			loss, _ := net.b.SoftmaxCrossEntropy(batch, net.classes, a.Host(), labels, scale, net.probs.Host()[:m], net.dlogits.Host()[:m])
 			return loss * scale
 		}
 		for _, p := range l.params() {

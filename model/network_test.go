@@ -125,8 +125,8 @@ func TestTrainingDeterminism(t *testing.T) {
 				x[i] = r.Float64()
 			}
 			labels := []int32{int32(step), 9}
-			net.Loss(x, labels, []int64{1, 2}, RunContext{Train: true, Seed: 99, Step: step}, 1.0/batch)
-			net.Backward()
+			mustLoss(t, net, x, labels, []int64{1, 2}, RunContext{Train: true, Seed: 99, Step: step}, 1.0/batch)
+			mustBackward(t, net)
 			opt.Update(net.Backend(), net.Params())
 		}
 		return net.Params()
@@ -157,7 +157,7 @@ func TestDeepDropoutNetwork(t *testing.T) {
 	}
 	samples := []int64{10, 11}
 	logits := func(rc RunContext) []float64 {
-		return append([]float64(nil), net.Forward(x, 2, samples, rc)...)
+		return append([]float64(nil), mustForward(t, net, x, 2, samples, rc)...)
 	}
 	s1 := logits(RunContext{Train: true, Seed: 1, Step: 1})
 	if again := logits(RunContext{Train: true, Seed: 1, Step: 1}); !reflect.DeepEqual(s1, again) {
@@ -167,7 +167,7 @@ func TestDeepDropoutNetwork(t *testing.T) {
 		t.Error("the dropout masks did not change with the step")
 	}
 	test := logits(RunContext{})
-	if again := net.Forward(x, 2, nil, RunContext{Step: 5}); !reflect.DeepEqual(test, again) {
+	if again := mustForward(t, net, x, 2, nil, RunContext{Step: 5}); !reflect.DeepEqual(test, again) {
 		t.Error("test-mode logits depend on the step")
 	}
 }
@@ -182,9 +182,11 @@ func TestPredict(t *testing.T) {
 		x[i] = r.Float64()
 	}
 	got := make([]int32, total)
-	net.Predict(x, total, got)
+	if err := net.Predict(x, total, got); err != nil {
+		t.Fatal(err)
+	}
 	for i := range total {
-		logits := net.Forward(x[i*net.InputSize():], 1, nil, RunContext{})
+		logits := mustForward(t, net, x[i*net.InputSize():], 1, nil, RunContext{})
 		best := 0
 		for j, v := range logits {
 			if v > logits[best] {
@@ -211,11 +213,14 @@ func TestLossAndBackwardAllocateNothing(t *testing.T) {
 	labels := []int32{1, 2, 3, 4}
 	samples := []int64{1, 2, 3, 4}
 	allocs := testing.AllocsPerRun(3, func() {
-		net.Loss(x[:2*net.InputSize()], labels[:2], samples, RunContext{Train: true}, 0.5) // a smaller batch too
-		net.Backward()
-		net.Loss(x, labels, samples, RunContext{Train: true}, 0.25)
-		net.Backward()
+		_, _, err1 := net.Loss(x[:2*net.InputSize()], labels[:2], samples, RunContext{Train: true}, 0.5) // a smaller batch too
+		err2 := net.Backward()
+		_, _, err3 := net.Loss(x, labels, samples, RunContext{Train: true}, 0.25)
+		err4 := net.Backward()
 		opt.Update(net.Backend(), net.Params())
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+			panic("a training step failed")
+		}
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per training step", allocs)
@@ -271,16 +276,59 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-// TestBackwardNeedsTrainingLoss checks the programmer-error guard: the
-// masks and activations Backward needs exist only after a training Loss.
+// TestBackwardNeedsTrainingLoss checks the guard of Backward: the masks and
+// activations it needs exist only after a training Loss.
 func TestBackwardNeedsTrainingLoss(t *testing.T) {
 	net := newTestNetwork[float32](t, "simple", 1)
 	x := make([]float32, net.InputSize())
-	net.Loss(x, []int32{0}, nil, RunContext{}, 1)
-	defer func() {
-		if recover() == nil {
-			t.Error("Backward after a test-mode Loss did not panic")
+	if err := net.Backward(); err == nil || !strings.Contains(err.Error(), "backward without a training-mode Loss") {
+		t.Errorf("Backward before any Loss: %v", err)
+	}
+	mustLoss(t, net, x, []int32{0}, nil, RunContext{}, 1)
+	if err := net.Backward(); err == nil || !strings.Contains(err.Error(), "backward without a training-mode Loss") {
+		t.Errorf("Backward after a test-mode Loss: %v", err)
+	}
+	mustLoss(t, net, x, []int32{0}, nil, RunContext{Train: true}, 1)
+	mustBackward(t, net)
+}
+
+// TestPassArgumentErrors checks that bad arguments of a pass are errors
+// that name the problem, and that the network computes after them.
+func TestPassArgumentErrors(t *testing.T) {
+	net := newTestNetwork[float32](t, "deep", 2)
+	x := make([]float32, 2*net.InputSize())
+	train := RunContext{Train: true}
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"label 10", func() error { _, _, err := net.Loss(x, []int32{1, 10}, []int64{1, 2}, train, 1); return err }(),
+			"model: loss: row 1: label 10 outside [0, 10)"},
+		{"negative label", func() error { _, _, err := net.Loss(x, []int32{-1}, []int64{1}, train, 1); return err }(),
+			"row 0: label -1 outside [0, 10)"},
+		{"batch 3", func() error {
+			_, _, err := net.Loss(make([]float32, 3*net.InputSize()), []int32{1, 2, 3}, nil, RunContext{}, 1)
+			return err
+		}(),
+			"model: loss: batch 3 outside [1, 2]"},
+		{"short input", func() error { _, err := net.Forward(x[:100], 1, nil, RunContext{}); return err }(),
+			"model: forward: input has 100 values, want 784 for a batch of 1"},
+		{"no samples", func() error { _, _, err := net.Loss(x, []int32{1, 2}, []int64{1}, train, 1); return err }(),
+			"dropout in training needs the dataset index of every sample: 1 for a batch of 2"},
+		{"predict destinations", net.Predict(x, 2, make([]int32, 1)), "model: predict: 1 destinations for a batch of 2"},
+		{"predict input", net.Predict(x, 3, make([]int32, 3)), "model: predict: input has 1568 values, want 2352 for a batch of 3"},
+	} {
+		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, c.err, c.want)
 		}
-	}()
-	net.Backward()
+	}
+	if err := net.Backward(); err == nil {
+		t.Error("Backward after failed Loss calls did not fail")
+	}
+	mustLoss(t, net, x, []int32{1, 2}, []int64{1, 2}, train, 1)
+	mustBackward(t, net)
+	if _, err := net.Forward(x, 2, nil, RunContext{}); err != nil {
+		t.Error(err)
+	}
 }

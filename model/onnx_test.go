@@ -567,7 +567,7 @@ func networkProbs(t *testing.T, s Spec, params []Tensor, n int, x []float32) []f
 	for i, v := range x {
 		x64[i] = float64(v)
 	}
-	logits := net.Forward(x64, n, nil, RunContext{})
+	logits := mustForward(t, net, x64, n, nil, RunContext{})
 	probs := make([]float64, len(logits))
 	for i := range n {
 		row := logits[i*s.Classes : (i+1)*s.Classes]

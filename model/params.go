@@ -6,11 +6,20 @@ import "github.com/dpcnn/dpcnn/kernels"
 // Names are "<layer>.W" and "<layer>.b" ("conv1.W", "affine2.b"). Shapes:
 // conv weights [KH, KW, C, OC] (HWIO, see package kernels), affine weights
 // [In, Out], biases [Out].
+//
+// Value and Grad are host memory. On a backend that computes in host memory
+// they are the very tensors the network computes with; on one with memory
+// of its own (CUDA) they are the host side of them: every pass uploads
+// Value, and Backward downloads Grad.
 type Param[T kernels.Float] struct {
 	Name  string
 	Shape []int
 	Value []T
 	Grad  []T
+
+	// value and grad are the tensors on the network's device (in host
+	// memory, Value and Grad themselves); zero outside a network.
+	value, grad kernels.Tensor[T]
 }
 
 // Params is a network's parameter set, in layer order, weights before biases.

@@ -146,8 +146,8 @@ func sameBitsTrain(t *testing.T, net string, batch, steps int) string {
 			labels[i] = int32(data.Uint32(uint32(len(x)+i)) % uint32(n.Classes()))
 			samples[i] = int64(step*batch + i)
 		}
-		n.Loss(x, labels, samples, RunContext{Train: true, Seed: 7, Step: uint64(step)}, 1/float32(batch))
-		n.Backward()
+		mustLoss(t, n, x, labels, samples, RunContext{Train: true, Seed: 7, Step: uint64(step)}, 1/float32(batch))
+		mustBackward(t, n)
 		opt.Update(b, n.Params())
 	}
 	c := Checkpoint{Params: n.ExportParams()}

@@ -14,15 +14,18 @@
 #
 # "run" does, in order:
 #   1. prints nvidia-smi and the CUDA libraries the backend finds;
-#   2. runs the CUDA tests (conformance suite, gradients of every network
-#      against the reference, dropout masks equal to the CPU's bit for bit,
+#   2. runs the CUDA tests (conformance suite on host slices and on the
+#      Device's tensors, gradients of every network against the reference,
+#      the network on the device equal bit for bit to the same network
+#      through host slices, dropout masks equal to the CPU's bit for bit,
 #      determinism, the NVRTC compile check) with DPCNN_REQUIRE_CUDA=1 and
 #      DPCNN_REQUIRE_NVRTC=1, so a skip is a failure;
 #   3. benchmarks deep-net training (forward, backward, Adam) on the GPU at
-#      per-worker batch 100, 1000 and 10000, both with the device-resident
-#      cuda.Network ("cuda resident") and with model.Network on the CUDA
-#      Backend ("cuda backend", every layer's tensors copied in and out), and
-#      on the CPU backend (all cores) at 100 and 1000;
+#      per-worker batch 100, 1000 and 10000, both with model.Network's
+#      tensors in GPU memory ("cuda": parameters and batch in, losses and
+#      gradients out) and through the Backend's host-slice methods ("cuda
+#      per-call", every layer's tensors copied in and out), and on the CPU
+#      backend (all cores) at 100 and 1000;
 #   4. runs the same network in PyTorch (cuDNN, float32, TF32 off) with
 #      scripts/bench_torch_gpu.py when a Python with CUDA torch is found
 #      ($PYTHON, /opt/torch/.venv/bin/python, python3);
@@ -132,12 +135,12 @@ run() {
 	echo
 	echo "== deep-net training throughput, images/s (forward + backward + Adam; $steps steps each)"
 	echo "GPU: $(cat "$out/gpu.txt" 2>/dev/null || echo unknown)"
-	printf '%-8s %16s %14s %22s %14s\n' batch "cuda resident" "cuda backend" "pytorch cudnn fp32" "dpcnn cpu"
+	printf '%-8s %16s %14s %22s %14s\n' batch "cuda" "cuda per-call" "pytorch cudnn fp32" "dpcnn cpu"
 	local b
 	for b in 100 1000 10000; do
 		local r g c tch
-		r=$(images_per_s "cuda-resident/batch=$b" "$out/bench-dpcnn.txt")
-		g=$(images_per_s "cuda/batch=$b" "$out/bench-dpcnn.txt")
+		r=$(images_per_s "cuda/batch=$b" "$out/bench-dpcnn.txt")
+		g=$(images_per_s "cuda-per-call/batch=$b" "$out/bench-dpcnn.txt")
 		c=$(images_per_s "cpu/batch=$b" "$out/bench-dpcnn.txt")
 		tch=""
 		if [ -s "$out/bench-torch.json" ]; then

@@ -7,7 +7,6 @@ package worker
 import (
 	"fmt"
 
-	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
@@ -22,10 +21,11 @@ type MicroBatch = tree.MicroBatch
 // Computer computes the gradients of micro-batches of one job.
 type Computer struct {
 	spec job.Spec
-	net  *model.Network[float32]
-	// dev, when the backend has a device of its own, holds the network
-	// there for whole steps and computes in net's place.
-	dev   backends.Resident
+	// net holds the parameters, gradients and activations on the
+	// backend's device (host memory for the CPU, GPU memory for CUDA): a
+	// step moves the parameters and the batch in, the losses and the
+	// gradients out.
+	net   *model.Network[float32]
 	train *dataset.Set
 
 	x       []float32
@@ -35,41 +35,28 @@ type Computer struct {
 }
 
 // NewComputer builds the job's network on b, sized for micro-batches of
-// spec.MicroBatch samples and evaluation batches of evalBatch.
+// spec.MicroBatch samples and evaluation batches of evalBatch. Release it
+// with Close.
 func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, evalBatch int) (_ *Computer, err error) {
 	defer recoverFault("building the network", &err)
 	netSpec, err := spec.Model()
 	if err != nil {
 		return nil, err
 	}
-	maxBatch := max(spec.MicroBatch, evalBatch)
-	net, err := model.New[float32](netSpec, b, maxBatch)
-	if err != nil {
-		return nil, err
-	}
-	// On a device backend the network lives on the device for whole
-	// steps; model.Network would copy every layer's tensors each call.
-	dev, err := backends.NewResident(b, netSpec, maxBatch)
-	if err != nil {
-		return nil, err
-	}
-	if dev != nil {
-		// Zero parameters until the first SetParams, as net has.
-		if err := dev.SetParams(make([]float32, dev.ParamCount())); err != nil {
-			dev.Close()
-			return nil, err
-		}
-	}
 	in := netSpec.Input
 	if in.Height != train.Rows || in.Width != train.Cols || in.Channels != 1 {
 		return nil, fmt.Errorf("worker: network input %dx%dx%d does not fit the data set's %dx%dx1 images",
 			in.Height, in.Width, in.Channels, train.Rows, train.Cols)
 	}
+	maxBatch := max(spec.MicroBatch, evalBatch)
+	net, err := model.New[float32](netSpec, b, maxBatch)
+	if err != nil {
+		return nil, err
+	}
 	sample := in.Height * in.Width * in.Channels
 	return &Computer{
 		spec:    spec,
 		net:     net,
-		dev:     dev,
 		train:   train,
 		x:       make([]float32, maxBatch*sample),
 		labels:  make([]int32, maxBatch),
@@ -82,14 +69,12 @@ func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, 
 func (c *Computer) ParamCount() int { return c.net.Params().Count() }
 
 // SetParams copies a flat parameter vector (parameters in Params order,
-// concatenated) into the replica.
+// concatenated) into the replica; the next computation takes them to the
+// device.
 func (c *Computer) SetParams(flat []float32) (err error) {
 	defer recoverFault("setting the parameters", &err)
 	if len(flat) != c.ParamCount() {
 		return fmt.Errorf("worker: %d parameters received, network has %d", len(flat), c.ParamCount())
-	}
-	if c.dev != nil {
-		return c.dev.SetParams(flat)
 	}
 	off := 0
 	for _, p := range c.net.Params() {
@@ -100,19 +85,13 @@ func (c *Computer) SetParams(flat []float32) (err error) {
 
 // Close releases what the replica holds on a device; the Computer must
 // not be used after.
-func (c *Computer) Close() error {
-	if c.dev == nil {
-		return nil
-	}
-	err := c.dev.Close()
-	c.dev = nil
-	return err
-}
+func (c *Computer) Close() error { return c.net.Close() }
 
 // Gradients computes the summed (not averaged) gradient of the micro-batch's
 // loss into grad, a flat vector in Params order, and returns the summed loss
-// and the number of correctly classified samples. A fault inside the
-// computation (a kernel's assertion, a device error) is an error.
+// and the number of correctly classified samples. A device failure is an
+// error, and so is a fault inside the computation (a kernel's assertion),
+// recovered as a *ComputeFault.
 func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, correct int, err error) {
 	defer recoverFault(fmt.Sprintf("gradients of step %d", mb.Step+1), &err)
 	n := len(mb.Indices)
@@ -128,20 +107,12 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 	sample := len(c.x) / len(c.labels)
 	c.train.Fill(mb.Indices, c.spec.Augment, c.spec.Seed, mb.Epoch, c.x[:n*sample], c.labels[:n], c.samples[:n])
 	rc := model.RunContext{Train: true, Seed: c.spec.Seed, Step: uint64(mb.Step)}
-	if c.dev != nil {
-		if lossSum, correct, err = c.dev.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1); err != nil {
-			return 0, 0, err
-		}
-		if err := c.dev.Backward(); err != nil {
-			return 0, 0, err
-		}
-		if err := c.dev.Grads(grad); err != nil {
-			return 0, 0, err
-		}
-		return lossSum, correct, nil
+	if lossSum, correct, err = c.net.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1); err != nil {
+		return 0, 0, fmt.Errorf("worker: step %d: %w", mb.Step+1, err)
 	}
-	lossSum, correct = c.net.Loss(c.x[:n*sample], c.labels[:n], c.samples[:n], rc, 1)
-	c.net.Backward()
+	if err := c.net.Backward(); err != nil {
+		return 0, 0, fmt.Errorf("worker: step %d: %w", mb.Step+1, err)
+	}
 	off := 0
 	for _, p := range c.net.Params() {
 		off += copy(grad[off:off+len(p.Grad)], p.Grad)
@@ -150,30 +121,24 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 }
 
 // Evaluate classifies samples [from, to) of set in test mode and returns how
-// many it got right. A fault inside the computation is an error.
+// many it got right. A device failure, or a fault inside the computation,
+// is an error.
 func (c *Computer) Evaluate(set *dataset.Set, from, to int) (correct int, err error) {
 	defer recoverFault(fmt.Sprintf("evaluating test samples [%d, %d)", from, to), &err)
-	var net Predictor = NetworkPredictor{c.net}
-	if c.dev != nil {
-		net = c.dev
-	}
-	return Evaluate(net, set, from, to, c.x, c.labels, c.samples, c.preds)
+	return Evaluate(NetworkPredictor{c.net}, set, from, to, c.x, c.labels, c.samples, c.preds)
 }
 
-// Predictor classifies a batch of images in test mode: model.Network (as
-// NetworkPredictor), or a device-resident network.
+// Predictor classifies a batch of images in test mode.
 type Predictor interface {
 	Predict(x []float32, batch int, dst []int32) error
 }
 
-// NetworkPredictor is a model.Network as a Predictor. It computes in host
-// memory and fails only by panicking; Evaluate's callers recover that.
+// NetworkPredictor is a model.Network as a Predictor.
 type NetworkPredictor struct{ Net *model.Network[float32] }
 
 // Predict classifies batch images of x into dst.
 func (p NetworkPredictor) Predict(x []float32, batch int, dst []int32) error {
-	p.Net.Predict(x, batch, dst)
-	return nil
+	return p.Net.Predict(x, batch, dst)
 }
 
 // Evaluate classifies samples [from, to) of set with net in test mode, in

@@ -81,3 +81,59 @@ func TestComputerRecoversFaults(t *testing.T) {
 		t.Fatalf("after the fault: %v", err)
 	}
 }
+
+// failingDevice is the reference backend's host Device, whose Sync reports
+// an injected failure once when armed, as a device that latched an error
+// during a pass does.
+type failingDevice struct {
+	kernels.Device[float32]
+	fail error
+}
+
+func (d *failingDevice) Sync() error {
+	if err := d.fail; err != nil {
+		d.fail = nil
+		return err
+	}
+	return d.Device.Sync()
+}
+
+// failingBackend is the reference backend with failingDevice as its
+// Device.
+type failingBackend struct {
+	kernels.Backend[float32]
+	dev *failingDevice
+}
+
+func (b *failingBackend) Device() kernels.Device[float32] { return b.dev }
+
+// A device failure comes back from Gradients and Evaluate as an error that
+// wraps it, says which step failed, and is not a fault (no panic was
+// involved); the Computer computes the next micro-batch as usual.
+func TestComputerReturnsDeviceErrors(t *testing.T) {
+	ref := kernels.NewReference[float32]()
+	b := &failingBackend{Backend: ref, dev: &failingDevice{Device: kernels.OnHost[float32](ref)}}
+	set := tinySet(t, 20)
+	comp, err := NewComputer(job.Spec{Network: "lenet", Batch: 4, MicroBatch: 4, Steps: 1}.WithDefaults(), b, set, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer comp.Close()
+	grad := make([]float32, comp.ParamCount())
+	mb := MicroBatch{Epoch: 0, Step: 2, Indices: []int32{0, 1, 2, 3}}
+	injected := errors.New("cuda: ConvForward: cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY (injected)")
+	b.dev.fail = injected
+	_, _, err = comp.Gradients(mb, grad)
+	var fault *ComputeFault
+	if !errors.Is(err, injected) || errors.As(err, &fault) || err.Error() != "worker: step 3: model: loss: "+injected.Error() {
+		t.Errorf("Gradients on a failing device: %v", err)
+	}
+	b.dev.fail = injected
+	if _, err := comp.Evaluate(set, 0, 8); !errors.Is(err, injected) || errors.As(err, &fault) {
+		t.Errorf("Evaluate on a failing device: %v", err)
+	}
+	loss, _, err := comp.Gradients(mb, grad)
+	if err != nil || loss == 0 {
+		t.Fatalf("after the failure: loss %v, %v", loss, err)
+	}
+}

@@ -12,19 +12,24 @@ import (
 // im2col kernels plus cuBLAS SGEMM, everything else is the CUDA C of
 // kernels.cu.
 //
-// The Backend interface passes host slices, so each call uploads its
-// inputs into device buffers that are kept and reused between calls, runs
-// on the device and downloads its outputs before returning. Intermediate
-// data of a call (the im2col patch matrices, which are the large ones)
-// never leaves the device.
+// It computes two ways. Device (see there) is the one networks use:
+// tensors allocated in GPU memory, every primitive on them where they are,
+// failures latched and returned by Sync. The methods of kernels.Backend
+// take host slices instead, so each call uploads its inputs into device
+// buffers that are kept and reused between calls, runs the same launcher
+// as Device and downloads its outputs before returning; the optimizers'
+// updates of host parameters (the coordinator's) and the conformance suite
+// use them. Intermediate data of a call (the im2col patch matrices, which
+// are the large ones) never leaves the device either way.
 //
-// Argument checks are the CPU backend's, made before anything touches the
-// device, and panic with the same messages (with "cuda" for "cpu"). A
-// failure of the device or of a CUDA library panics with an *Error naming
-// the call; after a sticky error (a fault inside a kernel) the device
-// refuses all further work and the process should be restarted. Like every
-// Backend it is not safe for concurrent use; separate Backends may be used
-// from separate goroutines.
+// The host-slice methods check their arguments as the CPU backend does,
+// before anything touches the device, and panic with the same messages
+// (with "cuda" for "cpu"); having no error result, they panic with an
+// *Error naming the call when the device or a CUDA library fails. After a
+// sticky error (a fault inside a kernel) the device refuses all further
+// work and the process should be restarted. Like every Backend it is not
+// safe for concurrent use; separate Backends may be used from separate
+// goroutines.
 type Backend struct {
 	dev  gpu
 	bufs [numBufs]buffer
@@ -125,7 +130,7 @@ func (b *Backend) run(f func(d gpu) error) {
 }
 
 // try does f on the device and returns its error: the path of the
-// resident Network, whose methods return device errors as errors.
+// Device, which latches it.
 func (b *Backend) try(f func(d gpu) error) error {
 	if b.dev == nil {
 		return errors.New("kernels: cuda: backend is not open (create it with cuda.New)")

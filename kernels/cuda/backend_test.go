@@ -230,8 +230,9 @@ func lrnDropoutSpec() model.Spec {
 }
 
 // TestNetworksMatchReference trains one step of every built-in network,
-// and of a network with the remaining layer types, on the CUDA backend and
-// on the float64 reference from the same parameters, and compares the loss,
+// and of a network with the remaining layer types, on the CUDA backend (its
+// tensors in GPU memory) and on the float64 reference from the same
+// parameters, and compares the loss,
 // the correct count and every gradient tensor by name (the same check and
 // tolerance as the CPU backend's test in package model).
 func TestNetworksMatchReference(t *testing.T) {
@@ -260,6 +261,7 @@ func checkNetworksMatchReference(t *testing.T, b *Backend) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer gpu.Close()
 			ref.InitParams(21)
 			if err := ref.ImportParams(ref.ExportParams()); err != nil { // round to float32 on both sides
 				t.Fatal(err)
@@ -277,13 +279,23 @@ func checkNetworksMatchReference(t *testing.T, b *Backend) {
 			labels := []int32{1, 7, 3}
 			samples := []int64{4, 40, 400}
 			rc := model.RunContext{Train: true, Seed: 21, Step: 2}
-			refLoss, refCorrect := ref.Loss(x64, labels, samples, rc, 1.0/batch)
-			gpuLoss, gpuCorrect := gpu.Loss(x32, labels, samples, rc, 1.0/batch)
+			refLoss, refCorrect, err := ref.Loss(x64, labels, samples, rc, 1.0/batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gpuLoss, gpuCorrect, err := gpu.Loss(x32, labels, samples, rc, 1.0/batch)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if math.Abs(refLoss-gpuLoss) > 1e-5*refLoss || refCorrect != gpuCorrect {
 				t.Errorf("loss %v, %d correct; reference %v, %d correct", gpuLoss, gpuCorrect, refLoss, refCorrect)
 			}
-			ref.Backward()
-			gpu.Backward()
+			if err := ref.Backward(); err != nil {
+				t.Fatal(err)
+			}
+			if err := gpu.Backward(); err != nil {
+				t.Fatal(err)
+			}
 			worstAll := 0.0
 			for i, rp := range ref.Params() {
 				gp := gpu.Params()[i]
@@ -329,10 +341,17 @@ func checkDeterministic(t *testing.T, b *Backend, batch int) {
 		}
 		net.InitParams(5)
 		x, labels, samples := syntheticBatch(batch, net.InputSize(), 5)
-		net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 5, Step: 1}, 1/float32(batch))
-		net.Backward()
+		if _, _, err := net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 5, Step: 1}, 1/float32(batch)); err != nil {
+			t.Fatal(err)
+		}
+		if err := net.Backward(); err != nil {
+			t.Fatal(err)
+		}
 		for _, p := range net.Params() {
 			grads[run] = append(grads[run], p.Grad...)
+		}
+		if err := net.Close(); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for i := range grads[0] {
@@ -358,21 +377,27 @@ func syntheticBatch(batch, inSize int, seed uint64) ([]float32, []int32, []int64
 	return x, labels, samples
 }
 
-// TestResidentNetworkMatchesModel checks the device-resident Network
-// against model.Network on the same backend.
-func TestResidentNetworkMatchesModel(t *testing.T) {
+// TestNetworkOnDeviceMatchesHostSlices checks model.Network with its
+// tensors in GPU memory against the same network computed through the
+// Backend's methods on host slices (every call copying its tensors in and
+// out).
+func TestNetworkOnDeviceMatchesHostSlices(t *testing.T) {
 	b := deviceBackend(t)
-	checkResidentMatchesModel(t, b)
+	checkDeviceMatchesHostSlices(t, b)
 	syncOK(t, b)
 }
 
-// checkResidentMatchesModel trains one step of every network both as a
-// model.Network on the Backend (tensors copied per call) and as a resident
-// Network on the same backend, from the same parameters and batch: losses,
-// correct counts, every gradient and the test-mode predictions must be
-// equal bit for bit, since both run the same kernels and GEMMs in the same
-// order.
-func checkResidentMatchesModel(t *testing.T, b *Backend) {
+// hostSlices is a backend without its Device: a network on it keeps its
+// tensors in host memory (kernels.OnHost) and computes through the
+// Backend's methods on slices, as before device residency.
+type hostSlices struct{ kernels.Backend[float32] }
+
+// checkDeviceMatchesHostSlices trains one step of every network both with
+// its tensors on the device and through hostSlices on the same backend,
+// from the same parameters and batch: losses, correct counts, every
+// gradient, the test-mode logits and predictions must be equal bit for
+// bit, since both run the same kernels and GEMMs in the same order.
+func checkDeviceMatchesHostSlices(t *testing.T, b *Backend) {
 	specs := []model.Spec{lrnDropoutSpec()}
 	for _, name := range model.BuiltinNames() {
 		s, err := model.Builtin(name)
@@ -384,30 +409,28 @@ func checkResidentMatchesModel(t *testing.T, b *Backend) {
 	for _, s := range specs {
 		t.Run(s.Name, func(t *testing.T) {
 			const batch = 5
-			ref, err := model.New[float32](s, b, batch)
+			host, err := model.New[float32](s, hostSlices{b}, batch)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref.InitParams(9)
-			net, err := NewNetwork(b, s, batch)
+			host.InitParams(9)
+			net, err := model.New[float32](s, b, batch)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer net.Close()
-			var flat []float32
-			for _, p := range ref.Params() {
-				flat = append(flat, p.Value...)
-			}
-			if net.ParamCount() != len(flat) {
-				t.Fatalf("ParamCount %d, model has %d", net.ParamCount(), len(flat))
-			}
-			if err := net.SetParams(flat); err != nil {
+			if err := net.ImportParams(host.ExportParams()); err != nil {
 				t.Fatal(err)
 			}
-			x, labels, samples := syntheticBatch(batch, ref.InputSize(), 9)
+			x, labels, samples := syntheticBatch(batch, host.InputSize(), 9)
 			rc := model.RunContext{Train: true, Seed: 9, Step: 3}
-			wantLoss, wantCorrect := ref.Loss(x, labels, samples, rc, 1/float32(batch))
-			ref.Backward()
+			wantLoss, wantCorrect, err := host.Loss(x, labels, samples, rc, 1/float32(batch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := host.Backward(); err != nil {
+				t.Fatal(err)
+			}
 			gotLoss, gotCorrect, err := net.Loss(x, labels, samples, rc, 1/float32(batch))
 			if err != nil {
 				t.Fatal(err)
@@ -416,29 +439,40 @@ func checkResidentMatchesModel(t *testing.T, b *Backend) {
 				t.Fatal(err)
 			}
 			if math.Float64bits(gotLoss) != math.Float64bits(wantLoss) || gotCorrect != wantCorrect {
-				t.Errorf("resident loss %v, %d correct; model %v, %d correct", gotLoss, gotCorrect, wantLoss, wantCorrect)
+				t.Errorf("on the device: loss %v, %d correct; through host slices %v, %d correct", gotLoss, gotCorrect, wantLoss, wantCorrect)
 			}
-			grads := make([]float32, net.ParamCount())
-			if err := net.Grads(grads); err != nil {
-				t.Fatal(err)
-			}
-			off := 0
-			for _, p := range ref.Params() {
+			for i, p := range host.Params() {
 				for j, g := range p.Grad {
-					if got := grads[off+j]; math.Float32bits(got) != math.Float32bits(g) {
-						t.Errorf("%s[%d]: resident gradient %v, model %v", p.Name, j, got, g)
+					if got := net.Params()[i].Grad[j]; math.Float32bits(got) != math.Float32bits(g) {
+						t.Errorf("%s[%d]: gradient %v on the device, %v through host slices", p.Name, j, got, g)
 						break
 					}
 				}
-				off += len(p.Grad)
+			}
+			wantLogits, err := host.Forward(x, batch, nil, model.RunContext{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLogits = slices.Clone(wantLogits)
+			gotLogits, err := net.Forward(x, batch, nil, model.RunContext{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range wantLogits {
+				if math.Float32bits(gotLogits[j]) != math.Float32bits(wantLogits[j]) {
+					t.Errorf("logit %d: %v on the device, %v through host slices", j, gotLogits[j], wantLogits[j])
+					break
+				}
 			}
 			want, got := make([]int32, batch), make([]int32, batch)
-			ref.Predict(x, batch, want)
+			if err := host.Predict(x, batch, want); err != nil {
+				t.Fatal(err)
+			}
 			if err := net.Predict(x, batch, got); err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(got, want) {
-				t.Errorf("resident predictions %v, model %v", got, want)
+				t.Errorf("predictions %v on the device, %v through host slices", got, want)
 			}
 		})
 	}

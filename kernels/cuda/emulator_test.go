@@ -67,6 +67,9 @@ type hostGPU struct {
 	launched          map[string]int
 	// failAlloc, when set, fails every allocation as a full device does.
 	failAlloc bool
+	// failAllocAfter, when positive, sets failAlloc after that many more
+	// allocations: a device that fills up.
+	failAllocAfter int
 }
 
 var emu struct {
@@ -180,6 +183,10 @@ func (*hostGPU) describe() Info {
 }
 
 func (g *hostGPU) alloc(bytes uintptr) (devPtr, error) {
+	if g.failAllocAfter > 0 {
+		g.failAllocAfter--
+		g.failAlloc = g.failAllocAfter == 0
+	}
 	if g.failAlloc {
 		return 0, &Error{Lib: libDriver, Func: "cuMemAlloc_v2", Code: 2, Name: "CUDA_ERROR_OUT_OF_MEMORY", Desc: "out of memory", Context: "emulated"}
 	}
@@ -428,90 +435,87 @@ func TestEmulatedDeviceConformance(t *testing.T) {
 }
 
 // TestEmulatedNetworks checks every network's gradients against the
-// reference and the determinism of a step, on the emulation.
+// reference, the determinism of a step, and the network on the device
+// against the same network through host slices, bit for bit, on the
+// emulation.
 func TestEmulatedNetworks(t *testing.T) {
 	b, _ := emulatedBackend(t)
 	t.Run("reference", func(t *testing.T) { checkNetworksMatchReference(t, b) })
 	t.Run("deterministic", func(t *testing.T) { checkDeterministic(t, b, 8) })
-	t.Run("resident", func(t *testing.T) { checkResidentMatchesModel(t, b) })
+	t.Run("host slices", func(t *testing.T) { checkDeviceMatchesHostSlices(t, b) })
 }
 
-// TestEmulatedTransferVolume logs the host-device traffic of one deep-net
-// training step (Loss, Backward, Adam) per image: the copies the Backend
-// interface implies, the same on a real device.
+// TestEmulatedTransferVolume measures the host-device traffic of one
+// deep-net training step (Loss, Backward, and Adam through the host-slice
+// Backend, as the coordinator runs it) at two batch sizes, per image and
+// per step: for model.Network with its tensors on the device, which must
+// move only each image, its label and sample index in and its loss and
+// correct flag out (4·784 + 4 + 8 + 8 + 4 bytes), and, for comparison, for
+// the same network through the host-slice methods, which copy every
+// layer's tensors. The copies are the ones a real device makes.
 func TestEmulatedTransferVolume(t *testing.T) {
 	b, g := emulatedBackend(t)
 	s, err := model.Builtin("deep")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var perImage [2]float64
-	for i, batch := range []int{4, 8} {
-		net, err := model.New[float32](s, b, batch)
-		if err != nil {
-			t.Fatal(err)
+	measure := func(path string, backend kernels.Backend[float32]) (perImage, perStep int64) {
+		var total [2]int64
+		for i, batch := range []int{4, 8} {
+			net, err := model.New[float32](s, backend, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			net.InitParams(1)
+			opt, err := model.NewOptimizer(model.OptimizerSpec{}, net.Params())
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, labels, samples := syntheticBatch(batch, net.InputSize(), 1)
+			in0, out0 := g.bytesIn, g.bytesOut
+			if _, _, err := net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: 1}, 1/float32(batch)); err != nil {
+				t.Fatal(err)
+			}
+			if err := net.Backward(); err != nil {
+				t.Fatal(err)
+			}
+			opt.Update(b, net.Params())
+			total[i] = int64(g.bytesIn - in0 + g.bytesOut - out0)
+			t.Logf("%s, batch %d: %.3f MB to the device, %.3f MB back", path, batch, float64(g.bytesIn-in0)/1e6, float64(g.bytesOut-out0)/1e6)
+			if err := net.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}
-		net.InitParams(1)
-		opt, err := model.NewOptimizer(model.OptimizerSpec{}, net.Params())
-		if err != nil {
-			t.Fatal(err)
-		}
-		x, labels, samples := syntheticBatch(batch, net.InputSize(), 1)
-		in0, out0 := g.bytesIn, g.bytesOut
-		net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: 1}, 1/float32(batch))
-		net.Backward()
-		opt.Update(b, net.Params())
-		total := float64(g.bytesIn - in0 + g.bytesOut - out0)
-		perImage[i] = total
-		t.Logf("batch %d: %.2f MB to the device, %.2f MB back", batch, float64(g.bytesIn-in0)/1e6, float64(g.bytesOut-out0)/1e6)
+		return (total[1] - total[0]) / 4, 2*total[0] - total[1]
 	}
-	t.Logf("model.Network on the Backend, per image: %.2f MB per training step; per step, independent of the batch: %.2f MB",
-		(perImage[1]-perImage[0])/4/1e6, (2*perImage[0]-perImage[1])/1e6)
-
-	// The resident Network: parameters in, batch in, losses and gradients
-	// out, Adam on the flat vectors.
-	for i, batch := range []int{4, 8} {
-		init, err := model.New[float32](s, kernels.NewReference[float32](), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		init.InitParams(1)
-		var params []float32
-		for _, p := range init.Params() {
-			params = append(params, p.Value...)
-		}
-		net, err := NewNetwork(b, s, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		grads, m, v := make([]float32, len(params)), make([]float32, len(params)), make([]float32, len(params))
-		x, labels, samples := syntheticBatch(batch, net.InputSize(), 1)
-		in0, out0 := g.bytesIn, g.bytesOut
-		if err := net.SetParams(params); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: 1}, 1/float32(batch)); err != nil {
-			t.Fatal(err)
-		}
-		if err := net.Backward(); err != nil {
-			t.Fatal(err)
-		}
-		if err := net.Grads(grads); err != nil {
-			t.Fatal(err)
-		}
-		b.AdamUpdate(kernels.AdamParams{LR: 0.001, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, T: 1}, params, grads, m, v)
-		perImage[i] = float64(g.bytesIn - in0 + g.bytesOut - out0)
-		net.Close()
+	hostImage, hostStep := measure("through host slices", hostSlices{b})
+	t.Logf("through host slices: %.2f MB per image per training step; per step, independent of the batch: %.2f MB",
+		float64(hostImage)/1e6, float64(hostStep)/1e6)
+	devImage, devStep := measure("on the device", b)
+	t.Logf("on the device: %d bytes (%.4f MB) per image per training step; per step, independent of the batch: %.2f MB",
+		devImage, float64(devImage)/1e6, float64(devStep)/1e6)
+	if want := int64(4*784 + 4 + 8 + 8 + 4); devImage != want {
+		t.Errorf("on the device: %d bytes per image per step, want %d (the image, its label and sample index in, its loss and flag out)", devImage, want)
 	}
-	t.Logf("resident Network, per image: %.4f MB per training step; per step, independent of the batch: %.2f MB",
-		(perImage[1]-perImage[0])/4/1e6, (2*perImage[0]-perImage[1])/1e6)
+	ref, err := model.New[float32](s, kernels.NewReference[float32](), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := int64(4 * ref.Params().Count())
+	// Per step: the parameters in and the gradients out, and Adam's
+	// parameters, gradients, m and v in and parameters, m and v out.
+	if want := 9 * params; devStep != want {
+		t.Errorf("on the device: %d bytes per step besides the images, want %d (9 × the %d bytes of the parameters)", devStep, want, params)
+	}
 }
 
-// TestEmulatedDeviceFaultsAreErrors makes the device run out of memory
-// mid-job: the resident network (the worker's path) returns the CUDA error
-// from Loss and Predict, and computes again once memory is there; bad
-// arguments are errors too. The kernels.Backend methods, which return no
-// errors, panic with the *Error, which a worker recovers.
+// TestEmulatedDeviceFaultsAreErrors makes the device run out of memory:
+// building a network on a full device is an error (and frees what it got),
+// and a full device mid-job makes Loss, Backward and Predict return the
+// CUDA error, not panic, after which the network computes again once memory
+// is there; bad arguments are errors too. The Backend's host-slice methods,
+// which have no error result, still panic with the *Error (a worker
+// recovers it).
 func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
 	b, g := emulatedBackend(t)
 	defer b.Close()
@@ -520,7 +524,16 @@ func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	const batch = 8
-	net, err := NewNetwork(b, s, batch)
+	var cudaErr *Error
+	g.failAllocAfter = 5
+	if _, err := model.New[float32](s, b, batch); !errors.As(err, &cudaErr) || cudaErr.Name != "CUDA_ERROR_OUT_OF_MEMORY" {
+		t.Errorf("New on a device that fills up: %v", err)
+	}
+	if len(g.allocs) != 0 {
+		t.Errorf("a failed New left %d allocations", len(g.allocs))
+	}
+	g.failAlloc, g.failAllocAfter = false, 0
+	net, err := model.New[float32](s, b, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,24 +543,22 @@ func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
 	}
 	x, labels, samples := syntheticBatch(batch, net.InputSize(), 1)
 	rc := model.RunContext{Train: true, Seed: 1, Step: 1}
-	if _, _, err := net.Loss(x, labels, samples, rc, 1); err == nil || !strings.Contains(err.Error(), "no parameters") {
-		t.Errorf("Loss before SetParams: %v", err)
-	}
-	if err := net.SetParams(make([]float32, net.ParamCount())); err != nil {
-		t.Fatal(err)
-	}
 	bad := slices.Clone(labels)
 	bad[3] = 10
 	if _, _, err := net.Loss(x, bad, samples, rc, 1); err == nil || !strings.Contains(err.Error(), "row 3: label 10 outside [0, 10)") {
 		t.Errorf("Loss with label 10: %v", err)
 	}
 
-	// Buffers grow on first use: with no memory left, the first Loss and
-	// Predict fail with the driver's error.
+	// Scratch space (the convolutions' patch matrices, the loss's per-row
+	// results) grows on first use: with no memory left, the first Loss
+	// fails with the driver's error, and so do Backward (no Loss to
+	// propagate) and Predict.
 	g.failAlloc = true
-	var cudaErr *Error
-	if _, _, err := net.Loss(x, labels, samples, rc, 1); !errors.As(err, &cudaErr) || cudaErr.Name != "CUDA_ERROR_OUT_OF_MEMORY" {
+	if _, _, err := net.Loss(x, labels, samples, rc, 1); !errors.As(err, &cudaErr) || cudaErr.Name != "CUDA_ERROR_OUT_OF_MEMORY" || !strings.HasPrefix(err.Error(), "model: loss: cuda: ConvForward") {
 		t.Errorf("Loss on a full device: %v", err)
+	}
+	if err := net.Backward(); err == nil {
+		t.Error("Backward after a failed Loss did not fail")
 	}
 	if err := net.Predict(x, batch, make([]int32, batch)); !errors.As(err, &cudaErr) {
 		t.Errorf("Predict on a full device: %v", err)
@@ -563,11 +574,26 @@ func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
 		b.ReLUForward(x, make([]float32, len(x)))
 	}()
 
+	// The error was returned, and cleared with it: with memory back the
+	// same network trains, and computes what a fresh one computes.
 	g.failAlloc = false
-	if _, _, err := net.Loss(x, labels, samples, rc, 1); err != nil {
+	loss, correct, err := net.Loss(x, labels, samples, rc, 1)
+	if err != nil {
 		t.Fatalf("Loss once memory is back: %v", err)
 	}
 	if err := net.Backward(); err != nil {
 		t.Fatalf("Backward once memory is back: %v", err)
+	}
+	fresh, err := model.New[float32](s, b, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	wantLoss, wantCorrect, err := fresh.Loss(x, labels, samples, rc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loss != wantLoss || correct != wantCorrect {
+		t.Errorf("after the fault: loss %v, %d correct; a fresh network: %v, %d", loss, correct, wantLoss, wantCorrect)
 	}
 }
