@@ -3,6 +3,39 @@
 // obvious way, to check the others), CPU (im2col + GEMM, all cores) and, on
 // GPU hosts, CUDA.
 //
+// # Tensors and devices
+//
+// A Backend's methods take host slices. A network keeps its tensors on the
+// backend's Device instead (DeviceOf), which has the same primitives on
+// Tensors: handles to memory the device owns, allocated with Alloc, filled
+// and read with Upload and Download, released with Free. The choice is one
+// interface per side rather than one for both:
+//
+//   - the CPU and reference backends compute in host memory: their Device
+//     is OnHost, whose tensors are plain slices (Tensor.Host) and whose
+//     every operation is the Backend method of the same name on them, so a
+//     network on them copies nothing, allocates nothing per step and
+//     computes exactly the bits it computed on slices;
+//   - a backend with memory of its own (CUDA) provides its own Device:
+//     tensors in device memory (Device.Memory), every operation launched on
+//     them where they are, so a training step moves only its inputs and
+//     results. Its Backend methods on slices stay, uploading into scratch
+//     buffers and running the same launchers, for callers that hold host
+//     slices (the optimizers' updates of the coordinator's parameters) and
+//     for the conformance suite.
+//
+// Backend stays the one interface that every primitive is specified and
+// tested on (package kernelstest, whose TestDevice runs the same suite on a
+// Device), and package model builds one network, on Device, that runs on
+// every backend.
+//
+// Device operations return no error: a device that can fail latches the
+// first failure (of an allocation, copy, launch or argument), skips the work
+// issued after it and returns it from Sync, which a network calls at the end
+// of every pass. Backend methods panic on arguments that break their
+// contract (a programming error) and, on CUDA, on a device failure, since
+// they have no error result.
+//
 // # Data layout
 //
 // Every tensor is plain data: a flat slice in row-major order plus the sizes
