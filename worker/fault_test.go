@@ -121,7 +121,7 @@ func TestComputerReturnsDeviceErrors(t *testing.T) {
 	defer comp.Close()
 	grad := make([]float32, comp.ParamCount())
 	mb := MicroBatch{Epoch: 0, Step: 2, Indices: []int32{0, 1, 2, 3}}
-	injected := errors.New("cuda: ConvForward: cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY (injected)")
+	injected := errors.New("ConvForward: cuda: cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY (2) (injected)")
 	b.dev.fail = injected
 	_, _, err = comp.Gradients(mb, grad)
 	var fault *ComputeFault

@@ -554,7 +554,7 @@ func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
 	// fails with the driver's error, and so do Backward (no Loss to
 	// propagate) and Predict.
 	g.failAlloc = true
-	if _, _, err := net.Loss(x, labels, samples, rc, 1); !errors.As(err, &cudaErr) || cudaErr.Name != "CUDA_ERROR_OUT_OF_MEMORY" || !strings.HasPrefix(err.Error(), "model: loss: cuda: ConvForward") {
+	if _, _, err := net.Loss(x, labels, samples, rc, 1); !errors.As(err, &cudaErr) || cudaErr.Name != "CUDA_ERROR_OUT_OF_MEMORY" || !strings.HasPrefix(err.Error(), "model: loss: ConvForward: cuda: ") {
 		t.Errorf("Loss on a full device: %v", err)
 	}
 	if err := net.Backward(); err == nil {
@@ -562,6 +562,8 @@ func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
 	}
 	if err := net.Predict(x, batch, make([]int32, batch)); !errors.As(err, &cudaErr) {
 		t.Errorf("Predict on a full device: %v", err)
+	} else {
+		t.Logf("Predict on a full device: %v", err)
 	}
 	func() {
 		defer func() {
@@ -595,5 +597,54 @@ func TestEmulatedDeviceFaultsAreErrors(t *testing.T) {
 	}
 	if loss != wantLoss || correct != wantCorrect {
 		t.Errorf("after the fault: loss %v, %d correct; a fresh network: %v, %d", loss, correct, wantLoss, wantCorrect)
+	}
+}
+
+// TestEmulatedDeviceLatchesErrors checks the Device's error contract: the
+// first failure (here a tensor too short for the operation) is kept, the
+// work issued after it is skipped, Sync returns it and clears it, and the
+// device computes again after.
+func TestEmulatedDeviceLatchesErrors(t *testing.T) {
+	b, _ := emulatedBackend(t)
+	defer b.Close()
+	d := b.Device()
+	m := d.Memory()
+	x, err := kernels.Alloc[float32](m, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := kernels.Alloc[float32](m, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernels.Upload(m, x, []float32{-1, 2, -3, 4})
+	kernels.Upload(m, y, []float32{9, 9, 9, 9})
+	d.ReLUForward(x, y.Slice(0, 3)) // too short: latched
+	d.ReLUForward(x, y)             // skipped
+	got := make([]float32, 4)
+	kernels.Download(m, got, y) // skipped too: got stays zero
+	if err := d.Sync(); err == nil || err.Error() != "cuda: ReLUForward: output has 3 elements, need 4" {
+		t.Errorf("Sync after a bad call: %v", err)
+	}
+	if !slices.Equal(got, make([]float32, 4)) {
+		t.Errorf("work after the failure ran: downloaded %v", got)
+	}
+	if err := d.Sync(); err != nil {
+		t.Errorf("the error was not cleared: %v", err)
+	}
+	d.ReLUForward(x, y)
+	kernels.Download(m, got, y)
+	if err := d.Sync(); err != nil || !slices.Equal(got, []float32{0, 2, 0, 4}) {
+		t.Errorf("after the failure: %v, %v", got, err)
+	}
+	d.ReLUForward(kernels.HostTensor([]float32{1, 2}), y)
+	if err := d.Sync(); err == nil || !strings.Contains(err.Error(), "input is not a tensor of device memory") {
+		t.Errorf("a host tensor on the device: %v", err)
+	}
+	if err := kernels.Free(m, x.Slice(1, 2)); err == nil {
+		t.Error("freeing a view succeeded")
+	}
+	if err := kernels.Free(m, x); err != nil {
+		t.Error(err)
 	}
 }

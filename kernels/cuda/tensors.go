@@ -62,13 +62,13 @@ func (o *deviceOps) Sync() error {
 }
 
 // run does f on the device unless a failure is latched, and latches its
-// error, saying which operation failed.
+// error (which says "cuda: …" itself), saying which operation failed.
 func (o *deviceOps) run(op string, f func(d gpu) error) {
 	if o.err != nil {
 		return
 	}
 	if err := o.b.try(f); err != nil {
-		o.err = fmt.Errorf("cuda: %s: %w", op, err)
+		o.err = fmt.Errorf("%s: %w", op, err)
 	}
 }
 
