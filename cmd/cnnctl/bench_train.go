@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -143,16 +144,27 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 		labels[i], samples[i] = int32(rng.IntN(net.Classes())), int64(i)
 	}
 	step := uint64(0)
-	train := func() {
-		net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: step}, 1/float32(o.batch))
-		net.Backward()
+	train := func() error {
+		if _, _, err := net.Loss(x, labels, samples, model.RunContext{Train: true, Seed: 1, Step: step}, 1/float32(o.batch)); err != nil {
+			return fmt.Errorf("bench train: step %d: %w", step+1, err)
+		}
+		if err := net.Backward(); err != nil {
+			return fmt.Errorf("bench train: step %d: %w", step+1, err)
+		}
 		opt.Update(b, net.Params())
 		step++
+		return nil
 	}
-	infer := func() { net.Forward(x, o.batch, nil, model.RunContext{}) }
+	infer := func() error {
+		if _, err := net.Forward(x, o.batch, nil, model.RunContext{}); err != nil {
+			return fmt.Errorf("bench train: inference: %w", err)
+		}
+		return nil
+	}
 	for range o.warmup {
-		train()
-		infer()
+		if err := errors.Join(train(), infer()); err != nil {
+			return benchTrainResult{}, err
+		}
 	}
 
 	res := benchTrainResult{Backend: b.Name(), Kernels: kernelPath, Net: o.net, Batch: o.batch, Threads: threads, Steps: o.steps, Repeat: o.repeat}
@@ -161,7 +173,9 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 	for r := range o.repeat {
 		cpu0, wall0 := processCPU(), time.Now()
 		for range o.steps {
-			train()
+			if err := train(); err != nil {
+				return benchTrainResult{}, err
+			}
 		}
 		wall := time.Since(wall0)
 		cpuPerWall := (processCPU() - cpu0).Seconds() / wall.Seconds()
@@ -169,7 +183,9 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 
 		wall0 = time.Now()
 		for range o.steps {
-			infer()
+			if err := infer(); err != nil {
+				return benchTrainResult{}, err
+			}
 		}
 		inferRate := images / time.Since(wall0).Seconds()
 		res.TrainRounds = append(res.TrainRounds, trainRate)
