@@ -1,5 +1,3 @@
-// Command cnnctl trains, evaluates, exports and benchmarks convolutional
-// networks on MNIST; run `cnnctl help` for its commands.
 package main
 
 import (
