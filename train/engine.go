@@ -150,7 +150,7 @@ func (e *Engine) Step(ev Event, dst []Effect) []Effect {
 	case Tick:
 		e.tick(ev.Now)
 	default:
-		e.emit(Refused{Err: fmt.Errorf("coordinator: engine: unknown event %T", ev)})
+		e.emit(Refused{Err: fmt.Errorf("train: engine: unknown event %T", ev)})
 	}
 	e.advance()
 	out := e.out
@@ -164,7 +164,7 @@ func (e *Engine) emit(ef Effect) { e.out = append(e.out, ef) }
 // optimizer, and makes it the engine's job.
 func (e *Engine) startJob(ev JobStarted) {
 	if e.job != nil && e.job.phase == phaseRunning {
-		e.emit(Refused{Err: fmt.Errorf("coordinator: start job %q: %w", ev.Spec.Name, ErrJobRunning)})
+		e.emit(Refused{Err: fmt.Errorf("train: start job %q: %w", ev.Spec.Name, ErrJobRunning)})
 		return
 	}
 	j, err := newJobState(ev.Spec, e.backend, ev.TrainLen, ev.TestLen)
@@ -191,7 +191,7 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 		return nil, err
 	}
 	if trainLen < 1 || testLen < 1 {
-		return nil, fmt.Errorf("coordinator: data sets of %d training and %d test samples: want at least 1 of each", trainLen, testLen)
+		return nil, fmt.Errorf("train: data sets of %d training and %d test samples: want at least 1 of each", trainLen, testLen)
 	}
 	netSpec, err := spec.Model()
 	if err != nil {
@@ -215,7 +215,7 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 	}
 	plan, err := dataset.NewPlan(trainLen, spec.Batch, spec.MicroBatch, spec.Seed)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	total := int64(spec.Epochs) * int64(plan.StepsPerEpoch())
 	if spec.Steps > 0 && (spec.Epochs == 0 || spec.Steps < total) {
@@ -249,25 +249,25 @@ func (j *jobState) snapshot() {
 // error.
 func (j *jobState) restore(c *model.Checkpoint) error {
 	if c == nil {
-		return errors.New("coordinator: restore: no checkpoint")
+		return errors.New("train: restore: no checkpoint")
 	}
 	if c.Seed != j.spec.Seed {
-		return fmt.Errorf("coordinator: checkpoint seed %d differs from the job's %d", c.Seed, j.spec.Seed)
+		return fmt.Errorf("train: checkpoint seed %d differs from the job's %d", c.Seed, j.spec.Seed)
 	}
 	if len(c.Params) != len(j.params) {
-		return fmt.Errorf("coordinator: checkpoint has %d parameter tensors, network has %d", len(c.Params), len(j.params))
+		return fmt.Errorf("train: checkpoint has %d parameter tensors, network has %d", len(c.Params), len(j.params))
 	}
 	for i, p := range j.params {
 		cp := c.Params[i]
 		if cp.Name != p.Name || len(cp.Data) != len(p.Value) {
-			return fmt.Errorf("coordinator: checkpoint tensor %d is %s[%d], network wants %s[%d]", i, cp.Name, len(cp.Data), p.Name, len(p.Value))
+			return fmt.Errorf("train: checkpoint tensor %d is %s[%d], network wants %s[%d]", i, cp.Name, len(cp.Data), p.Name, len(p.Value))
 		}
 	}
 	if c.Step < 0 || c.Epoch < 0 || c.Epoch > c.Step/int64(j.plan.StepsPerEpoch()) {
-		return fmt.Errorf("coordinator: checkpoint at step %d, epoch %d: not a step boundary of this job", c.Step, c.Epoch)
+		return fmt.Errorf("train: checkpoint at step %d, epoch %d: not a step boundary of this job", c.Step, c.Epoch)
 	}
 	if err := j.opt.Restore(c.OptimizerState); err != nil {
-		return fmt.Errorf("coordinator: %w", err)
+		return fmt.Errorf("train: %w", err)
 	}
 	for i, p := range j.params {
 		copy(p.Value, c.Params[i].Data)
@@ -288,9 +288,9 @@ func (e *Engine) Restore(c *model.Checkpoint) error {
 	j := e.job
 	switch {
 	case j == nil:
-		return errors.New("coordinator: restore: no job started")
+		return errors.New("train: restore: no job started")
 	case j.train != nil || j.eval != nil:
-		return fmt.Errorf("coordinator: restore: step %d is in flight", j.step+1)
+		return fmt.Errorf("train: restore: step %d is in flight", j.step+1)
 	}
 	return j.restore(c)
 }

@@ -15,7 +15,7 @@ func (e *Engine) take(workerID string, id uint64) *assignment {
 	w := e.worker(workerID)
 	if w == nil {
 		e.emit(Refused{Worker: workerID, Assignment: id,
-			Err: fmt.Errorf("coordinator: worker %q: result for assignment %d: %w", workerID, id, ErrUnknownWorker)})
+			Err: fmt.Errorf("train: worker %q: result for assignment %d: %w", workerID, id, ErrUnknownWorker)})
 		return nil
 	}
 	a := e.lookup(id)
@@ -24,13 +24,13 @@ func (e *Engine) take(workerID string, id uint64) *assignment {
 			e.emit(Dropped{Worker: workerID, Assignment: id, Reason: "no longer outstanding: late, repeated, or its round is over"})
 		} else {
 			e.emit(Refused{Worker: workerID, Assignment: id,
-				Err: fmt.Errorf("coordinator: worker %s: result for assignment %d, never given out: %w", workerID, id, ErrUnknownAssignment)})
+				Err: fmt.Errorf("train: worker %s: result for assignment %d, never given out: %w", workerID, id, ErrUnknownAssignment)})
 		}
 		return nil
 	}
 	if a.w != w {
 		e.emit(Refused{Worker: workerID, Assignment: id,
-			Err: fmt.Errorf("coordinator: worker %s: result for assignment %d, given to %s: %w", workerID, id, a.w.id, ErrNotYours)})
+			Err: fmt.Errorf("train: worker %s: result for assignment %d, given to %s: %w", workerID, id, a.w.id, ErrNotYours)})
 		return nil
 	}
 	return a
@@ -44,7 +44,7 @@ func (e *Engine) takeKind(workerID string, id uint64, eval bool) *assignment {
 		if a.round.eval {
 			want = "an evaluation"
 		}
-		e.reject(a, fmt.Errorf("coordinator: %s: %w: want %s", a.describe(), ErrWrongKind, want))
+		e.reject(a, fmt.Errorf("train: %s: %w: want %s", a.describe(), ErrWrongKind, want))
 		return nil
 	}
 	return a
@@ -106,15 +106,15 @@ func (e *Engine) gradients(ev GradientsReceived) {
 	it := a.item
 	switch {
 	case len(ev.Grad) != len(j.flat):
-		e.reject(a, fmt.Errorf("coordinator: %s: gradient of %d values, the network has %d parameters: %w",
+		e.reject(a, fmt.Errorf("train: %s: gradient of %d values, the network has %d parameters: %w",
 			a.describe(), len(ev.Grad), len(j.flat), ErrWrongShape))
 		return
 	case len(ev.LeafLosses) != it.hi-it.lo:
-		e.reject(a, fmt.Errorf("coordinator: %s: %d loss sums for %d micro-batches: %w",
+		e.reject(a, fmt.Errorf("train: %s: %d loss sums for %d micro-batches: %w",
 			a.describe(), len(ev.LeafLosses), it.hi-it.lo, ErrWrongShape))
 		return
 	case ev.Correct < 0 || ev.Correct > a.images:
-		e.reject(a, fmt.Errorf("coordinator: %s: %d correct of %d images: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
+		e.reject(a, fmt.Errorf("train: %s: %d correct of %d images: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
 		return
 	}
 	err := CheckFinite(ev.Grad)
@@ -159,16 +159,16 @@ func (e *Engine) badWork(a *assignment, kind, detail error, what string) {
 	this := fmt.Sprintf("%s (%s [%d, %d): %v)", a.w.id, r.unitName(), a.item.lo, a.item.hi, detail)
 	for _, b := range r.bad {
 		if b.worker != a.w.id {
-			e.fail(fmt.Errorf("coordinator: %s: %s from workers %s and %s: %s", r.name(), what, b.what, this, r.verdict(what)))
+			e.fail(fmt.Errorf("train: %s: %s from workers %s and %s: %s", r.name(), what, b.what, this, r.verdict(what)))
 			return
 		}
 	}
 	r.bad = append(r.bad, badResult{worker: a.w.id, what: this})
-	e.reject(a, fmt.Errorf("coordinator: %s: %w: %v", a.describe(), kind, detail))
+	e.reject(a, fmt.Errorf("train: %s: %w: %v", a.describe(), kind, detail))
 	if len(e.available()) == 0 {
 		// Waiting would wait for ever: the workers there are all flagged,
 		// and one that rejoins is flagged again by the same fault.
-		e.fail(fmt.Errorf("coordinator: %s: %s from worker %s, and no other live worker is left to redo it: %s", r.name(), what, this, r.verdict(what)))
+		e.fail(fmt.Errorf("train: %s: %s from worker %s, and no other live worker is left to redo it: %s", r.name(), what, this, r.verdict(what)))
 	}
 }
 
@@ -186,7 +186,7 @@ func (e *Engine) evalResult(ev EvalReceived) {
 		return
 	}
 	if ev.Correct < 0 || ev.Correct > a.images {
-		e.reject(a, fmt.Errorf("coordinator: %s: %d correct of %d samples: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
+		e.reject(a, fmt.Errorf("train: %s: %d correct of %d samples: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
 		return
 	}
 	a.round.correct += ev.Correct
@@ -206,7 +206,7 @@ func (e *Engine) applyStep() {
 	tree.ReduceTree(j.roots)
 	sum := j.roots[0]
 	if err := CheckFinite(sum); err != nil {
-		e.fail(fmt.Errorf("coordinator: step %d: %w", r.version+1, err))
+		e.fail(fmt.Errorf("train: step %d: %w", r.version+1, err))
 		return
 	}
 	scale := float32(1) / float32(j.spec.Batch)

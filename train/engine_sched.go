@@ -124,7 +124,7 @@ func (e *Engine) worker(id string) *workerState {
 
 func (e *Engine) join(ev WorkerJoined) {
 	if ev.ID == "" {
-		e.emit(Refused{Err: fmt.Errorf("coordinator: worker joined with an empty ID: %w", ErrUnknownWorker)})
+		e.emit(Refused{Err: fmt.Errorf("train: worker joined with an empty ID: %w", ErrUnknownWorker)})
 		return
 	}
 	speed := ev.Speed

@@ -761,7 +761,7 @@ func TestEngineRefusesBadResults(t *testing.T) {
 			}
 		}
 		for _, r := range effectsOf[Refused](c.log) {
-			if !strings.Contains(r.Err.Error(), "coordinator: ") {
+			if !strings.Contains(r.Err.Error(), "train: ") {
 				c.fatalf("refusal without context: %v", r.Err)
 			}
 		}

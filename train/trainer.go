@@ -155,7 +155,7 @@ func (t *Trainer) Run(ctx context.Context, w Workers, report func(Progress), che
 		case PersistCheckpoint:
 			if checkpoint != nil {
 				if err := checkpoint(ef.Checkpoint); err != nil {
-					return true, fmt.Errorf("coordinator: checkpoint at step %d: %w", ef.Checkpoint.Step, err)
+					return true, fmt.Errorf("train: checkpoint at step %d: %w", ef.Checkpoint.Step, err)
 				}
 			}
 		case JobFinished:
@@ -178,7 +178,7 @@ func (t *Trainer) trainStep(ctx context.Context, w Workers, epoch int64, inEpoch
 			return false, nil
 		}
 		if s.Epoch != epoch || s.InEpoch != inEpoch {
-			return true, fmt.Errorf("coordinator: applied step %d of epoch %d, want step %d of epoch %d", s.InEpoch, s.Epoch, inEpoch, epoch)
+			return true, fmt.Errorf("train: applied step %d of epoch %d, want step %d of epoch %d", s.InEpoch, s.Epoch, inEpoch, epoch)
 		}
 		loss, acc = s.Loss, s.TrainAccuracy
 		return true, nil
@@ -209,13 +209,13 @@ func (t *Trainer) pump(ctx context.Context, w Workers, on func(Effect) (stop boo
 			}
 			grad, losses, correct, err := w.Compute(ctx, ef)
 			if err != nil {
-				return fmt.Errorf("coordinator: step %d: %w", ef.Step+1, err)
+				return fmt.Errorf("train: step %d: %w", ef.Step+1, err)
 			}
 			t.queue = t.eng.Step(GradientsReceived{Worker: ef.Worker, Assignment: ef.ID, Grad: grad, LeafLosses: losses, Correct: correct}, t.queue)
 		case Evaluate:
 			correct, err := w.Evaluate(ctx, ef.Params, ef.From, ef.To)
 			if err != nil {
-				return fmt.Errorf("coordinator: evaluate after step %d: %w", ef.Version, err)
+				return fmt.Errorf("train: evaluate after step %d: %w", ef.Version, err)
 			}
 			t.queue = t.eng.Step(EvalReceived{Worker: ef.Worker, Assignment: ef.ID, Correct: correct}, t.queue)
 		case Refused:
@@ -229,5 +229,5 @@ func (t *Trainer) pump(ctx context.Context, w Workers, on func(Effect) (stop boo
 			return err
 		}
 	}
-	return errors.New("coordinator: training stalled: the engine has no work for the local worker")
+	return errors.New("train: training stalled: the engine has no work for the local worker")
 }
