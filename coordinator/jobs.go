@@ -49,7 +49,7 @@ func (s *Server) SubmitJob(ctx context.Context, req *dpcnnv1.SubmitJobRequest) (
 	if err := spec.CheckData(s.data); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if _, _, err := jobSteps(spec, s.trainLen); err != nil {
+	if _, err := spec.Schedule(s.trainLen); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	l := s.leading()

@@ -45,8 +45,7 @@ type driver struct {
 	// each said once in the job log.
 	otherKind map[string]bool
 	eng       *train.Engine
-	total     int64 // optimizer steps of the job
-	perEpoch  int64
+	sched     job.Schedule             // the job's optimizer steps, in all and per epoch
 	workers   map[string]*driverWorker // in the engine, by id
 	touched   map[*workStream]bool     // streams given any of the job's work
 
@@ -166,8 +165,7 @@ func (d *driver) run() {
 	if d.ended {
 		return
 	}
-	d.total = d.eng.TotalSteps()
-	d.perEpoch = int64(d.eng.Plan().StepsPerEpoch())
+	d.sched = d.eng.Schedule()
 	for _, in := range inputs {
 		if _, ok := in.(streamOpened); !ok && !d.ended {
 			d.input(in)
@@ -479,15 +477,15 @@ func (d *driver) stepApplied(ef train.StepApplied) {
 	d.images += int64(ef.Images)
 	elapsed := d.now().Sub(d.started)
 	p := &dpcnnv1.JobProgress{
-		Epoch: ef.Epoch + 1, Epochs: (d.total + d.perEpoch - 1) / d.perEpoch,
-		StepInEpoch: int64(ef.InEpoch + 1), StepsPerEpoch: d.perEpoch,
-		GlobalStep: ef.Step, TotalSteps: d.total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,
+		Epoch: ef.Epoch + 1, Epochs: d.sched.Epochs(),
+		StepInEpoch: int64(ef.InEpoch + 1), StepsPerEpoch: d.sched.PerEpoch,
+		GlobalStep: ef.Step, TotalSteps: d.sched.Total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,
 		ImagesPerSec: float64(d.images) / elapsed.Seconds(), ElapsedNanos: int64(elapsed),
 		LiveWorkers:    int32(len(d.workers)),
 		ImagesReissued: d.reissuedBefore + ef.ImagesReissued,
 	}
 	if done := ef.Step - d.startStep; done > 0 {
-		p.EtaNanos = int64(elapsed) / done * (d.total - ef.Step)
+		p.EtaNanos = int64(elapsed) / done * (d.sched.Total - ef.Step)
 	}
 	d.s.mu.Lock()
 	st := &d.entry.status
@@ -508,7 +506,7 @@ func (d *driver) stepApplied(ef train.StepApplied) {
 
 func (d *driver) evalDone(ef train.EvalDone) {
 	ev := &dpcnnv1.Evaluation{Epoch: ef.Epoch, GlobalStep: ef.Version, TestAccuracy: ef.Accuracy, Correct: int64(ef.Correct), Samples: int64(ef.Total)}
-	p := &dpcnnv1.JobProgress{GlobalStep: ef.Version, TotalSteps: d.total}
+	p := &dpcnnv1.JobProgress{GlobalStep: ef.Version, TotalSteps: d.sched.Total}
 	if d.held != nil {
 		// The held report is already the job's latest progress, which
 		// GetJob and ListJobs read (and marshal) under Server.mu: change

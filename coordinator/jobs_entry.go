@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -176,33 +175,11 @@ func (e *jobEntry) progressFromStatus(trainLen int) *dpcnnv1.JobProgress {
 		Straggler: st.Straggler, StragglerWaitNanos: int64(st.StragglerWait),
 	}
 	if spec, err := job.Parse(e.spec); err == nil {
-		if total, perEpoch, err := jobSteps(spec, trainLen); err == nil {
-			p.TotalSteps, p.StepsPerEpoch = total, perEpoch
-			p.Epochs = (total + perEpoch - 1) / perEpoch
-			p.Epoch = min((st.Step-1)/perEpoch+1, p.Epochs)
-			p.StepInEpoch = (st.Step-1)%perEpoch + 1
+		if sc, err := spec.Schedule(trainLen); err == nil {
+			p.TotalSteps, p.StepsPerEpoch, p.Epochs = sc.Total, sc.PerEpoch, sc.Epochs()
+			p.Epoch = min((st.Step-1)/sc.PerEpoch+1, p.Epochs)
+			p.StepInEpoch = (st.Step-1)%sc.PerEpoch + 1
 		}
 	}
 	return p
-}
-
-// jobSteps returns a job's total optimizer steps and steps per epoch with
-// a training set of trainLen samples, as the engine plans them.
-func jobSteps(spec job.Spec, trainLen int) (total, perEpoch int64, err error) {
-	n := trainLen
-	if spec.TrainLimit > 0 && (n == 0 || spec.TrainLimit < n) {
-		n = spec.TrainLimit
-	}
-	if n == 0 || spec.Batch <= 0 {
-		return 0, 0, fmt.Errorf("coordinator: job of batch %d over %d samples", spec.Batch, n)
-	}
-	perEpoch = int64(n / spec.Batch)
-	if perEpoch == 0 {
-		return 0, 0, fmt.Errorf("coordinator: batch %d exceeds the %d training samples", spec.Batch, n)
-	}
-	total = int64(spec.Epochs) * perEpoch
-	if spec.Steps > 0 && (spec.Epochs == 0 || spec.Steps < total) {
-		total = spec.Steps
-	}
-	return total, perEpoch, nil
 }

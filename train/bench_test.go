@@ -32,7 +32,7 @@ func BenchmarkTrainStep(b *testing.B) {
 				b.Fatal(err)
 			}
 			w := &LocalWorkers{Computer: comp, Test: test}
-			perEpoch := tr.plan.StepsPerEpoch()
+			perEpoch := int(tr.eng.Schedule().PerEpoch)
 			step := 0
 			for b.Loop() {
 				if _, _, err := tr.trainStep(context.Background(), w, int64(step/perEpoch), step%perEpoch); err != nil {

@@ -99,7 +99,8 @@ type jobState struct {
 	plan    dataset.Plan
 	order   *dataset.Order
 	testLen int
-	total   int64 // optimizer steps of the job
+	sched   job.Schedule // optimizer steps of the job, in all and per epoch
+	total   int64        // sched.Total
 	phase   jobPhase
 	result  Result
 
@@ -207,9 +208,7 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 	if err != nil {
 		return nil, err
 	}
-	if spec.TrainLimit > 0 {
-		trainLen = min(trainLen, spec.TrainLimit)
-	}
+	trainLen = spec.TrainSamples(job.Data{TrainLen: trainLen})
 	if spec.TestLimit > 0 {
 		testLen = min(testLen, spec.TestLimit)
 	}
@@ -217,14 +216,14 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	total := int64(spec.Epochs) * int64(plan.StepsPerEpoch())
-	if spec.Steps > 0 && (spec.Epochs == 0 || spec.Steps < total) {
-		total = spec.Steps
+	sched, err := spec.Schedule(trainLen)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	leaves := plan.MicrosPerStep()
 	j := &jobState{
 		spec: spec, params: params, opt: opt, plan: plan, order: dataset.NewOrder(plan),
-		testLen: testLen, total: total,
+		testLen: testLen, sched: sched, total: sched.Total,
 		result: Result{TestAccuracy: math.NaN()},
 		flat:   make([]float32, params.Count()),
 		idx:    make([]int32, spec.Batch),
@@ -263,7 +262,7 @@ func (j *jobState) restore(c *model.Checkpoint) error {
 			return fmt.Errorf("train: checkpoint tensor %d is %s[%d], network wants %s[%d]", i, cp.Name, len(cp.Data), p.Name, len(p.Value))
 		}
 	}
-	if c.Step < 0 || c.Epoch < 0 || c.Epoch > c.Step/int64(j.plan.StepsPerEpoch()) {
+	if c.Step < 0 || c.Epoch < 0 || c.Epoch > c.Step/j.sched.PerEpoch {
 		return fmt.Errorf("train: checkpoint at step %d, epoch %d: not a step boundary of this job", c.Step, c.Epoch)
 	}
 	if err := j.opt.Restore(c.OptimizerState); err != nil {
@@ -309,6 +308,15 @@ func (e *Engine) Plan() dataset.Plan {
 		return dataset.Plan{}
 	}
 	return e.job.plan
+}
+
+// Schedule is the job's optimizer steps, in all and per epoch (zero before
+// JobStarted).
+func (e *Engine) Schedule() job.Schedule {
+	if e.job == nil {
+		return job.Schedule{}
+	}
+	return e.job.sched
 }
 
 // TotalSteps is the number of optimizer steps the job runs.

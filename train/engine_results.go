@@ -225,7 +225,7 @@ func (e *Engine) applyStep() {
 	batch := float64(j.spec.Batch)
 	loss := tree.ReduceLosses(j.losses) / batch
 	j.result.FinalLoss = loss
-	epochDone := j.step%int64(j.plan.StepsPerEpoch()) == 0
+	epochDone := j.step%j.sched.PerEpoch == 0
 	if epochDone {
 		j.epoch = r.epoch + 1
 	}

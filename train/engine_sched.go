@@ -204,7 +204,7 @@ func (e *Engine) advance() {
 // as one pending item, the root of the tree.
 func (e *Engine) startStep() {
 	j := e.job
-	perEpoch := int64(j.plan.StepsPerEpoch())
+	perEpoch := j.sched.PerEpoch
 	epoch, inEpoch := j.step/perEpoch, int(j.step%perEpoch)
 	j.order.Step(epoch, inEpoch, j.idx)
 	m := j.spec.MicroBatch

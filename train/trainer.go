@@ -7,7 +7,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
 	"github.com/dpcnn/dpcnn/model"
@@ -56,7 +55,6 @@ type Result struct {
 // does.
 type Trainer struct {
 	eng   *Engine
-	plan  dataset.Plan
 	clock Clock
 
 	queue  []Effect // the engine's effects not yet carried out
@@ -85,7 +83,7 @@ func NewTrainer(spec job.Spec, b kernels.Backend[float32], trainLen, testLen int
 			return nil, f.Err
 		}
 	}
-	return &Trainer{eng: eng, plan: eng.Plan(), clock: clock}, nil
+	return &Trainer{eng: eng, clock: clock}, nil
 }
 
 // Engine is the trainer's engine.
@@ -112,9 +110,8 @@ func (t *Trainer) Restore(c *model.Checkpoint) error { return t.eng.Restore(c) }
 // checkpoint at the cadence of the job and at the end.
 func (t *Trainer) Run(ctx context.Context, w Workers, report func(Progress), checkpoint func(*model.Checkpoint) error) (*Result, error) {
 	start := t.clock()
-	total := t.eng.TotalSteps()
-	perEpoch := int64(t.plan.StepsPerEpoch())
-	epochs := (total + perEpoch - 1) / perEpoch
+	sched := t.eng.Schedule()
+	total, perEpoch, epochs := sched.Total, sched.PerEpoch, sched.Epochs()
 	res := &Result{TestAccuracy: math.NaN()}
 	var images int64
 	finish := func() (*Result, error) {

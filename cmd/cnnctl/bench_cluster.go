@@ -74,8 +74,12 @@ start-up, evaluation and shut-down are not counted.`,
 			if err != nil {
 				return err
 			}
-			if total := totalSteps(spec, train.Len()); total < spec.Steps {
-				return fmt.Errorf("the job has %d steps in all, fewer than --warmup plus --steps (%d): raise --epochs or --train-limit", total, spec.Steps)
+			sched, err := spec.Schedule(train.Len())
+			if err != nil {
+				return err
+			}
+			if sched.Total < spec.Steps {
+				return fmt.Errorf("the job has %d steps in all, fewer than --warmup plus --steps (%d): raise --epochs or --train-limit", sched.Total, spec.Steps)
 			}
 			fmt.Fprintf(e.stdout, "%s, batch %d, micro-batch %d, %s backend: %d steps after %d warm-up steps, %d rounds\n",
 				netName(spec), spec.Batch, spec.MicroBatch, o.backend, measured, warmup, repeat)

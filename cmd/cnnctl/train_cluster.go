@@ -56,8 +56,9 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 	if err != nil {
 		return causeOr(wctx, err)
 	}
+	sched, _ := spec.Schedule(lc.Train.Len()) // the coordinator took the job: it fits
 	fmt.Fprintf(e.stdout, "training %s on %s backend, %s: %d epochs, %d steps of %d images, seed %d\n",
-		netName(spec), o.backend, workersText(o.workers, threadsOr(o.threads)), spec.Epochs, totalSteps(spec, lc.Train.Len()), spec.Batch, spec.Seed)
+		netName(spec), o.backend, workersText(o.workers, threadsOr(o.threads)), spec.Epochs, sched.Total, spec.Batch, spec.Seed)
 	fmt.Fprintf(e.stdout, "job %s on coordinator %s, etcd %s\n", j.Id, lc.Coordinator, lc.Etcd[0])
 
 	ckptPath := filepath.Join(o.out, "checkpoint.ckpt")
@@ -133,17 +134,4 @@ func plural(n int, thing string) string {
 		return "1 " + thing
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
-}
-
-// totalSteps is the number of optimizer steps a job runs on a training set
-// of trainLen samples (as train.Engine counts them).
-func totalSteps(spec job.Spec, trainLen int) int64 {
-	if spec.TrainLimit > 0 {
-		trainLen = min(trainLen, spec.TrainLimit)
-	}
-	total := int64(spec.Epochs) * int64(trainLen/spec.Batch)
-	if spec.Steps > 0 && (spec.Epochs == 0 || spec.Steps < total) {
-		total = spec.Steps
-	}
-	return total
 }
