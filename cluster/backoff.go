@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -21,4 +22,17 @@ func Backoff(lo, hi time.Duration) *backoff.ExponentialBackOff {
 	}
 	b.Reset()
 	return b
+}
+
+// Sleep waits d, or until ctx ends, and reports whether it waited the
+// whole d: the wait between two tries of anything that retries.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -18,5 +19,22 @@ func TestBackoff(t *testing.T) {
 	b.Reset()
 	if d := b.NextBackOff(); d > 150*time.Millisecond {
 		t.Errorf("wait after Reset = %v, want at most 150ms", d)
+	}
+}
+
+// Sleep waits the whole duration, or returns false as soon as its context
+// ends.
+func TestSleep(t *testing.T) {
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Error("Sleep(1ms) = false with a live context, want true")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	start := time.Now()
+	if Sleep(ctx, time.Hour) {
+		t.Error("Sleep(1h) = true, want false once the context ended")
+	}
+	if waited := time.Since(start); waited > time.Minute {
+		t.Errorf("Sleep waited %v after its context ended", waited)
 	}
 }

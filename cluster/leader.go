@@ -64,7 +64,7 @@ func WatchLeader(ctx context.Context, cli *clientv3.Client, prefix string) <-cha
 		for ctx.Err() == nil {
 			l, rev, err := leader(ctx, cli, prefix)
 			if err != nil && !errors.Is(err, ErrNoLeader) {
-				sleepCtx(ctx, retryDelay)
+				Sleep(ctx, retryDelay)
 				continue
 			}
 			if !sent || l != last {
@@ -91,7 +91,7 @@ func WatchLeader(ctx context.Context, cli *clientv3.Client, prefix string) <-cha
 			}
 			cancel()
 			if !changed {
-				sleepCtx(ctx, retryDelay) // the watch broke: do not spin
+				Sleep(ctx, retryDelay) // the watch broke: do not spin
 			}
 		}
 	}()

@@ -85,7 +85,7 @@ func RegisterWorker(ctx context.Context, cli *clientv3.Client, prefix string, re
 					mu.Unlock()
 					break
 				}
-				sleepCtx(runCtx, retryDelay)
+				Sleep(runCtx, retryDelay)
 			}
 			if runCtx.Err() != nil {
 				return
@@ -128,15 +128,6 @@ func keepAlive(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID
 		return
 	}
 	for range ch {
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }
 

@@ -407,7 +407,7 @@ func (s *Server) schedule(l *leadership) {
 			return
 		}
 		if !d.ended {
-			sleepCtx(l.ctx, time.Second) // it stopped short (etcd trouble): retry soon
+			keyspace.Sleep(l.ctx, time.Second) // it stopped short (etcd trouble): retry soon
 		}
 	}
 }

@@ -91,7 +91,7 @@ func (r *replicator) run() {
 		if err != nil {
 			if r.ctx.Err() == nil {
 				r.s.log.Warn("replication: read the coordinators from etcd", "err", err)
-				sleepCtx(r.ctx, time.Second)
+				keyspace.Sleep(r.ctx, time.Second)
 			}
 			continue
 		}

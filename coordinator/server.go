@@ -404,12 +404,3 @@ func (s *Server) Leader(ctx context.Context, _ *dpcnnv1.LeaderRequest) (*dpcnnv1
 	}
 	return &dpcnnv1.LeaderResponse{CoordinatorId: s.coordinatorAt(ctx, l.Address), Address: l.Address, Term: l.Term}, nil
 }
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}

@@ -68,7 +68,7 @@ func (s *Server) campaign(ctx context.Context) {
 			down := s.noteEtcdDown(err)
 			s.log.Warn("etcd unreachable: not leading; retrying", "err", err, "since", down.since.Format(time.RFC3339),
 				"attempts", down.attempts, "retryIn", backoff)
-			sleepCtx(ctx, backoff)
+			keyspace.Sleep(ctx, backoff)
 			backoff = min(2*backoff, etcdRetryMax)
 			continue
 		}
@@ -151,7 +151,7 @@ func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr
 	if _, err := s.cfg.Etcd.Put(sctx, keyspace.CoordinatorKey(s.cfg.Prefix, s.cfg.ID), addr, clientv3.WithLease(sess.Lease())); err != nil {
 		if sctx.Err() == nil {
 			s.log.Warn("announce coordinator", "err", err)
-			sleepCtx(sctx, time.Second)
+			keyspace.Sleep(sctx, time.Second)
 		}
 		return
 	}
@@ -159,7 +159,7 @@ func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr
 	if err := election.Campaign(sctx, addr); err != nil {
 		if sctx.Err() == nil {
 			s.log.Warn("campaign", "err", err)
-			sleepCtx(sctx, time.Second)
+			keyspace.Sleep(sctx, time.Second)
 		}
 		return
 	}
@@ -180,7 +180,7 @@ func (s *Server) leadTerm(ctx context.Context, sess *concurrency.Session, electi
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("load jobs after winning the election", "err", err)
-			sleepCtx(ctx, time.Second)
+			keyspace.Sleep(ctx, time.Second)
 		}
 		return
 	}

@@ -310,22 +310,10 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 		wait := d.retry.NextBackOff()
 		d.log.Warn("disconnected; will reconnect", "err", end.err, "retryIn", wait.Round(time.Millisecond))
-		if !sleepCtx(ctx, wait) {
+		if !cluster.Sleep(ctx, wait) {
 			d.log.Info("stopped")
 			return nil
 		}
-	}
-}
-
-// sleepCtx waits for d or until ctx ends, and reports whether it waited d.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

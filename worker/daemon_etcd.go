@@ -32,7 +32,7 @@ func (d *daemon) register(ctx context.Context) *registration {
 				return
 			}
 			d.log.Warn("register in etcd", "err", err)
-			if !sleepCtx(ctx, retry.NextBackOff()) {
+			if !cluster.Sleep(ctx, retry.NextBackOff()) {
 				return
 			}
 		}
