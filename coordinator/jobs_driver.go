@@ -328,14 +328,8 @@ func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) train.Event 
 		}
 		leafLosses := t.GetLeafLossSums()
 		if r.ComputeNanos > 0 && len(leafLosses) > 0 {
-			images := float64(len(leafLosses) * d.spec.MicroBatch)
-			rate := images / time.Duration(r.ComputeNanos).Seconds()
 			ws.mu.Lock()
-			if ws.measured == 0 {
-				ws.measured = rate
-			} else {
-				ws.measured = (ws.measured + rate) / 2
-			}
+			ws.measured = train.ObserveSpeed(ws.measured, len(leafLosses)*d.spec.MicroBatch, time.Duration(r.ComputeNanos))
 			ws.mu.Unlock()
 		}
 		return train.GradientsReceived{

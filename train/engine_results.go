@@ -85,7 +85,7 @@ func (e *Engine) complete(a *assignment, compute time.Duration) {
 		w.busyDone += a.images
 		if compute > 0 {
 			w.reportsCompute = true
-			w.sample(float64(a.images) / compute.Seconds())
+			w.measured = ObserveSpeed(w.measured, a.images, compute)
 		}
 	}
 	e.release(a)

@@ -30,18 +30,6 @@ type workerState struct {
 	reportsCompute bool
 }
 
-// sample folds one measurement of the worker's speed into its estimate.
-func (w *workerState) sample(rate float64) {
-	if !(rate > 0) || math.IsInf(rate, 0) {
-		return
-	}
-	if w.measured == 0 {
-		w.measured = rate
-	} else {
-		w.measured = (w.measured + rate) / 2
-	}
-}
-
 // speed is the worker's best known speed in images/s, 0 when unknown.
 func (w *workerState) speed() float64 {
 	if w.measured > 0 {
@@ -411,7 +399,7 @@ func (e *Engine) lookup(id uint64) *assignment {
 // work.
 func (e *Engine) measure(w *workerState) {
 	if w.busyTimed && !w.busyEval && !w.reportsCompute && w.busyDone > 0 && e.now.After(w.busySince) {
-		w.sample(float64(w.busyDone) / e.now.Sub(w.busySince).Seconds())
+		w.measured = ObserveSpeed(w.measured, w.busyDone, e.now.Sub(w.busySince))
 	}
 	w.busyTimed, w.busyDone, w.busyEval = false, 0, false
 }
