@@ -237,12 +237,7 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 }
 
 // snapshot copies the parameters into flat, the vector sent to workers.
-func (j *jobState) snapshot() {
-	off := 0
-	for _, p := range j.params {
-		off += copy(j.flat[off:], p.Value)
-	}
-}
+func (j *jobState) snapshot() { job.FlattenValues(j.flat, j.params) }
 
 // restore resumes the job from a checkpoint of it, changing nothing on an
 // error.

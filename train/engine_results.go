@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/tree"
 )
 
@@ -209,15 +210,7 @@ func (e *Engine) applyStep() {
 		e.fail(fmt.Errorf("train: step %d: %w", r.version+1, err))
 		return
 	}
-	scale := float32(1) / float32(j.spec.Batch)
-	off := 0
-	for _, p := range j.params {
-		g := sum[off : off+len(p.Grad)]
-		for i := range g {
-			p.Grad[i] = g[i] * scale
-		}
-		off += len(p.Grad)
-	}
+	job.SetGrads(j.params, sum, float32(1)/float32(j.spec.Batch))
 	j.opt.Update(e.backend, j.params)
 	j.step++
 	j.snapshot()

@@ -106,12 +106,7 @@ func referenceRun(t *testing.T, spec job.Spec) reference {
 		t.Fatal(err)
 	}
 	flat := make([]float32, params.Count())
-	flatten := func() {
-		off := 0
-		for _, p := range params {
-			off += copy(flat[off:], p.Value)
-		}
-	}
+	flatten := func() { job.FlattenValues(flat, params) }
 	idx := make([]int32, spec.Batch)
 	m := spec.MicroBatch
 	leaves := make([][]float32, spec.Batch/m)
@@ -135,14 +130,7 @@ func referenceRun(t *testing.T, spec job.Spec) reference {
 		tree.ReduceTree(leaves)
 		reduceLosses(losses)
 		ref.losses = append(ref.losses, losses[0]/float64(spec.Batch))
-		scale := float32(1) / float32(spec.Batch)
-		off := 0
-		for _, p := range params {
-			for j := range p.Grad {
-				p.Grad[j] = leaves[0][off+j] * scale
-			}
-			off += len(p.Grad)
-		}
+		job.SetGrads(params, leaves[0], float32(1)/float32(spec.Batch))
 		opt.Update(b, params)
 	}
 	flatten()

@@ -76,10 +76,7 @@ func (c *Computer) SetParams(flat []float32) (err error) {
 	if len(flat) != c.ParamCount() {
 		return fmt.Errorf("worker: %d parameters received, network has %d", len(flat), c.ParamCount())
 	}
-	off := 0
-	for _, p := range c.net.Params() {
-		off += copy(p.Value, flat[off:off+len(p.Value)])
-	}
+	job.SetValues(c.net.Params(), flat)
 	return nil
 }
 
@@ -113,10 +110,7 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 	if err := c.net.Backward(); err != nil {
 		return 0, 0, fmt.Errorf("worker: step %d: %w", mb.Step+1, err)
 	}
-	off := 0
-	for _, p := range c.net.Params() {
-		off += copy(grad[off:off+len(p.Grad)], p.Grad)
-	}
+	job.FlattenGrads(grad, c.net.Params())
 	return lossSum, correct, nil
 }
 

@@ -275,10 +275,8 @@ func initialParams(t *testing.T, spec job.Spec) []float32 {
 		t.Fatal(err)
 	}
 	net.InitParams(spec.Seed)
-	var flat []float32
-	for _, p := range net.Params() {
-		flat = append(flat, p.Value...)
-	}
+	flat := make([]float32, net.Params().Count())
+	job.FlattenValues(flat, net.Params())
 	return flat
 }
 
