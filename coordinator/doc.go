@@ -5,7 +5,7 @@
 // replication of checkpoints to the standbys, and the checkpoint files.
 //
 // It may import train, tree, job, model, dataset, kernels, cluster, proto
-// and secure of this module, and worker for one thing only: the list of
-// the data set's files it serves (worker.LocalDatasetFiles). Workers are
-// reached over gRPC.
+// and secure of this module, and not worker: workers are reached over gRPC
+// only, and the data set's files it serves are described by package
+// dataset (TestImports).
 package coordinator

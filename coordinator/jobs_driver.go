@@ -530,7 +530,7 @@ func (d *driver) persist(c *model.Checkpoint) error {
 	if err := WriteCheckpointFile(path, c); err != nil {
 		return err
 	}
-	file, err := dpcnnv1.DescribeFile(path, filepath.Base(path))
+	file, err := describeFile(path, filepath.Base(path))
 	if err != nil {
 		return err
 	}
@@ -580,7 +580,7 @@ func (d *driver) writeModel() {
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("write the final model: %v", err))
 		return
 	}
-	if file, err := dpcnnv1.DescribeFile(path, modelFileName); err == nil {
+	if file, err := describeFile(path, modelFileName); err == nil {
 		d.replicate(path, file, "the final model")
 	}
 }

@@ -266,7 +266,7 @@ func held(path string, info *dpcnnv1.FileInfo) bool {
 	if err != nil || !st.Mode().IsRegular() || st.Size() != info.Size {
 		return false
 	}
-	held, err := dpcnnv1.DescribeFile(path, info.Name)
+	held, err := describeFile(path, info.Name)
 	return err == nil && held.Sha256 == info.Sha256
 }
 

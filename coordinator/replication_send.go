@@ -257,7 +257,7 @@ func (r *replicator) sendNewest(sb *standby) error {
 		if sb.holds(f.job, f.name) {
 			continue
 		}
-		info, err := dpcnnv1.DescribeFile(f.path, f.name)
+		info, err := describeFile(f.path, f.name)
 		if notExist(err) {
 			continue // pruned meanwhile: a newer one took its place
 		}

@@ -185,7 +185,7 @@ func folder(t *testing.T, dir string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, e := range entries {
-		info, err := dpcnnv1.DescribeFile(filepath.Join(dir, e.Name()), e.Name())
+		info, err := describeFile(filepath.Join(dir, e.Name()), e.Name())
 		if notExist(err) {
 			continue
 		}

@@ -29,7 +29,6 @@ import (
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/train"
-	"github.com/dpcnn/dpcnn/worker"
 )
 
 // ServerConfig configures a coordinator Server. ID, Etcd and DataDir are
@@ -196,12 +195,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("coordinator: server: %w", err)
 		}
 	}
-	files, err := worker.LocalDatasetFiles(dir)
+	described, err := dataset.MNISTFiles(dir)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: server: %w", err)
 	}
+	files := make([]*dpcnnv1.FileInfo, len(described))
 	paths := make(map[string]string, len(files))
-	for _, f := range files {
+	for i, f := range described {
+		files[i] = fileInfo(f)
 		paths[f.Name] = filepath.Join(dir, f.Name)
 	}
 	s := &Server{

@@ -36,7 +36,7 @@ func startDaemonsFrom(t *testing.T, cli *clientv3.Client, first, n int, edit fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := worker.LocalDatasetFiles(dir)
+	files, err := dataset.MNISTFiles(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,23 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
+
+// fileInfo is the wire's description of a file.
+func fileInfo(f dataset.File) *dpcnnv1.FileInfo {
+	return &dpcnnv1.FileInfo{Name: f.Name, Size: f.Size, Sha256: f.SHA256}
+}
+
+// describeFile describes the file at path under name for the wire.
+func describeFile(path, name string) (*dpcnnv1.FileInfo, error) {
+	f, err := dataset.DescribeFile(path, name)
+	if err != nil {
+		return nil, err
+	}
+	return fileInfo(f), nil
+}
 
 // sendFile streams the file at path as info describes it, in chunks of at
 // most dpcnnv1.ChunkSize; the receiver checks size and sum.

@@ -139,7 +139,7 @@ func waitLeader(t *testing.T, cli *clientv3.Client, addr string) {
 // thread on the data set in memory.
 func startWorkers(t *testing.T, cli *clientv3.Client, n int, mnistDir string, train, test *dataset.Set) {
 	t.Helper()
-	files, err := worker.LocalDatasetFiles(mnistDir)
+	files, err := dataset.MNISTFiles(mnistDir)
 	if err != nil {
 		t.Fatal(err)
 	}

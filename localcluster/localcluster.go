@@ -100,7 +100,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if lc.Train, lc.Test, err = dataset.LoadMNIST(mnist); err != nil {
 		return nil, err
 	}
-	files, err := worker.LocalDatasetFiles(mnist)
+	files, err := dataset.MNISTFiles(mnist)
 	if err != nil {
 		return nil, err
 	}

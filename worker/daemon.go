@@ -65,7 +65,7 @@ type DaemonConfig struct {
 	// fetched with FetchDataset and kept in CacheDir (default: the user's
 	// cache folder, dpcnn/datasets).
 	Train, Test  *dataset.Set
-	DatasetFiles []*dpcnnv1.FileInfo
+	DatasetFiles []dataset.File
 	DataDir      string
 	CacheDir     string
 
@@ -206,7 +206,7 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 
 	switch {
 	case cfg.Train != nil:
-		d.train, d.test, d.files = cfg.Train, cfg.Test, cfg.DatasetFiles
+		d.train, d.test, d.files = cfg.Train, cfg.Test, wireFiles(cfg.DatasetFiles)
 	case cfg.DataDir != "":
 		dir, err := dataset.Locate(cfg.DataDir)
 		if err != nil {
@@ -215,9 +215,11 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 		if d.train, d.test, err = dataset.LoadMNIST(dir); err != nil {
 			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
 		}
-		if d.files, err = LocalDatasetFiles(dir); err != nil {
+		files, err := dataset.MNISTFiles(dir)
+		if err != nil {
 			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
 		}
+		d.files = wireFiles(files)
 	default:
 		d.fetch = true
 		d.cache = DatasetCache{Dir: cfg.CacheDir}

@@ -46,7 +46,7 @@ func TestDaemonsTrainWithCoordinator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := worker.LocalDatasetFiles(dir)
+	files, err := dataset.MNISTFiles(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

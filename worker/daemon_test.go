@@ -358,7 +358,7 @@ func testWorkerConfig(t *testing.T, id, coordinator string, train, test *dataset
 	t.Cleanup(b.Close)
 	return DaemonConfig{
 		ID: id, Coordinator: coordinator, Backend: b, Version: "test",
-		Train: train, Test: test, DatasetFiles: []*dpcnnv1.FileInfo{fileInfo("in-memory", []byte("sets"))},
+		Train: train, Test: test, DatasetFiles: []dataset.File{datasetFile("in-memory", []byte("sets"))},
 		ImagesPerSec: 123, EvalBatch: 8,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 	}

@@ -254,11 +254,11 @@ func fileMatches(path string, f *dpcnnv1.FileInfo) (bool, error) {
 		return false, err
 	}
 	if info.Size() == f.Size {
-		held, err := dpcnnv1.DescribeFile(path, f.Name)
+		held, err := dataset.DescribeFile(path, f.Name)
 		if err != nil {
 			return false, err
 		}
-		if held.Sha256 == f.Sha256 {
+		if held.SHA256 == f.Sha256 {
 			return true, nil
 		}
 	}
@@ -266,28 +266,6 @@ func fileMatches(path string, f *dpcnnv1.FileInfo) (bool, error) {
 		return false, err
 	}
 	return false, nil
-}
-
-// LocalDatasetFiles describes the MNIST files in dir (each gzip compressed,
-// or else unpacked, as dataset.LoadMNIST prefers them), with their sizes
-// and sums, for a JoinRequest.
-func LocalDatasetFiles(dir string) ([]*dpcnnv1.FileInfo, error) {
-	var out []*dpcnnv1.FileInfo
-	for _, base := range dataset.MNISTFileNames() {
-		for _, name := range []string{base + ".gz", base} {
-			path := filepath.Join(dir, name)
-			info, err := dpcnnv1.DescribeFile(path, name)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("worker: data set: %w", err)
-			}
-			out = append(out, info)
-			break
-		}
-	}
-	return out, nil
 }
 
 // LoadDatasetFiles reads the MNIST training and test sets from the files
@@ -313,4 +291,16 @@ func LoadDatasetFiles(paths map[string]string) (train, test *dataset.Set, err er
 		return nil, nil, err
 	}
 	return train, test, nil
+}
+
+// wireFiles is the wire's description of files, for a JoinRequest.
+func wireFiles(files []dataset.File) []*dpcnnv1.FileInfo {
+	if len(files) == 0 {
+		return nil
+	}
+	out := make([]*dpcnnv1.FileInfo, len(files))
+	for i, f := range files {
+		out[i] = &dpcnnv1.FileInfo{Name: f.Name, Size: f.Size, Sha256: f.SHA256}
+	}
+	return out
 }

@@ -73,6 +73,11 @@ func fileInfo(name string, data []byte) *dpcnnv1.FileInfo {
 	return &dpcnnv1.FileInfo{Name: name, Size: int64(len(data)), Sha256: hex.EncodeToString(sum[:])}
 }
 
+func datasetFile(name string, data []byte) dataset.File {
+	f := fileInfo(name, data)
+	return dataset.File{Name: f.Name, Size: f.Size, SHA256: f.Sha256}
+}
+
 // infos describes files, by name.
 func infos(files map[string][]byte) []*dpcnnv1.FileInfo {
 	var out []*dpcnnv1.FileInfo
@@ -393,7 +398,9 @@ func FuzzDatasetCacheReceive(f *testing.F) {
 	})
 }
 
-func TestLocalDatasetFiles(t *testing.T) {
+// A worker with the data set on its disk describes its files to the
+// coordinator as the coordinator describes the same files to workers.
+func TestLocalDatasetFilesOnTheWire(t *testing.T) {
 	dir := t.TempDir()
 	files := tinyMNIST()
 	for name, data := range files {
@@ -401,12 +408,12 @@ func TestLocalDatasetFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := LocalDatasetFiles(dir)
+	local, err := dataset.MNISTFiles(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := infos(files)
+	got, want := wireFiles(local), infos(files)
 	if !sameFiles(got, want) {
-		t.Errorf("LocalDatasetFiles = %v, want %v", got, want)
+		t.Errorf("the worker describes its files as %v, want %v", got, want)
 	}
 }
