@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
 // startEtcd starts an embedded etcd and a client of it, both stopped when
@@ -156,7 +159,7 @@ func TestJobRecords(t *testing.T) {
 	ctx := context.Background()
 	const prefix = "/test/"
 
-	st := JobStatus{State: JobPending, Name: "first", Created: time.Unix(100, 0).UTC()}
+	st := JobStatus{State: dpcnnv1.JobState_JOB_STATE_PENDING, Name: "first", Created: time.Unix(100, 0).UTC()}
 	rec, created, err := CreateJob(ctx, cli, prefix, "job-1", []byte(`{"a":1}`), st)
 	if err != nil || !created || rec.ID != "job-1" {
 		t.Fatalf("CreateJob = %+v, %v, %v", rec, created, err)
@@ -175,16 +178,16 @@ func TestJobRecords(t *testing.T) {
 	}
 
 	running := st
-	running.State, running.Step, running.Loss = JobRunning, 7, 0.5
+	running.State, running.Step, running.Loss = dpcnnv1.JobState_JOB_STATE_RUNNING, 7, 0.5
 	if err := PutJobStatus(ctx, cli, prefix, "job-1", running); err != nil {
 		t.Fatal(err)
 	}
 	failedGuard := clientv3.Compare(clientv3.CreateRevision(prefix+"nothing"), ">", 0)
-	if err := PutJobStatus(ctx, cli, prefix, "job-1", JobStatus{State: JobFailed}, failedGuard); !errors.Is(err, ErrNotLeader) {
+	if err := PutJobStatus(ctx, cli, prefix, "job-1", JobStatus{State: dpcnnv1.JobState_JOB_STATE_FAILED}, failedGuard); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("PutJobStatus with a broken guard: err = %v, want ErrNotLeader", err)
 	}
 	got, found, err := GetJob(ctx, cli, prefix, "job-1")
-	if err != nil || !found || string(got.Spec) != `{"a":1}` || got.Status.State != JobRunning || got.Status.Step != 7 || !got.Status.Created.Equal(st.Created) {
+	if err != nil || !found || string(got.Spec) != `{"a":1}` || got.Status.State != dpcnnv1.JobState_JOB_STATE_RUNNING || got.Status.Step != 7 || !got.Status.Created.Equal(st.Created) {
 		t.Fatalf("GetJob = %+v, %v, %v", got, found, err)
 	}
 	if _, found, err := GetJob(ctx, cli, prefix, "nope"); err != nil || found {
@@ -214,5 +217,63 @@ func TestEmbeddedEtcdClientHost(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("WithClientHost(%q): %v, want an error saying %q", host, err, want)
 		}
+	}
+}
+
+// Job records store the state as the enum's name, and records the previous
+// version wrote, with the state as a word, still load: through GetJob and
+// ListJobs from etcd, and through the codec for every word.
+func TestJobStatusStates(t *testing.T) {
+	cli := startEtcd(t)
+	ctx := context.Background()
+	const prefix = "/test/"
+	st := JobStatus{State: dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS, Name: "new", Step: 3}
+	if _, _, err := CreateJob(ctx, cli, prefix, "job-new", []byte(`{}`), st); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, JobStatusKey(prefix, "job-new"))
+	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), `"state":"JOB_STATE_WAITING_FOR_WORKERS"`) {
+		t.Fatalf("stored status %q (%v), want the state by the enum's name", resp.Kvs, err)
+	}
+	// A record as the previous version wrote it.
+	old := `{"state":"succeeded","step":40,"epoch":2,"loss":0.25,"trainAccuracy":0.9,"testAccuracy":0.95,"imagesPerSec":100,"liveWorkers":0,` +
+		`"checkpoint":"/data/jobs/job-old/checkpoint-0000000040.ckpt","updated":"2025-01-01T00:00:00Z","name":"old","created":"2025-01-01T00:00:00Z"}`
+	if _, err := cli.Put(ctx, JobKey(prefix, "job-old"), `{}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, JobStatusKey(prefix, "job-old"), old); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := GetJob(ctx, cli, prefix, "job-old")
+	if err != nil || !found || got.Status.State != dpcnnv1.JobState_JOB_STATE_SUCCEEDED || !got.Status.Ended() ||
+		got.Status.Step != 40 || got.Status.Name != "old" || got.Status.Checkpoint == "" {
+		t.Fatalf("GetJob of an old record = %+v, %v, %v", got, found, err)
+	}
+	jobs, err := ListJobs(ctx, cli, prefix)
+	if err != nil || len(jobs) != 2 || jobs[0].Status.State != dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS ||
+		jobs[1].Status.State != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("ListJobs = %+v, %v", jobs, err)
+	}
+
+	for name, v := range dpcnnv1.JobState_value {
+		s := dpcnnv1.JobState(v)
+		for _, stored := range []string{name, s.Word()} {
+			var st JobStatus
+			if err := json.Unmarshal([]byte(`{"state":"`+stored+`","step":5}`), &st); err != nil || st.Step != 5 || st.State != s {
+				t.Errorf("a status stored with state %q reads as %v (step %d), %v; want %v", stored, st.State, st.Step, err, s)
+			}
+		}
+		b, err := json.Marshal(JobStatus{State: s})
+		var back JobStatus
+		if err == nil {
+			err = json.Unmarshal(b, &back)
+		}
+		if err != nil || back.State != s {
+			t.Errorf("%v round trip: %s, %v, %v", s, b, back.State, err)
+		}
+	}
+	var unknown JobStatus
+	if err := json.Unmarshal([]byte(`{"state":"paused","step":1}`), &unknown); err != nil || unknown.State != dpcnnv1.JobState_JOB_STATE_UNSPECIFIED || unknown.Step != 1 {
+		t.Errorf("an unknown state reads as %v, %v; want UNSPECIFIED and the rest of the record", unknown.State, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
 // ErrJobExists is returned by CreateJob when the id is taken by a job with
@@ -21,28 +23,21 @@ var ErrJobExists = errors.New("cluster: job exists with a different spec")
 // leadership) no longer holds.
 var ErrNotLeader = errors.New("cluster: write refused: no longer the leader")
 
-// Job states as JobStatus.State spells them.
-const (
-	JobPending   = "pending"
-	JobWaiting   = "waiting"
-	JobRunning   = "running"
-	JobSucceeded = "succeeded"
-	JobFailed    = "failed"
-	JobCancelled = "cancelled"
-)
-
 // JobStatus is a job's state and latest metrics under
 // <prefix>jobs/<id>/status. The coordinator that leads rewrites it as the
 // job progresses; a new leader reads it to resume.
 type JobStatus struct {
-	State         string  `json:"state"`
-	Step          int64   `json:"step"`
-	Epoch         int64   `json:"epoch"`
-	Loss          float64 `json:"loss"`
-	TrainAccuracy float64 `json:"trainAccuracy"`
-	TestAccuracy  float64 `json:"testAccuracy"`
-	ImagesPerSec  float64 `json:"imagesPerSec"`
-	LiveWorkers   int     `json:"liveWorkers"`
+	// State is stored as the enum's name ("JOB_STATE_RUNNING"). Records
+	// written before held its word ("running", see JobState.Word), and
+	// still load; a state of neither form loads as UNSPECIFIED.
+	State         dpcnnv1.JobState `json:"-"`
+	Step          int64            `json:"step"`
+	Epoch         int64            `json:"epoch"`
+	Loss          float64          `json:"loss"`
+	TrainAccuracy float64          `json:"trainAccuracy"`
+	TestAccuracy  float64          `json:"testAccuracy"`
+	ImagesPerSec  float64          `json:"imagesPerSec"`
+	LiveWorkers   int              `json:"liveWorkers"`
 	// The work failures cost, over every leader's term: training images
 	// given out more than once (to replace lost, slow or wrong workers'
 	// work, and backup copies), and optimizer steps computed again after a
@@ -116,8 +111,31 @@ func (s *JobStatus) AddCheckpoint(r CheckpointRecord) {
 }
 
 // Ended reports whether the state is final.
-func (s JobStatus) Ended() bool {
-	return s.State == JobSucceeded || s.State == JobFailed || s.State == JobCancelled
+func (s JobStatus) Ended() bool { return s.State.Ended() }
+
+// jobStatusFields is JobStatus without its methods, for its JSON codec.
+type jobStatusFields JobStatus
+
+// jobStatusJSON is a JobStatus as etcd stores it: the state by name.
+type jobStatusJSON struct {
+	State string `json:"state"`
+	*jobStatusFields
+}
+
+// MarshalJSON writes the status with its state as the enum's name.
+func (s JobStatus) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jobStatusJSON{State: s.State.String(), jobStatusFields: (*jobStatusFields)(&s)})
+}
+
+// UnmarshalJSON reads a status whose state is an enum name or, as the
+// previous version wrote them, a word.
+func (s *JobStatus) UnmarshalJSON(data []byte) error {
+	v := jobStatusJSON{jobStatusFields: (*jobStatusFields)(s)}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	s.State, _ = dpcnnv1.ParseJobState(v.State)
+	return nil
 }
 
 // JobRecord is a job as the keyspace holds it.

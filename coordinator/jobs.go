@@ -57,7 +57,7 @@ func (s *Server) SubmitJob(ctx context.Context, req *dpcnnv1.SubmitJobRequest) (
 		return nil, s.notLeader(ctx)
 	}
 	now := time.Now().UTC()
-	st := keyspace.JobStatus{State: keyspace.JobPending, Name: spec.Name, Backend: req.Backend, Created: now, Updated: now}
+	st := keyspace.JobStatus{State: dpcnnv1.JobState_JOB_STATE_PENDING, Name: spec.Name, Backend: req.Backend, Created: now, Updated: now}
 	specJSON := spec.JSON()
 	var rec keyspace.JobRecord
 	var created bool
@@ -91,7 +91,7 @@ func (s *Server) SubmitJob(ctx context.Context, req *dpcnnv1.SubmitJobRequest) (
 	if e == nil { // a new job (or one another leader created)
 		e = newJobEntry(rec)
 		s.jobs[rec.ID] = e
-		e.publish(stateEvent(dpcnnv1.JobState_JOB_STATE_UNSPECIFIED, stateOf(rec.Status.State), "submitted"), true)
+		e.publish(stateEvent(dpcnnv1.JobState_JOB_STATE_UNSPECIFIED, rec.Status.State, "submitted"), true)
 	}
 	if created {
 		s.log.Info("job submitted", "job", rec.ID, "name", spec.Name)
@@ -176,7 +176,7 @@ func (s *Server) ListJobs(ctx context.Context, req *dpcnnv1.ListJobsRequest) (*d
 	}
 	entries := make([]*jobEntry, 0, len(s.jobs))
 	for _, e := range s.jobs {
-		if (before < 0 || e.revision < before) && (len(keep) == 0 || keep[stateOf(e.status.State)]) {
+		if (before < 0 || e.revision < before) && (len(keep) == 0 || keep[e.status.State]) {
 			entries = append(entries, e)
 		}
 	}
@@ -224,8 +224,8 @@ func (s *Server) CancelJob(ctx context.Context, req *dpcnnv1.CancelJobRequest) (
 		s.mu.Unlock()
 		return s.waitEnded(ctx, l, e)
 	}
-	old := stateOf(e.status.State)
-	e.status.State = keyspace.JobCancelled
+	old := e.status.State
+	e.status.State = dpcnnv1.JobState_JOB_STATE_CANCELLED
 	e.status.Error = reason
 	e.status.Finished = time.Now().UTC()
 	e.status.Updated = e.status.Finished

@@ -231,7 +231,7 @@ func (d *driver) loadCheckpoint() *model.Checkpoint {
 			d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("cannot resume from a checkpoint, %s: %v", next, err))
 			continue
 		}
-		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("resuming the %s job from its checkpoint at step %d", state, c.Step))
+		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("resuming the %s job from its checkpoint at step %d", state.Word(), c.Step))
 		return c
 	}
 	return nil
@@ -593,7 +593,7 @@ func (d *driver) setState(st dpcnnv1.JobState, reason string) {
 	d.s.mu.Lock()
 	next := d.entry.status // the driver is the only writer of a running job's status
 	d.s.mu.Unlock()
-	old := stateOf(next.State)
+	old := next.State
 	waiting := ""
 	if st == dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS {
 		waiting = reason
@@ -602,7 +602,7 @@ func (d *driver) setState(st dpcnnv1.JobState, reason string) {
 		return
 	}
 	now := d.now().UTC()
-	next.State, next.Updated, next.Waiting = stateWord(st), now, waiting
+	next.State, next.Updated, next.Waiting = st, now, waiting
 	if st == dpcnnv1.JobState_JOB_STATE_RUNNING && next.Started.IsZero() {
 		next.Started = now
 	}

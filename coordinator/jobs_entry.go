@@ -51,7 +51,7 @@ func (s *Server) loadJobs(ctx context.Context) (map[string]*jobEntry, error) {
 		}
 		if r.Status.Ended() {
 			reason := r.Status.Error
-			e.publish(stateEvent(dpcnnv1.JobState_JOB_STATE_UNSPECIFIED, stateOf(r.Status.State), reason), true)
+			e.publish(stateEvent(dpcnnv1.JobState_JOB_STATE_UNSPECIFIED, r.Status.State, reason), true)
 		}
 		jobs[r.ID] = e
 	}
@@ -101,27 +101,6 @@ func (e *jobEntry) since(seq uint64) []*dpcnnv1.JobEvent {
 	return out
 }
 
-// Mapping between etcd's state words and the API's states.
-var jobStates = map[string]dpcnnv1.JobState{
-	keyspace.JobPending:   dpcnnv1.JobState_JOB_STATE_PENDING,
-	keyspace.JobWaiting:   dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS,
-	keyspace.JobRunning:   dpcnnv1.JobState_JOB_STATE_RUNNING,
-	keyspace.JobSucceeded: dpcnnv1.JobState_JOB_STATE_SUCCEEDED,
-	keyspace.JobFailed:    dpcnnv1.JobState_JOB_STATE_FAILED,
-	keyspace.JobCancelled: dpcnnv1.JobState_JOB_STATE_CANCELLED,
-}
-
-func stateOf(word string) dpcnnv1.JobState { return jobStates[word] }
-
-func stateWord(st dpcnnv1.JobState) string {
-	for w, s := range jobStates {
-		if s == st {
-			return w
-		}
-	}
-	return ""
-}
-
 func unixNanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
@@ -134,7 +113,7 @@ func unixNanos(t time.Time) int64 {
 func (e *jobEntry) proto(trainLen int) *dpcnnv1.Job {
 	st := e.status
 	j := &dpcnnv1.Job{
-		Id: e.id, Name: st.Name, State: stateOf(st.State), SpecJson: e.spec, Backend: st.Backend,
+		Id: e.id, Name: st.Name, State: st.State, SpecJson: e.spec, Backend: st.Backend,
 		CreatedUnixNanos: unixNanos(st.Created), StartedUnixNanos: unixNanos(st.Started),
 		FinishedUnixNanos: unixNanos(st.Finished), Error: st.Error, WaitingFor: st.Waiting,
 		Progress: e.progress,

@@ -216,7 +216,7 @@ func TestReplicationRefusesBadPushes(t *testing.T) {
 	other := spec
 	other.Seed++
 	for id, s := range map[string]job.Spec{"tiny": spec, "other": other} {
-		st := keyspace.JobStatus{State: keyspace.JobSucceeded, Created: time.Now().UTC()} // nothing for the leader to run
+		st := keyspace.JobStatus{State: dpcnnv1.JobState_JOB_STATE_SUCCEEDED, Created: time.Now().UTC()} // nothing for the leader to run
 		if _, _, err := keyspace.CreateJob(ctx, cli, "/test/", id, s.WithDefaults().JSON(), st); err != nil {
 			t.Fatal(err)
 		}

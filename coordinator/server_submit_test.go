@@ -77,7 +77,7 @@ func TestServerFailsAStoredJobThatDoesNotFitTheData(t *testing.T) {
 	spec.Network, spec.NetworkSpec = "", &net
 	now := time.Now().UTC()
 	if _, _, err := keyspace.CreateJob(ctx, cli, "/test/", "stored", spec.WithDefaults().JSON(),
-		keyspace.JobStatus{State: keyspace.JobPending, Created: now, Updated: now}); err != nil {
+		keyspace.JobStatus{State: dpcnnv1.JobState_JOB_STATE_PENDING, Created: now, Updated: now}); err != nil {
 		t.Fatal(err)
 	}
 	c := startCoordinator(t, cli, "c1", t.TempDir())
@@ -100,7 +100,7 @@ func TestServerDownloadOfACheckpointNotYetHere(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	now := time.Now().UTC()
-	st := keyspace.JobStatus{State: keyspace.JobSucceeded, Created: now, Updated: now, Checkpoint: "/elsewhere/jobs/done/checkpoint-0000000004.ckpt", CheckpointStep: 4}
+	st := keyspace.JobStatus{State: dpcnnv1.JobState_JOB_STATE_SUCCEEDED, Created: now, Updated: now, Checkpoint: "/elsewhere/jobs/done/checkpoint-0000000004.ckpt", CheckpointStep: 4}
 	if _, _, err := keyspace.CreateJob(ctx, cli, "/test/", "done", tinySpec().WithDefaults().JSON(), st); err != nil {
 		t.Fatal(err)
 	}

@@ -604,7 +604,7 @@ func checkTinyJob(t *testing.T, cli *clientv3.Client, c *testCoordinator, spec j
 
 	// The status in etcd says the same, for the next leader.
 	rec, found, err := keyspace.GetJob(ctx, cli, "/test/", "tiny")
-	if err != nil || !found || rec.Status.State != keyspace.JobSucceeded || rec.Status.Step != steps || rec.Status.CheckpointSHA256 != got.LatestCheckpoint.Sha256 {
+	if err != nil || !found || rec.Status.State != dpcnnv1.JobState_JOB_STATE_SUCCEEDED || rec.Status.Step != steps || rec.Status.CheckpointSHA256 != got.LatestCheckpoint.Sha256 {
 		t.Fatalf("etcd record %+v, %v, %v", rec.Status, found, err)
 	}
 	return got
@@ -758,7 +758,7 @@ func TestServerCancelsJobs(t *testing.T) {
 		}
 	}
 	rec, _, err := keyspace.GetJob(ctx, cli, "/test/", first.Id)
-	if err != nil || rec.Status.State != keyspace.JobCancelled {
+	if err != nil || rec.Status.State != dpcnnv1.JobState_JOB_STATE_CANCELLED {
 		t.Fatalf("etcd status of the first job: %+v, %v", rec.Status, err)
 	}
 }

@@ -192,9 +192,9 @@ func benchLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 			if p := ev.GetProgress(); p != nil {
 				at.record(p.GlobalStep, time.Duration(p.ElapsedNanos))
 			}
-			if sc := ev.GetStateChange(); sc != nil && jobEnded(sc.NewState) {
+			if sc := ev.GetStateChange(); sc != nil && sc.NewState.Ended() {
 				if sc.NewState != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
-					return fmt.Errorf("job %s %s: %s", j.Id, stateName(sc.NewState), sc.Reason)
+					return fmt.Errorf("job %s %s: %s", j.Id, sc.NewState.Word(), sc.Reason)
 				}
 				return nil
 			}

@@ -67,7 +67,7 @@ func (r *watchResult) err() error {
 		}
 		return fmt.Errorf("job %s was cancelled: %s", r.JobID, r.Reason)
 	default:
-		return fmt.Errorf("job %s: stopped watching while it is %s", r.JobID, stateName(r.State))
+		return fmt.Errorf("job %s: stopped watching while it is %s", r.JobID, r.State.Word())
 	}
 }
 
@@ -101,7 +101,7 @@ func (c *client) watch(ctx context.Context, jobID string, view *watchView) (*wat
 	if err != nil {
 		return res, err
 	}
-	if !jobEnded(res.State) {
+	if !res.State.Ended() {
 		// The stream ended without the final state change (a replay of a
 		// job that ended long ago may have dropped it): ask.
 		err = c.unary(ctx, "status "+jobID, func(ctx context.Context) error {

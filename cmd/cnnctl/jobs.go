@@ -139,7 +139,7 @@ func newCancelCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "job %s: %s\n", j.Id, stateName(j.State))
+			fmt.Fprintf(e.stdout, "job %s: %s\n", j.Id, j.State.Word())
 			return nil
 		},
 	}
@@ -212,36 +212,11 @@ func writeJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// jobStateNames maps the words people type and read to job states.
-var jobStateNames = map[dpcnnv1.JobState]string{
-	dpcnnv1.JobState_JOB_STATE_PENDING:             "pending",
-	dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS: "waiting",
-	dpcnnv1.JobState_JOB_STATE_RUNNING:             "running",
-	dpcnnv1.JobState_JOB_STATE_SUCCEEDED:           "succeeded",
-	dpcnnv1.JobState_JOB_STATE_FAILED:              "failed",
-	dpcnnv1.JobState_JOB_STATE_CANCELLED:           "cancelled",
-}
-
-func stateName(s dpcnnv1.JobState) string {
-	if n, ok := jobStateNames[s]; ok {
-		return n
-	}
-	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATE_"))
-}
-
 func parseJobState(word string) (dpcnnv1.JobState, error) {
-	w := strings.ToLower(strings.TrimSpace(word))
-	for s, n := range jobStateNames {
-		if w == n || w == strings.ToLower(s.String()) || w == strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATE_")) {
-			return s, nil
-		}
+	if s, ok := dpcnnv1.ParseJobState(word); ok {
+		return s, nil
 	}
 	return 0, fmt.Errorf("--state %q: want pending, waiting, running, succeeded, failed or cancelled", word)
-}
-
-// jobEnded says whether a job is in a final state.
-func jobEnded(s dpcnnv1.JobState) bool {
-	return s == dpcnnv1.JobState_JOB_STATE_SUCCEEDED || s == dpcnnv1.JobState_JOB_STATE_FAILED || s == dpcnnv1.JobState_JOB_STATE_CANCELLED
 }
 
 // printJob writes a job's details, one field a line.
@@ -252,7 +227,7 @@ func printJob(w io.Writer, j *dpcnnv1.Job, now time.Time) {
 	if j.Name != "" {
 		field("name", "%s", j.Name)
 	}
-	field("state", "%s", stateName(j.State))
+	field("state", "%s", j.State.Word())
 	if j.Error != "" {
 		field("error", "%s", j.Error)
 	}
@@ -313,7 +288,7 @@ func printJobTable(w io.Writer, jobs []*dpcnnv1.Job, now time.Time) {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Id, name, stateName(j.State), step, loss, acc, ago(j.CreatedUnixNanos, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Id, name, j.State.Word(), step, loss, acc, ago(j.CreatedUnixNanos, now))
 	}
 	tw.Flush()
 }
@@ -342,9 +317,9 @@ func eventText(ev *dpcnnv1.JobEvent) string {
 		}
 		return progressText(k.Progress)
 	case *dpcnnv1.JobEvent_StateChange:
-		s := fmt.Sprintf("state %s -> %s", stateName(k.StateChange.OldState), stateName(k.StateChange.NewState))
+		s := fmt.Sprintf("state %s -> %s", k.StateChange.OldState.Word(), k.StateChange.NewState.Word())
 		if k.StateChange.OldState == dpcnnv1.JobState_JOB_STATE_UNSPECIFIED {
-			s = "state " + stateName(k.StateChange.NewState)
+			s = "state " + k.StateChange.NewState.Word()
 		}
 		if k.StateChange.Reason != "" {
 			s += ": " + k.StateChange.Reason

@@ -59,7 +59,7 @@ command follows the job like 'cnnctl watch' and fails if the job does.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "job %s submitted (%s)\n", j.Id, stateName(j.State))
+			fmt.Fprintf(e.stdout, "job %s submitted (%s)\n", j.Id, j.State.Word())
 			if !wait {
 				return nil
 			}
