@@ -125,9 +125,15 @@ func (d *driver) run() {
 		return
 	}
 	cfg := d.s.cfg.Engine
-	// Assignment ids above any an earlier run or leader used, so a late
+	// Assignment IDs above any an earlier run or leader used, so a late
 	// answer to one of those is never taken for one of ours.
-	cfg.FirstAssignment = uint64(d.now().UnixNano())
+	first, ok := d.l.ids.first()
+	if !ok {
+		d.log.Error("the term has given out all its assignment IDs: stepping down for a new term", "term", d.l.term)
+		d.l.cancel()
+		return
+	}
+	cfg.FirstAssignment = first
 	if d.spec.MinWorkers > 0 {
 		cfg.MinWorkers = d.spec.MinWorkers
 	}
@@ -135,6 +141,7 @@ func (d *driver) run() {
 		cfg.Deadline = dl
 	}
 	d.eng = train.NewEngine(d.s.backend, cfg)
+	defer func() { d.l.ids.used(d.eng.NextAssignment()) }()
 	d.started = d.now()
 
 	// Workers already connected join before the job starts, so it starts

@@ -32,7 +32,36 @@ type leadership struct {
 	since    time.Time
 	wake     chan struct{} // nudges the scheduler: a job was queued or ended
 	replicas *replicator   // pushes checkpoints to the standbys; nil when disabled
+	// ids numbers the term's assignments; only the term's scheduler
+	// goroutine, which runs its drivers one after another, touches it.
+	ids assignmentIDs
 }
+
+// assignmentIDs draws assignment IDs from the term: an ID has the term
+// (the etcd revision of the election it won, which grows with every
+// election) in its high 32 bits and a counter in its low 32 that the
+// term's drivers share, each engine numbering on from where the one
+// before it stopped. So every ID is above every ID of an earlier term, and
+// no two jobs (or two runs of one job) in a term share one, with nothing
+// stored: a late answer to an earlier leader's or driver's assignment is
+// never taken for an assignment of ours. A term has 2^32−1 IDs (the
+// counter starts at 1), and the order holds for terms below 2^32 (etcd
+// revisions: one per write).
+type assignmentIDs struct {
+	term uint64
+	next uint64 // the first ID of the next engine
+}
+
+func newAssignmentIDs(term int64) assignmentIDs {
+	return assignmentIDs{term: uint64(term), next: uint64(term)<<32 | 1}
+}
+
+// first is the first ID for the next engine; ok is false once the term
+// has no IDs left.
+func (a *assignmentIDs) first() (id uint64, ok bool) { return a.next, a.next < (a.term+1)<<32 }
+
+// used records that an engine numbered its assignments up to next.
+func (a *assignmentIDs) used(next uint64) { a.next = max(a.next, next) }
 
 // guard is the etcd comparison that holds while this term lasts: every
 // write of a leader is conditional on it.
@@ -187,6 +216,7 @@ func (s *Server) leadTerm(ctx context.Context, sess *concurrency.Session, electi
 	s.ownCheckpointPaths(jobs)
 	lctx, cancel := context.WithCancel(ctx)
 	l := &leadership{ctx: lctx, cancel: cancel, election: election, term: election.Rev(), since: time.Now(), wake: make(chan struct{}, 1)}
+	l.ids = newAssignmentIDs(l.term)
 	if !s.cfg.Replication.Disabled {
 		l.replicas = newReplicator(s, lctx)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,6 +153,16 @@ type testWorker struct {
 	silent      bool
 	assignments atomic.Int64 // how many it received
 	ended       error        // how the coordinator ended its stream
+
+	mu  sync.Mutex
+	ids map[string][]uint64 // the assignment IDs it received, by job
+}
+
+// received returns the assignment IDs the worker received for a job.
+func (w *testWorker) received(jobID string) []uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ids[jobID])
 }
 
 func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
@@ -217,6 +228,12 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 			continue // a withdrawal: this worker computes each assignment at once anyway
 		}
 		w.assignments.Add(1)
+		w.mu.Lock()
+		if w.ids == nil {
+			w.ids = map[string][]uint64{}
+		}
+		w.ids[a.JobId] = append(w.ids[a.JobId], a.AssignmentId)
+		w.mu.Unlock()
 		if w.silent {
 			continue
 		}

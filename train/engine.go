@@ -57,9 +57,10 @@ type EngineConfig struct {
 	DeadlineFactor       float64       // default 4
 	MinDeadline          time.Duration // default 2 s
 	UnknownSpeedDeadline time.Duration // default 60 s
-	// FirstAssignment is the first assignment ID; a coordinator that
-	// takes over from another passes one above any the other used, so
-	// that late answers to the old one are never mistaken for new ones
+	// FirstAssignment is the first assignment ID; the engine numbers its
+	// assignments from it, one after another (NextAssignment). A
+	// coordinator passes one above any an earlier engine or leader used,
+	// so that late answers to those are never mistaken for new ones
 	// (default 1).
 	FirstAssignment uint64
 }
@@ -288,6 +289,10 @@ func (e *Engine) Restore(c *model.Checkpoint) error {
 	}
 	return j.restore(c)
 }
+
+// NextAssignment is the ID the engine's next assignment will have: every
+// ID it gave out is in [FirstAssignment, NextAssignment).
+func (e *Engine) NextAssignment() uint64 { return e.nextID }
 
 // Spec is the job with defaults filled in (zero before JobStarted).
 func (e *Engine) Spec() job.Spec {

@@ -886,6 +886,19 @@ func TestEngineCheckpointResume(t *testing.T) {
 		if a := effectsOf[Assign](r.log); a[0].ID != 1000 {
 			r.fatalf("first assignment ID %d, want 1000", a[0].ID)
 		}
+		// Every ID it gave out lies in [FirstAssignment, NextAssignment),
+		// where the coordinator's next engine of the term starts.
+		next := r.eng.NextAssignment()
+		for _, a := range effectsOf[Assign](r.log) {
+			if a.ID < 1000 || a.ID >= next {
+				r.fatalf("assignment ID %d outside [1000, %d)", a.ID, next)
+			}
+		}
+		for _, e := range effectsOf[Evaluate](r.log) {
+			if e.ID < 1000 || e.ID >= next {
+				r.fatalf("evaluation ID %d outside [1000, %d)", e.ID, next)
+			}
+		}
 	}
 
 	done := newCluster(t, "resumed at the end", 1, spec, EngineConfig{})
