@@ -19,6 +19,7 @@ import (
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/train"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // driver runs one job: it alone owns the job's Engine and does all the I/O
@@ -314,7 +315,8 @@ func (d *driver) lose(id string) {
 
 // resultEvent turns a worker's result into the engine's event. Malformed
 // gradients go to the engine as they are (a nil or wrongly sized vector),
-// so that it refuses them and takes the work elsewhere.
+// and so does the result's echo of its work (the subtree, the test
+// samples), so that it refuses them and takes the work elsewhere.
 func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) train.Event {
 	switch o := r.Outcome.(type) {
 	case *dpcnnv1.WorkResult_Train:
@@ -339,17 +341,22 @@ func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) train.Event 
 			ws.measured = train.ObserveSpeed(ws.measured, len(leafLosses)*d.spec.MicroBatch, time.Duration(r.ComputeNanos))
 			ws.mu.Unlock()
 		}
+		first := int(t.GetFirstLeaf())
 		return train.GradientsReceived{
-			Worker: ws.worker, Assignment: r.AssignmentId, Grad: grad, LeafLosses: leafLosses,
+			Worker: ws.worker, Assignment: r.AssignmentId, Leaves: tree.Subtree{Lo: first, Hi: first + int(t.GetLeafCount())},
+			Grad: grad, LeafLosses: leafLosses,
 			Correct: clampCount(t.GetCorrect()), Compute: time.Duration(max(r.ComputeNanos, 0)),
 		}
 	case *dpcnnv1.WorkResult_Eval:
-		return train.EvalReceived{Worker: ws.worker, Assignment: r.AssignmentId, Correct: clampCount(o.Eval.GetCorrect())}
+		e := o.Eval
+		return train.EvalReceived{Worker: ws.worker, Assignment: r.AssignmentId,
+			From: clampCount(e.GetBegin()), To: clampCount(e.GetEnd()), Correct: clampCount(e.GetCorrect())}
 	}
 	return train.WorkFailed{Worker: ws.worker, Assignment: r.AssignmentId, Err: errors.New("a result with neither gradients nor an evaluation")}
 }
 
-// clampCount maps counts beyond int32 to −1, which the engine refuses.
+// clampCount maps counts (and sample numbers) beyond int32 to −1, which
+// the engine refuses.
 func clampCount(n int64) int {
 	if n < math.MinInt32 || n > math.MaxInt32 {
 		return -1
@@ -381,8 +388,8 @@ func (d *driver) effect(ef train.Effect) {
 			idx = append(idx, mb.Indices...)
 		}
 		a := d.assignment(dw, ef.ID, ef.Epoch, ef.Step, ef.Step, ef.Params)
-		a.Work = &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtrees: []*dpcnnv1.Subtree{{
-			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}}
+		a.Work = &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtree: &dpcnnv1.Subtree{
+			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}
 		d.sendWork(dw, a)
 	case train.Evaluate:
 		dw := d.workers[ef.Worker]

@@ -144,13 +144,15 @@ func waitLeading(t *testing.T, c *testCoordinator) {
 // arrives. A rogue one answers every training assignment with a gradient of
 // the wrong length; a hostile one answers with malformed results of every
 // kind; a silent one stops its heartbeats once it has work and answers
-// nothing, as a hung process would.
+// nothing, as a hung process would; a misechoing one computes right but
+// names other work in its answers (the next subtree, other test samples).
 type testWorker struct {
 	id          string
 	train, test *dataset.Set
 	rogue       bool
 	hostile     bool
 	silent      bool
+	misecho     bool
 	assignments atomic.Int64 // how many it received
 	ended       error        // how the coordinator ended its stream
 
@@ -266,7 +268,7 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 		start := time.Now()
 		switch work := a.Work.(type) {
 		case *dpcnnv1.Assignment_Train:
-			for _, st := range work.Train.Subtrees {
+			if st := work.Train.Subtree; st != nil {
 				var mbs []tree.MicroBatch
 				for i := 0; i < len(st.Indices); i += spec.MicroBatch {
 					mbs = append(mbs, tree.MicroBatch{Epoch: a.Epoch, Step: a.Step, Indices: st.Indices[i : i+spec.MicroBatch]})
@@ -282,8 +284,12 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 				if w.rogue {
 					grad = grad[:len(grad)-1]
 				}
+				first := st.FirstLeaf
+				if w.misecho {
+					first += st.LeafCount
+				}
 				res.Outcome = &dpcnnv1.WorkResult_Train{Train: &dpcnnv1.SubtreeGradient{
-					FirstLeaf: st.FirstLeaf, LeafCount: st.LeafCount,
+					FirstLeaf: first, LeafCount: st.LeafCount,
 					GradientSum:  dpcnnv1.NewTensor("grad", []int{len(grad)}, grad),
 					LeafLossSums: leafLosses, Correct: int64(correct),
 				}}
@@ -293,7 +299,11 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 			if err != nil {
 				return err
 			}
-			res.Outcome = &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{Begin: work.Eval.Begin, End: work.Eval.End, Correct: int64(correct)}}
+			begin := work.Eval.Begin
+			if w.misecho {
+				begin++
+			}
+			res.Outcome = &dpcnnv1.WorkResult_Eval{Eval: &dpcnnv1.EvalCount{Begin: begin, End: work.Eval.End, Correct: int64(correct)}}
 		}
 		res.ComputeNanos = int64(time.Since(start))
 		if err := send(&dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Result{Result: res}}); err != nil {
@@ -420,9 +430,10 @@ func TestServerRunsJob(t *testing.T) {
 	runTinyJob(t, cli, c, tinySpec(), 2, false)
 }
 
-// Workers that answer with wrong-shaped gradients or malformed results are
-// refused and get no more work; the others redo their share and the
-// parameters are the same.
+// Workers that answer with wrong-shaped gradients or malformed results, or
+// whose answers name other work than they were given, are refused and get
+// no more work; the others redo their share and the parameters are the
+// same.
 func TestServerRefusesBadResults(t *testing.T) {
 	train, test := loadMNIST(t)
 	cli := testEtcd(t)
@@ -430,12 +441,26 @@ func TestServerRefusesBadResults(t *testing.T) {
 	waitLeading(t, c)
 	rogue := &testWorker{id: "rogue", train: train, test: test, rogue: true}
 	hostile := &testWorker{id: "hostile", train: train, test: test, hostile: true}
-	startWorkers(t, c.conn, rogue, hostile, &testWorker{id: "w-1", train: train, test: test})
+	misecho := &testWorker{id: "misecho", train: train, test: test, misecho: true}
+	startWorkers(t, c.conn, rogue, hostile, misecho, &testWorker{id: "w-1", train: train, test: test})
 	spec := tinySpec()
 	spec.MicroBatch = 5 // 10 leaves a step: work for all
-	runTinyJob(t, cli, c, spec, 3, true)
-	if rogue.assignments.Load() == 0 || hostile.assignments.Load() == 0 {
-		t.Fatalf("the rogue worker got %d assignments, the hostile one %d; want some each", rogue.assignments.Load(), hostile.assignments.Load())
+	runTinyJob(t, cli, c, spec, 4, true)
+	if rogue.assignments.Load() == 0 || hostile.assignments.Load() == 0 || misecho.assignments.Load() == 0 {
+		t.Fatalf("the rogue worker got %d assignments, the hostile one %d, the misechoing one %d; want some each",
+			rogue.assignments.Load(), hostile.assignments.Load(), misecho.assignments.Load())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	events, err := dpcnnv1.NewJobServiceClient(c.conn).ListJobEvents(ctx, &dpcnnv1.ListJobEventsRequest{JobId: "tiny", PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events.Events, func(ev *dpcnnv1.JobEvent) bool {
+		msg := ev.GetLog().GetMessage()
+		return strings.Contains(msg, "worker misecho") && strings.Contains(msg, "result for other work than assigned")
+	}) {
+		t.Error("no refusal of the misechoing worker's answer in the job's log")
 	}
 }
 

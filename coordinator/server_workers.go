@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,35 @@ func (w *workStream) setOutstanding(id uint64, on bool) {
 	} else {
 		delete(w.outstanding, id)
 	}
+}
+
+// checkBusy compares a heartbeat's list of the assignments the worker holds
+// with those it was sent and has not answered. A stream delivers in order
+// and the assignment IDs it carries grow (see assignmentIDs), so when the
+// worker lists an assignment, it received every one sent before it: one of
+// those still outstanding that it does not list either never reached it or
+// was dropped by it. The stream is then not to be trusted; the error
+// (DATA_LOSS) ends it, so that the worker's work goes to others at once
+// and the worker joins afresh.
+func (w *workStream) checkBusy(busy []uint64) error {
+	if len(busy) == 0 {
+		return nil
+	}
+	latest := slices.Max(busy)
+	w.mu.Lock()
+	var missing []uint64
+	for id := range w.outstanding {
+		if id < latest && !slices.Contains(busy, id) {
+			missing = append(missing, id)
+		}
+	}
+	w.mu.Unlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(missing)
+	return status.Errorf(codes.DataLoss, "work: worker %s lists assignment %d as received but not the earlier %v, which it was sent and has not answered: "+
+		"they never reached it or it dropped them; the stream ends and its work goes to others", w.worker, latest, missing)
 }
 
 // Errors a Work stream ends with when the coordinator ends it.
@@ -239,6 +269,10 @@ func (s *Server) workerMessage(ws *workStream, m *dpcnnv1.WorkerMessage) error {
 	case *dpcnnv1.WorkerMessage_Hello:
 		return status.Error(codes.InvalidArgument, "work: a second hello on one stream")
 	case *dpcnnv1.WorkerMessage_Heartbeat:
+		if err := ws.checkBusy(k.Heartbeat.GetBusyAssignmentIds()); err != nil {
+			s.log.Warn("a worker's heartbeat shows an assignment it never received: ending its stream", "worker", ws.worker, "err", err)
+			return err
+		}
 		return nil
 	case *dpcnnv1.WorkerMessage_Result:
 		if k.Result == nil {

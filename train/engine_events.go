@@ -45,6 +45,10 @@ type WorkerLost struct{ ID string }
 type GradientsReceived struct {
 	Worker     string
 	Assignment uint64
+	// Leaves, when set, is the subtree the worker says it computed (the
+	// wire's echo); a result whose Leaves are not its assignment's is
+	// refused. The zero Subtree says nothing.
+	Leaves tree.Subtree
 	// Grad is the subtree's gradient sum as ReduceSubtree returns it, in
 	// parameter order; the engine copies it.
 	Grad []float32
@@ -61,7 +65,11 @@ type GradientsReceived struct {
 type EvalReceived struct {
 	Worker     string
 	Assignment uint64
-	Correct    int
+	// From and To, when To is set, are the samples the worker says it
+	// evaluated (the wire's echo); a count for another range than its
+	// assignment's is refused.
+	From, To int
+	Correct  int
 }
 
 // WorkFailed reports that a worker cannot do an assignment (the network
@@ -237,6 +245,7 @@ var (
 	ErrNonFinite         = errors.New("non-finite result")
 	ErrWorkFailed        = errors.New("worker could not do the work")
 	ErrBadCount          = errors.New("correct count out of range")
+	ErrOtherWork         = errors.New("result for other work than assigned")
 	ErrJobRunning        = errors.New("a job is already running")
 )
 

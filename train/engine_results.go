@@ -106,6 +106,10 @@ func (e *Engine) gradients(ev GradientsReceived) {
 	j := e.job
 	it := a.item
 	switch {
+	case ev.Leaves != (tree.Subtree{}) && ev.Leaves != (tree.Subtree{Lo: it.lo, Hi: it.hi}):
+		e.reject(a, fmt.Errorf("train: %s: the result is for micro-batches [%d, %d): %w",
+			a.describe(), ev.Leaves.Lo, ev.Leaves.Hi, ErrOtherWork))
+		return
 	case len(ev.Grad) != len(j.flat):
 		e.reject(a, fmt.Errorf("train: %s: gradient of %d values, the network has %d parameters: %w",
 			a.describe(), len(ev.Grad), len(j.flat), ErrWrongShape))
@@ -184,6 +188,10 @@ func (e *Engine) workFailed(ev WorkFailed) {
 func (e *Engine) evalResult(ev EvalReceived) {
 	a := e.takeKind(ev.Worker, ev.Assignment, true)
 	if a == nil {
+		return
+	}
+	if ev.To != 0 && (ev.From != a.item.lo || ev.To != a.item.hi) {
+		e.reject(a, fmt.Errorf("train: %s: the count is for samples [%d, %d): %w", a.describe(), ev.From, ev.To, ErrOtherWork))
 		return
 	}
 	if ev.Correct < 0 || ev.Correct > a.images {

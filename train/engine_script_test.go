@@ -32,8 +32,9 @@ var updateScripts = flag.Bool("engine.update", false, "rewrite the expected effe
 //	join ID [SPEED]                      a worker joins (images/s)
 //	lose ID                              a worker is lost
 //	tick DUR                             the clock reads start + DUR
-//	answer ID [nan|short|wrongkind] [from=W] [compute=DUR]
+//	answer ID [nan|short|wrongkind|elsewhere] [from=W] [compute=DUR]
 //	                                     the worker answers assignment ID
+//	                                     (elsewhere: naming other work)
 //	fail ID                              the worker cannot do assignment ID
 //	drain                                answer everything, oldest first
 func TestEngineScripts(t *testing.T) {
@@ -222,6 +223,13 @@ func (s *scriptRun) command(f []string) ([]Effect, error) {
 		for _, how := range pos[1:] {
 			g, isGrad := ev.(GradientsReceived)
 			switch {
+			case how == "elsewhere" && isGrad:
+				g.Leaves = tree.Subtree{Lo: g.Leaves.Lo + 1, Hi: g.Leaves.Hi + 1}
+				ev = g
+			case how == "elsewhere":
+				e := ev.(EvalReceived)
+				e.From++
+				ev = e
 			case how == "nan" && isGrad:
 				g.Grad[1] = float32(math.NaN())
 				ev = g
@@ -294,14 +302,14 @@ func (s *scriptRun) step(ev Event) []Effect {
 // answer is an honest worker's answer to p, with synthetic gradients.
 func (s *scriptRun) answer(p pending) Event {
 	if p.eval {
-		return EvalReceived{Worker: p.worker, Assignment: p.id, Correct: fuzzEvenIn(p.from, p.to)}
+		return EvalReceived{Worker: p.worker, Assignment: p.id, From: p.from, To: p.to, Correct: fuzzEvenIn(p.from, p.to)}
 	}
 	n := p.leaves.Len()
 	for i := range n {
 		s.losses[i] = fuzzLeaf(p.step, p.leaves.Lo+i, s.bufs[i])
 	}
 	grad := tree.ReduceSubtree(s.bufs[:n])
-	return GradientsReceived{Worker: p.worker, Assignment: p.id, Grad: slices.Clone(grad), LeafLosses: slices.Clone(s.losses[:n]), Correct: n}
+	return GradientsReceived{Worker: p.worker, Assignment: p.id, Leaves: p.leaves, Grad: slices.Clone(grad), LeafLosses: slices.Clone(s.losses[:n]), Correct: n}
 }
 
 func (s *scriptRun) render(ef Effect) string {

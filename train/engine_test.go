@@ -346,13 +346,13 @@ func (c *cluster) compute(w *simWorker, m wire) Event {
 		if err != nil {
 			c.fatalf("%v", err)
 		}
-		return EvalReceived{Worker: w.id, Assignment: m.id, Correct: correct}
+		return EvalReceived{Worker: w.id, Assignment: m.id, From: m.from, To: m.to, Correct: correct}
 	}
 	grad, losses, correct, err := tree.ComputeSubtree(context.Background(), w.comp, m.micro, w.leaves, w.losses)
 	if err != nil {
 		c.fatalf("%v", err)
 	}
-	return GradientsReceived{Worker: w.id, Assignment: m.id, Grad: grad, LeafLosses: losses, Correct: correct}
+	return GradientsReceived{Worker: w.id, Assignment: m.id, Leaves: m.leaves, Grad: grad, LeafLosses: losses, Correct: correct}
 }
 
 // deliver has one worker, drawn by the seed among those with work, answer
@@ -696,7 +696,7 @@ func TestEngineRefusesBadResults(t *testing.T) {
 	ref := referenceRun(t, spec)
 	for _, seed := range engineSeeds() {
 		c := newCluster(t, "bad results", seed, spec, EngineConfig{})
-		for _, id := range []string{"good", "short", "nan", "confused"} {
+		for _, id := range []string{"good", "short", "nan", "confused", "elsewhere"} {
 			c.join(id, 100)
 		}
 		c.start(nil)
@@ -712,7 +712,7 @@ func TestEngineRefusesBadResults(t *testing.T) {
 			c.fatalf("result for another worker's assignment: %s", describe(got))
 		}
 
-		wantErr := map[string]error{"short": ErrWrongShape, "nan": ErrNonFinite, "confused": ErrWrongKind}
+		wantErr := map[string]error{"short": ErrWrongShape, "nan": ErrNonFinite, "confused": ErrWrongKind, "elsewhere": ErrOtherWork}
 		badLeaves := map[string]tree.Subtree{}
 		c.tamper = func(w *simWorker, m wire, ev Event) Event {
 			g, ok := ev.(GradientsReceived)
@@ -727,6 +727,8 @@ func TestEngineRefusesBadResults(t *testing.T) {
 				g.Grad[7] = float32(math.NaN())
 			case "confused":
 				return EvalReceived{Worker: w.id, Assignment: m.id, Correct: 3}
+			case "elsewhere": // says it computed other micro-batches
+				g.Leaves = tree.Subtree{Lo: m.leaves.Lo + 1, Hi: m.leaves.Hi + 1}
 			}
 			return g
 		}

@@ -469,22 +469,17 @@ func (s *stream) compute(ctx, item context.Context, w *queuedWork, j *jobRun) er
 	}
 	switch work := a.GetWork().(type) {
 	case *dpcnnv1.Assignment_Train:
-		subs := work.Train.GetSubtrees()
-		if len(subs) == 0 {
-			return errors.New("training work with no subtrees")
+		sub := work.Train.GetSubtree()
+		if sub == nil {
+			return errors.New("training work with no subtree")
 		}
-		for i, sub := range subs {
-			if i > 0 && ctx.Err() != nil {
-				return errDrained // the subtree under way is done
-			}
-			msg, err := j.subtree(item, a, sub)
-			if err != nil {
-				return err
-			}
-			if err := s.send(msg); err != nil {
-				return fmt.Errorf("%w: step %d: gradients of leaves [%d, %d): %w", errSend, a.GetStep()+1,
-					sub.GetFirstLeaf(), sub.GetFirstLeaf()+sub.GetLeafCount(), err)
-			}
+		msg, err := j.subtree(item, a, sub)
+		if err != nil {
+			return err
+		}
+		if err := s.send(msg); err != nil {
+			return fmt.Errorf("%w: step %d: gradients of leaves [%d, %d): %w", errSend, a.GetStep()+1,
+				sub.GetFirstLeaf(), sub.GetFirstLeaf()+sub.GetLeafCount(), err)
 		}
 		return nil
 	case *dpcnnv1.Assignment_Eval:

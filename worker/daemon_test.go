@@ -337,10 +337,10 @@ func checkGradient(t *testing.T, m *dpcnnv1.WorkerMessage, id uint64, first, cou
 	}
 }
 
-func trainAssignment(id uint64, jobID string, spec []byte, version uint64, params []float32, epoch, step int64, subs ...*dpcnnv1.Subtree) *dpcnnv1.Assignment {
+func trainAssignment(id uint64, jobID string, spec []byte, version uint64, params []float32, epoch, step int64, sub *dpcnnv1.Subtree) *dpcnnv1.Assignment {
 	a := &dpcnnv1.Assignment{
 		AssignmentId: id, JobId: jobID, JobSpecJson: spec, Epoch: epoch, Step: step, ParamsVersion: version,
-		Work: &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtrees: subs}},
+		Work: &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtree: sub}},
 	}
 	if params != nil {
 		a.Params = dpcnnv1.NewTensor("params", []int{len(params)}, params)
@@ -392,15 +392,17 @@ func TestDaemonComputesAssignments(t *testing.T) {
 	spec := testSpec()
 	p0 := initialParams(t, spec)
 	idx := []int32{3, 17, 0, 31, 8, 8, 25, 12}
-	ss.assign(t, trainAssignment(1, "job-a", spec.JSON(), 0, p0, 0, 0,
-		subtree(0, 2, idx[:4]...), subtree(2, 2, idx[4:]...)))
-	for k := range 2 {
+	// Two subtrees of a step, one assignment each, the second with the
+	// spec and parameters held.
+	ss.assign(t, trainAssignment(1, "job-a", spec.JSON(), 0, p0, 0, 0, subtree(0, 2, idx[:4]...)))
+	ss.assign(t, trainAssignment(2, "job-a", nil, 0, nil, 0, 0, subtree(2, 2, idx[4:]...)))
+	for k, id := range []uint64{1, 2} {
 		grad, losses, correct := direct(t, spec, train, p0, 0, 0, idx[4*k:4*k+4])
-		checkGradient(t, ss.next(t), 1, uint32(2*k), 2, grad, losses, correct)
+		checkGradient(t, ss.next(t), id, uint32(2*k), 2, grad, losses, correct)
 	}
 
 	// An evaluation with the parameters held.
-	ss.assign(t, &dpcnnv1.Assignment{AssignmentId: 2, JobId: "job-a", ParamsVersion: 0,
+	ss.assign(t, &dpcnnv1.Assignment{AssignmentId: 3, JobId: "job-a", ParamsVersion: 0,
 		Work: &dpcnnv1.Assignment_Eval{Eval: &dpcnnv1.EvalWork{Begin: 3, End: 20}}})
 	m := ss.next(t)
 	b := kernels.NewCPU(1)
@@ -408,7 +410,7 @@ func TestDaemonComputesAssignments(t *testing.T) {
 	c, _ := NewComputer(spec, b, train, 8)
 	c.SetParams(p0)
 	want, _ := c.Evaluate(test, 3, 20)
-	if e := m.GetResult().GetEval(); m.GetResult().GetAssignmentId() != 2 || e.GetBegin() != 3 || e.GetEnd() != 20 || e.GetCorrect() != int64(want) {
+	if e := m.GetResult().GetEval(); m.GetResult().GetAssignmentId() != 3 || e.GetBegin() != 3 || e.GetEnd() != 20 || e.GetCorrect() != int64(want) {
 		t.Errorf("answer %v, want %d correct of [3, 20)", m, want)
 	}
 
@@ -417,9 +419,9 @@ func TestDaemonComputesAssignments(t *testing.T) {
 	for i := range p1 {
 		p1[i] *= 0.5
 	}
-	ss.assign(t, trainAssignment(3, "job-a", nil, 1, p1, 1, 1, subtree(0, 4, idx...)))
+	ss.assign(t, trainAssignment(4, "job-a", nil, 1, p1, 1, 1, subtree(0, 4, idx...)))
 	grad, losses, correct := direct(t, spec, train, p1, 1, 1, idx)
-	checkGradient(t, ss.next(t), 3, 0, 4, grad, losses, correct)
+	checkGradient(t, ss.next(t), 4, 0, 4, grad, losses, correct)
 
 	select {
 	case hb := <-ss.beats:
@@ -485,8 +487,8 @@ func TestDaemonAnswersBadAssignments(t *testing.T) {
 	ss.assign(t, &dpcnnv1.Assignment{AssignmentId: 10, JobId: "job-b"})
 	ss.failure(t, 10, "no work")
 
-	ss.assign(t, trainAssignment(11, "job-b", nil, 0, nil, 0, 0))
-	ss.failure(t, 11, "no subtrees")
+	ss.assign(t, trainAssignment(11, "job-b", nil, 0, nil, 0, 0, nil))
+	ss.failure(t, 11, "no subtree")
 
 	// The parameters of assignment 5 were taken although its work failed:
 	// this one needs none.
@@ -642,9 +644,9 @@ func (g *gatedBackend) await(t *testing.T) {
 	}
 }
 
-// TestDaemonDrains stops a worker in the middle of an assignment of two
-// subtrees: it finishes and sends the subtree under way, leaves the other,
-// closes its stream cleanly and returns nil.
+// TestDaemonDrains stops a worker in the middle of the first of two
+// assignments: it finishes and sends the subtree under way, leaves the
+// other, closes its stream cleanly and returns nil.
 func TestDaemonDrains(t *testing.T) {
 	train, test := tinySets(t)
 	stub := newStub("c1")
@@ -657,7 +659,8 @@ func TestDaemonDrains(t *testing.T) {
 
 	spec := testSpec()
 	p0 := initialParams(t, spec)
-	ss.assign(t, trainAssignment(1, "job-d", spec.JSON(), 0, p0, 0, 0, subtree(0, 1, 4, 5), subtree(1, 1, 6, 7)))
+	ss.assign(t, trainAssignment(1, "job-d", spec.JSON(), 0, p0, 0, 0, subtree(0, 1, 4, 5)))
+	ss.assign(t, trainAssignment(2, "job-d", nil, 0, nil, 0, 0, subtree(1, 1, 6, 7)))
 	gate.await(t)
 	cancel()
 	gate.release <- struct{}{}

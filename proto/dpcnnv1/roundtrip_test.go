@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
@@ -26,8 +27,8 @@ func TestAssignmentRoundTrip(t *testing.T) {
 		Step:          1234,
 		ParamsVersion: 1234,
 		Params:        dpcnnv1.NewTensor("params", []int{len(params)}, params),
-		Work: &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtrees: []*dpcnnv1.Subtree{
-			{FirstLeaf: 2, LeafCount: 2, Indices: []int32{59999, 0, 3, 4, 5, 6}},
+		Work: &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtree: &dpcnnv1.Subtree{
+			FirstLeaf: 2, LeafCount: 2, Indices: []int32{59999, 0, 3, 4, 5, 6},
 		}}},
 	}}}
 
@@ -116,5 +117,46 @@ func TestTruncatedBlobIsRefused(t *testing.T) {
 	}
 	if err := got.DecodeInto(make([]float32, 3)); err == nil {
 		t.Fatal("a tensor of 11 bytes was decoded")
+	}
+}
+
+// TrainWork's subtree was a repeated field (revision 1) and is a singular
+// one of the same number (revision 2): the previous revision's bytes with
+// its one subtree read as the subtree, and this revision's bytes are one
+// field 1 holding the subtree, which the previous revision reads as a list
+// of one.
+func TestTrainWorkReadsTheRepeatedRevision(t *testing.T) {
+	sub := &dpcnnv1.Subtree{FirstLeaf: 4, LeafCount: 2, Indices: []int32{9, 8, 7, 6}}
+	subBytes, err := proto.Marshal(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := protowire.AppendTag(nil, 1, protowire.BytesType) // revision 1: repeated Subtree subtrees = 1, one element
+	old = protowire.AppendBytes(old, subBytes)
+	var got dpcnnv1.TrainWork
+	if err := proto.Unmarshal(old, &got); err != nil || !proto.Equal(got.GetSubtree(), sub) {
+		t.Fatalf("revision 1 bytes read as %v, %v; want the subtree %v", got.GetSubtree(), err, sub)
+	}
+
+	now, err := proto.Marshal(&dpcnnv1.TrainWork{Subtree: sub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields [][]byte
+	for b := now; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			t.Fatalf("revision 2 bytes hold field %d of type %d, want field 1 of bytes", num, typ)
+		}
+		v, m := protowire.ConsumeBytes(b[n:])
+		if m < 0 {
+			t.Fatal("revision 2 bytes are malformed")
+		}
+		fields = append(fields, v)
+		b = b[n+m:]
+	}
+	var back dpcnnv1.Subtree
+	if len(fields) != 1 || proto.Unmarshal(fields[0], &back) != nil || !proto.Equal(&back, sub) {
+		t.Fatalf("revision 2 bytes hold %d elements of the repeated field, want the one subtree", len(fields))
 	}
 }

@@ -460,7 +460,13 @@ func (x *Hello) GetSession() string {
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// BusyAssignmentIds lists the assignments the worker has received and
-	// not yet finished.
+	// not yet finished (answered with a WorkResult or a WorkFailure) nor
+	// seen withdrawn. A stream delivers in order and its assignment IDs
+	// grow, so an assignment the coordinator sent before one listed here,
+	// that is neither listed nor answered nor withdrawn, never reached the
+	// worker or was dropped by it: the coordinator ends the stream with
+	// DATA_LOSS, gives the worker's work to others at once, and the worker
+	// joins afresh.
 	BusyAssignmentIds []uint64 `protobuf:"varint,1,rep,packed,name=busy_assignment_ids,json=busyAssignmentIds,proto3" json:"busy_assignment_ids,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -653,8 +659,8 @@ func (*CoordinatorMessage_Assignment) isCoordinatorMessage_Kind() {}
 
 func (*CoordinatorMessage_Cancel) isCoordinatorMessage_Kind() {}
 
-// Assignment is work for one step of one job: gradient sums of whole
-// subtrees of the step's reduction tree, or the correct count over a range
+// Assignment is work for one step of one job: the gradient sum of one
+// subtree of the step's reduction tree, or the correct count over a range
 // of the test set. A worker works on its assignments in the order received.
 type Assignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -815,12 +821,15 @@ func (*Assignment_Train) isAssignment_Work() {}
 
 func (*Assignment_Eval) isAssignment_Work() {}
 
-// TrainWork asks for the gradient sums of some subtrees of a step.
+// TrainWork asks for the gradient sum of one subtree of a step, answered
+// by one WorkResult.
 type TrainWork struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Subtrees are disjoint; the worker returns one WorkResult for each, as
-	// soon as it is done.
-	Subtrees      []*Subtree `protobuf:"bytes,1,rep,name=subtrees,proto3" json:"subtrees,omitempty"`
+	// Subtree is the work. (Revision 2: it was `repeated Subtree subtrees =
+	// 1`, though a coordinator never sent more than one. A singular message
+	// field reads the same bytes, so workers and coordinators of either
+	// revision understand each other.)
+	Subtree       *Subtree `protobuf:"bytes,1,opt,name=subtree,proto3" json:"subtree,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -855,15 +864,15 @@ func (*TrainWork) Descriptor() ([]byte, []int) {
 	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *TrainWork) GetSubtrees() []*Subtree {
+func (x *TrainWork) GetSubtree() *Subtree {
 	if x != nil {
-		return x.Subtrees
+		return x.Subtree
 	}
 	return nil
 }
 
 // Subtree is one node of a step's fixed pairwise reduction tree (see
-// coordinator.ReduceTree) with the micro-batches of its leaves. Leaf i of
+// tree.ReduceTree) with the micro-batches of its leaves. Leaf i of
 // a step is its i-th micro-batch. The node covers leaves [first_leaf,
 // first_leaf + leaf_count): first_leaf is a multiple of 2^k for the
 // smallest 2^k ≥ leaf_count, and leaf_count is 2^k unless the node reaches
@@ -1167,13 +1176,14 @@ func (*WorkResult_Eval) isWorkResult_Outcome() {}
 // SubtreeGradient is the gradient of one subtree's samples.
 type SubtreeGradient struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// FirstLeaf and leaf_count echo the Subtree.
+	// FirstLeaf and leaf_count echo the Subtree; the coordinator refuses a
+	// result whose echo is not its assignment's subtree (0 and 0: not said).
 	FirstLeaf uint32 `protobuf:"varint,1,opt,name=first_leaf,json=firstLeaf,proto3" json:"first_leaf,omitempty"`
 	LeafCount uint32 `protobuf:"varint,2,opt,name=leaf_count,json=leafCount,proto3" json:"leaf_count,omitempty"`
 	// GradientSum is the sum over the subtree's samples (not the mean) of
 	// the loss gradient, one flat vector named "grad", shape [count], laid
 	// out as Assignment.params. The leaves' sums are added in the tree's
-	// order (coordinator.ReduceTree over the subtree's leaves), so the
+	// order (tree.ReduceTree over the subtree's leaves), so the
 	// coordinator's total does not depend on who computed what.
 	GradientSum *Tensor `protobuf:"bytes,3,opt,name=gradient_sum,json=gradientSum,proto3" json:"gradient_sum,omitempty"`
 	// LeafLossSums holds each leaf's summed loss, leaf by leaf, so the
@@ -1254,7 +1264,8 @@ func (x *SubtreeGradient) GetCorrect() int64 {
 // EvalCount is the result of an EvalWork.
 type EvalCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Begin and end echo the EvalWork.
+	// Begin and end echo the EvalWork; the coordinator refuses a count whose
+	// echo is not its assignment's range (0 and 0: not said).
 	Begin int64 `protobuf:"varint,1,opt,name=begin,proto3" json:"begin,omitempty"`
 	End   int64 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
 	// Correct is the number of samples in [begin, end) classified correctly.
@@ -1368,9 +1379,9 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x06params\x18\a \x01(\v2\x10.dpcnn.v1.TensorR\x06params\x12+\n" +
 	"\x05train\x18\b \x01(\v2\x13.dpcnn.v1.TrainWorkH\x00R\x05train\x12(\n" +
 	"\x04eval\x18\t \x01(\v2\x12.dpcnn.v1.EvalWorkH\x00R\x04evalB\x06\n" +
-	"\x04work\":\n" +
-	"\tTrainWork\x12-\n" +
-	"\bsubtrees\x18\x01 \x03(\v2\x11.dpcnn.v1.SubtreeR\bsubtrees\"a\n" +
+	"\x04work\"8\n" +
+	"\tTrainWork\x12+\n" +
+	"\asubtree\x18\x01 \x01(\v2\x11.dpcnn.v1.SubtreeR\asubtree\"a\n" +
 	"\aSubtree\x12\x1d\n" +
 	"\n" +
 	"first_leaf\x18\x01 \x01(\rR\tfirstLeaf\x12\x1d\n" +
@@ -1457,7 +1468,7 @@ var file_dpcnn_v1_worker_proto_depIdxs = []int32{
 	17, // 8: dpcnn.v1.Assignment.params:type_name -> dpcnn.v1.Tensor
 	9,  // 9: dpcnn.v1.Assignment.train:type_name -> dpcnn.v1.TrainWork
 	11, // 10: dpcnn.v1.Assignment.eval:type_name -> dpcnn.v1.EvalWork
-	10, // 11: dpcnn.v1.TrainWork.subtrees:type_name -> dpcnn.v1.Subtree
+	10, // 11: dpcnn.v1.TrainWork.subtree:type_name -> dpcnn.v1.Subtree
 	14, // 12: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
 	15, // 13: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
 	17, // 14: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
