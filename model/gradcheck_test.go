@@ -93,7 +93,8 @@ func dot(a, b []float64) float64 {
 func newHostLayer(t *testing.T, lp layerPlan, maxBatch int) layer[float64] {
 	t.Helper()
 	var a tensors[float64]
-	l := newLayer(kernels.DeviceOf[float64](kernels.NewReference[float64]()), &a, lp, maxBatch, true, false)
+	f := newFlatParams(&a, lp.paramCount())
+	l := newLayer(kernels.DeviceOf[float64](kernels.NewReference[float64]()), &a, f, lp, maxBatch, true, false)
 	if a.err != nil {
 		t.Fatal(a.err)
 	}

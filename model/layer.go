@@ -82,12 +82,12 @@ func (a *tensors[T]) free() error {
 }
 
 // newLayer builds the layer of a plan on d for batches of up to maxBatch
-// samples, its tensors from a. needDx says whether backward must compute
+// samples, its tensors from a and its parameters from f. needDx says whether backward must compute
 // the input gradient; the first layer with parameters does not need one,
 // which saves the most expensive backward convolution of all. fused marks
 // a conv followed by a relu: the conv applies the ReLU itself, and the
 // relu passes its input on.
-func newLayer[T kernels.Float](d kernels.Device[T], a *tensors[T], lp layerPlan, maxBatch int, needDx, fused bool) layer[T] {
+func newLayer[T kernels.Float](d kernels.Device[T], a *tensors[T], f *flatParams[T], lp layerPlan, maxBatch int, needDx, fused bool) layer[T] {
 	inLen, outLen := maxBatch*lp.In.size(), maxBatch*lp.Out.size()
 	base := layerIO[T]{d: d, inSize: lp.In.size(), outSize: lp.Out.size()}
 	if !(fused && lp.Spec.Type == LayerReLU) {
@@ -103,15 +103,15 @@ func newLayer[T kernels.Float](d kernels.Device[T], a *tensors[T], lp layerPlan,
 			layerIO: base,
 			geom: kernels.ConvGeom{H: lp.In.H, W: lp.In.W, C: lp.In.C, OC: ls.Filters,
 				KH: ls.Size, KW: ls.Size, Stride: lp.Stride, Pad: ls.Pad},
-			w:    newParam(a, lp.Name+".W", lp.weightShape()),
-			bias: newParam(a, lp.Name+".b", []int{ls.Filters}),
+			w:    newParam(f, lp.Name+".W", lp.weightShape()),
+			bias: newParam(f, lp.Name+".b", []int{ls.Filters}),
 			relu: fused,
 		}
 	case LayerAffine:
 		return &affineLayer[T]{
 			layerIO: base,
-			w:       newParam(a, lp.Name+".W", lp.weightShape()),
-			bias:    newParam(a, lp.Name+".b", []int{ls.Units}),
+			w:       newParam(f, lp.Name+".W", lp.weightShape()),
+			bias:    newParam(f, lp.Name+".b", []int{ls.Units}),
 		}
 	case LayerMaxPool, LayerAvgPool:
 		l := &poolLayer[T]{
@@ -144,21 +144,46 @@ func newLayer[T kernels.Float](d kernels.Device[T], a *tensors[T], lp layerPlan,
 	panic(fmt.Sprintf("model: layer %d (%s): no implementation of type %q", lp.Index, lp.Name, ls.Type))
 }
 
-// newParam makes a parameter with its value and gradient tensors on the
-// device. In host memory Value and Grad are those tensors' slices; on a
-// device of its own they are host copies that the network uploads and
-// downloads.
-func newParam[T kernels.Float](a *tensors[T], name string, shape []int) *Param[T] {
+// flatParams is the storage of a network's parameters: one vector of
+// values and one of gradients on the device (and, on a device of its own,
+// their host copies), which every parameter's tensors and Value and Grad
+// slices view in Params order. So the flat parameter vector the wire,
+// checkpoints' hashes and the reduction tree speak of is the network's
+// own memory, and a pass moves the parameters and gradients over the bus
+// in one copy each.
+type flatParams[T kernels.Float] struct {
+	value, grad kernels.Tensor[T] // on the device
+	Value, Grad []T               // host memory: value's and grad's own slices, or host copies
+	next        int               // elements handed out so far
+}
+
+// newFlatParams allocates n parameters' storage from a.
+func newFlatParams[T kernels.Float](a *tensors[T], n int) *flatParams[T] {
+	f := &flatParams[T]{value: a.float(n), grad: a.float(n)}
+	if a.mem == nil {
+		f.Value, f.Grad = f.value.Host(), f.grad.Host()
+	} else {
+		f.Value, f.Grad = make([]T, n), make([]T, n)
+	}
+	return f
+}
+
+// newParam makes the next parameter of the flat storage. A failed
+// allocation left zero tensors: the parameter then views nothing, and
+// New returns the allocation's error.
+func newParam[T kernels.Float](f *flatParams[T], name string, shape []int) *Param[T] {
 	n := 1
 	for _, d := range shape {
 		n *= d
 	}
-	p := &Param[T]{Name: name, Shape: shape, value: a.float(n), grad: a.float(n)}
-	if a.mem == nil {
-		p.Value, p.Grad = p.value.Host(), p.grad.Host()
-	} else {
-		p.Value, p.Grad = make([]T, n), make([]T, n)
+	p := &Param[T]{Name: name, Shape: shape}
+	if f.value.IsZero() {
+		return p
 	}
+	lo, hi := f.next, f.next+n
+	f.next = hi
+	p.value, p.grad = f.value.Slice(lo, hi), f.grad.Slice(lo, hi)
+	p.Value, p.Grad = f.Value[lo:hi:hi], f.Grad[lo:hi:hi]
 	return p
 }
 

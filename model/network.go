@@ -51,8 +51,9 @@ type Network[T kernels.Float] struct {
 	// stops there, as nothing before it has anything to learn.
 	firstParam int
 	params     Params[T]
-	initStd    []float64 // per parameter: std of its initial values, 0 for biases
-	dropout    bool      // some layer is a dropout: training needs sample indices
+	flat       *flatParams[T] // the storage every parameter views
+	initStd    []float64      // per parameter: std of its initial values, 0 for biases
+	dropout    bool           // some layer is a dropout: training needs sample indices
 
 	all            tensors[T]
 	probs, dlogits kernels.Tensor[T] // softmax outputs and loss gradient, maxBatch × classes
@@ -108,19 +109,21 @@ func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[
 		n.samples = n.all.sample(maxBatch)
 		n.logits = make([]T, maxBatch*s.Classes)
 	}
+	total := 0
 	for i, lp := range layerPlans {
-		if lp.hasParams() {
+		if lp.hasParams() && n.firstParam == len(layerPlans) {
 			n.firstParam = i
-			break
 		}
+		total += lp.paramCount()
 	}
+	n.flat = newFlatParams(&n.all, total)
 	for i, lp := range layerPlans {
 		// A conv followed by a relu computes both in one backend call
 		// (ConvForwardReLU); the relu layer then only masks the gradient.
 		fused := (lp.Spec.Type == LayerConv && i+1 < len(layerPlans) && layerPlans[i+1].Spec.Type == LayerReLU) ||
 			(lp.Spec.Type == LayerReLU && i > 0 && layerPlans[i-1].Spec.Type == LayerConv)
 		n.dropout = n.dropout || lp.Spec.Type == LayerDropout
-		l := newLayer(d, &n.all, lp, maxBatch, i > n.firstParam, fused)
+		l := newLayer(d, &n.all, n.flat, lp, maxBatch, i > n.firstParam, fused)
 		n.layers = append(n.layers, l)
 		for _, p := range l.params() {
 			n.params = append(n.params, p)
@@ -160,6 +163,17 @@ func (n *Network[T]) Backend() kernels.Backend[T] { return n.b }
 // the next pass computes with.
 func (n *Network[T]) Params() Params[T] { return n.params }
 
+// FlatValues is the flat parameter vector: every parameter's Value, in
+// Params order, concatenated. It is not a copy: each Value is a view of
+// it, so copying a vector into it sets the parameters, and it changes as
+// they do. The wire's parameter tensors and gradient sums are laid out
+// as it is.
+func (n *Network[T]) FlatValues() []T { return n.flat.Value }
+
+// FlatGrads is the flat gradient vector, every parameter's Grad in Params
+// order, viewed the same way: Backward overwrites it.
+func (n *Network[T]) FlatGrads() []T { return n.flat.Grad }
+
 // MaxBatch is the largest batch a forward pass accepts.
 func (n *Network[T]) MaxBatch() int { return n.maxBatch }
 
@@ -189,9 +203,7 @@ func (n *Network[T]) uploadParams() {
 	if n.mem == nil {
 		return
 	}
-	for _, p := range n.params {
-		kernels.Upload(n.mem, p.value, p.Value)
-	}
+	kernels.Upload(n.mem, n.flat.value, n.flat.Value)
 }
 
 // forward stages batch samples of x (and their dataset indices) on the
@@ -304,9 +316,7 @@ func (n *Network[T]) Backward() error {
 		dy = n.layers[i].backward(dy)
 	}
 	if n.mem != nil {
-		for _, p := range n.params {
-			kernels.Download(n.mem, p.Grad, p.grad)
-		}
+		kernels.Download(n.mem, n.flat.Grad, n.flat.grad)
 	}
 	if err := n.d.Sync(); err != nil {
 		return fmt.Errorf("model: backward: %w", err)

@@ -46,6 +46,59 @@ func TestParamsLayout(t *testing.T) {
 	}
 }
 
+// The flat parameter and gradient vectors are the network's own memory:
+// every parameter's Value and Grad views them in Params order, without
+// overlap, so writing the flat vector sets the parameters, and Backward's
+// gradients show in it without a copy.
+func TestFlatVectorsViewEveryParam(t *testing.T) {
+	net := newTestNetwork[float32](t, "simple", 2)
+	values, grads := net.FlatValues(), net.FlatGrads()
+	if len(values) != net.Params().Count() || len(grads) != len(values) {
+		t.Fatalf("flat vectors of %d and %d values for %d parameters", len(values), len(grads), net.Params().Count())
+	}
+	for i := range values {
+		values[i] = float32(i)
+	}
+	off := 0
+	for _, p := range net.Params() {
+		for i, v := range p.Value {
+			if v != float32(off+i) {
+				t.Fatalf("%s[%d] = %v after writing the flat vector, want %d", p.Name, i, v, off+i)
+			}
+		}
+		if cap(p.Value) != len(p.Value) || cap(p.Grad) != len(p.Grad) {
+			t.Errorf("%s: Value or Grad can grow into the next parameter", p.Name)
+		}
+		off += len(p.Value)
+	}
+	net.InitParams(1)
+	x := make([]float32, 2*net.InputSize())
+	for i := range x {
+		x[i] = float32(i%7) / 7
+	}
+	if _, _, err := net.Loss(x, []int32{3, 5}, nil, RunContext{Train: true}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := net.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	off, nonzero := 0, 0
+	for _, p := range net.Params() {
+		for i, g := range p.Grad {
+			if grads[off+i] != g {
+				t.Fatalf("%s's gradient %d is %v, the flat vector's %v", p.Name, i, g, grads[off+i])
+			}
+			if g != 0 {
+				nonzero++
+			}
+		}
+		off += len(p.Grad)
+	}
+	if nonzero == 0 {
+		t.Fatal("Backward left every gradient zero")
+	}
+}
+
 // TestInitParams checks the initial values: deterministic in the seed,
 // different across seeds and parameters, biases zero, weights with the
 // standard deviation of their layer's init, float32 the rounded float64.

@@ -95,6 +95,7 @@ const (
 // jobState is everything of the job being trained.
 type jobState struct {
 	spec    job.Spec
+	net     *model.Network[float32] // holds the parameters, their flat vector and the gradient the optimizer applies
 	params  model.Params[float32]
 	opt     model.Optimizer[float32]
 	plan    dataset.Plan
@@ -223,7 +224,7 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 	}
 	leaves := plan.MicrosPerStep()
 	j := &jobState{
-		spec: spec, params: params, opt: opt, plan: plan, order: dataset.NewOrder(plan),
+		spec: spec, net: holder, params: params, opt: opt, plan: plan, order: dataset.NewOrder(plan),
 		testLen: testLen, sched: sched, total: sched.Total,
 		result: Result{TestAccuracy: math.NaN()},
 		flat:   make([]float32, params.Count()),
@@ -237,8 +238,9 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 	return j, nil
 }
 
-// snapshot copies the parameters into flat, the vector sent to workers.
-func (j *jobState) snapshot() { job.FlattenValues(j.flat, j.params) }
+// snapshot copies the parameters into flat, the vector sent to workers,
+// which stays as it is while the next step changes the parameters.
+func (j *jobState) snapshot() { copy(j.flat, j.net.FlatValues()) }
 
 // restore resumes the job from a checkpoint of it, changing nothing on an
 // error.

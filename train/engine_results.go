@@ -5,7 +5,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/tree"
 )
 
@@ -218,7 +217,10 @@ func (e *Engine) applyStep() {
 		e.fail(fmt.Errorf("train: step %d: %w", r.version+1, err))
 		return
 	}
-	job.SetGrads(j.params, sum, float32(1)/float32(j.spec.Batch))
+	grads, scale := j.net.FlatGrads(), float32(1)/float32(j.spec.Batch)
+	for i, g := range sum {
+		grads[i] = g * scale // the mean gradient, each one product rounded once
+	}
 	j.opt.Update(e.backend, j.params)
 	j.step++
 	j.snapshot()

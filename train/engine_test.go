@@ -106,7 +106,7 @@ func referenceRun(t *testing.T, spec job.Spec) reference {
 		t.Fatal(err)
 	}
 	flat := make([]float32, params.Count())
-	flatten := func() { job.FlattenValues(flat, params) }
+	flatten := func() { copy(flat, holder.FlatValues()) }
 	idx := make([]int32, spec.Batch)
 	m := spec.MicroBatch
 	leaves := make([][]float32, spec.Batch/m)
@@ -130,7 +130,9 @@ func referenceRun(t *testing.T, spec job.Spec) reference {
 		tree.ReduceTree(leaves)
 		reduceLosses(losses)
 		ref.losses = append(ref.losses, losses[0]/float64(spec.Batch))
-		job.SetGrads(params, leaves[0], float32(1)/float32(spec.Batch))
+		for i, g := range leaves[0] {
+			holder.FlatGrads()[i] = g * (float32(1) / float32(spec.Batch))
+		}
 		opt.Update(b, params)
 	}
 	flatten()

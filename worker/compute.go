@@ -66,7 +66,7 @@ func NewComputer(spec job.Spec, b kernels.Backend[float32], train *dataset.Set, 
 }
 
 // ParamCount is the length of the flat parameter and gradient vectors.
-func (c *Computer) ParamCount() int { return c.net.Params().Count() }
+func (c *Computer) ParamCount() int { return len(c.net.FlatValues()) }
 
 // SetParams copies a flat parameter vector (parameters in Params order,
 // concatenated) into the replica; the next computation takes them to the
@@ -76,7 +76,7 @@ func (c *Computer) SetParams(flat []float32) (err error) {
 	if len(flat) != c.ParamCount() {
 		return fmt.Errorf("worker: %d parameters received, network has %d", len(flat), c.ParamCount())
 	}
-	job.SetValues(c.net.Params(), flat)
+	copy(c.net.FlatValues(), flat)
 	return nil
 }
 
@@ -110,7 +110,7 @@ func (c *Computer) Gradients(mb MicroBatch, grad []float32) (lossSum float64, co
 	if err := c.net.Backward(); err != nil {
 		return 0, 0, fmt.Errorf("worker: step %d: %w", mb.Step+1, err)
 	}
-	job.FlattenGrads(grad, c.net.Params())
+	copy(grad, c.net.FlatGrads())
 	return lossSum, correct, nil
 }
 

@@ -275,9 +275,7 @@ func initialParams(t *testing.T, spec job.Spec) []float32 {
 		t.Fatal(err)
 	}
 	net.InitParams(spec.Seed)
-	flat := make([]float32, net.Params().Count())
-	job.FlattenValues(flat, net.Params())
-	return flat
+	return slices.Clone(net.FlatValues())
 }
 
 // direct computes what a worker must return for a subtree, in this process.
