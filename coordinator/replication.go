@@ -68,7 +68,8 @@ func (c ReplicationConfig) withDefaults() ReplicationConfig {
 // ONNX export of such a network.
 const maxReplicaFileSize = 1<<30 + 32<<20
 
-// Backoff of the background catch-up of a standby that is behind.
+// Backoff of the background catch-up of a standby that is behind
+// (cluster.Backoff).
 const (
 	replicaRetryMin = 500 * time.Millisecond
 	replicaRetryMax = 30 * time.Second

@@ -218,7 +218,7 @@ func (r *replicator) replicate(jobID, path string, info *dpcnnv1.FileInfo) repli
 // when it joins, whenever it falls behind, and on failure again with
 // backoff, until it leaves or the term ends.
 func (r *replicator) catchUp(sb *standby) {
-	backoff := replicaRetryMin
+	retries := keyspace.Backoff(replicaRetryMin, replicaRetryMax)
 	for {
 		lapses := sb.lapseCount()
 		err := r.sendNewest(sb)
@@ -227,14 +227,14 @@ func (r *replicator) catchUp(sb *standby) {
 			if sb.ctx.Err() != nil {
 				return
 			}
-			r.s.log.Warn("replication: standby coordinator behind; retrying", "standby", sb.id, "address", sb.addr, "err", err, "retryIn", backoff)
-			retry = time.NewTimer(backoff)
-			backoff = min(2*backoff, replicaRetryMax)
+			wait := retries.NextBackOff()
+			r.s.log.Warn("replication: standby coordinator behind; retrying", "standby", sb.id, "address", sb.addr, "err", err, "retryIn", wait)
+			retry = time.NewTimer(wait)
 		} else {
 			if sb.caughtUp(lapses) {
 				r.s.log.Info("replication: standby coordinator up to date", "standby", sb.id)
 			}
-			backoff = replicaRetryMin
+			retries.Reset()
 			retry = time.NewTimer(time.Duration(math.MaxInt64)) // only a nudge starts the next round
 		}
 		select {

@@ -79,7 +79,7 @@ func (l *leadership) guard() clientv3.Cmp {
 func (s *Server) campaign(ctx context.Context) {
 	ttl := int(math.Ceil(s.cfg.SessionTTL.Seconds()))
 	addr := s.advertiseAddr()
-	backoff := etcdRetryMin
+	retries := keyspace.Backoff(etcdRetryMin, etcdRetryMax)
 	for ctx.Err() == nil {
 		// The session outlives ctx, so that closing it can still revoke its
 		// lease; ctx (or the attempt's time limit) only aborts its creation.
@@ -95,16 +95,16 @@ func (s *Server) campaign(ctx context.Context) {
 				return
 			}
 			down := s.noteEtcdDown(err)
+			wait := retries.NextBackOff()
 			s.log.Warn("etcd unreachable: not leading; retrying", "err", err, "since", down.since.Format(time.RFC3339),
-				"attempts", down.attempts, "retryIn", backoff)
-			keyspace.Sleep(ctx, backoff)
-			backoff = min(2*backoff, etcdRetryMax)
+				"attempts", down.attempts, "retryIn", wait)
+			keyspace.Sleep(ctx, wait)
 			continue
 		}
 		if s.noteEtcdUp() {
 			s.log.Info("etcd reachable again")
 		}
-		backoff = etcdRetryMin
+		retries.Reset()
 		lost := s.runSession(ctx, sess, addr)
 		sess.Close() // revokes the lease: our keys vanish now, not after the TTL
 		cancelSess()
@@ -115,8 +115,9 @@ func (s *Server) campaign(ctx context.Context) {
 	}
 }
 
-// Backoff of the campaign while etcd cannot be reached, and the time one
-// attempt to open a session may take.
+// Backoff of the campaign while etcd cannot be reached (cluster.Backoff:
+// doubling from the first, randomised, the doubling stopping at the
+// second), and the time one attempt to open a session may take.
 const (
 	etcdRetryMin       = 250 * time.Millisecond
 	etcdRetryMax       = 10 * time.Second
