@@ -1,9 +1,3 @@
-// Package job defines a training job as users write it — the network, the
-// optimizer, the schedule, the data and its augmentation, the seed — and
-// validates it before anything runs. The same Spec is read from cnnctl flags,
-// from a YAML or JSON job file, and (in the distributed trainer) travels to
-// the coordinator and into checkpoints, so a job's result is a pure function
-// of its Spec.
 package job
 
 import (

@@ -1,7 +1,3 @@
-// Package worker computes gradients: it owns a network replica on one
-// Backend, fills micro-batches from its copy of the data set (augmented as the
-// job says), and returns gradient sums. The in-process local trainer and the
-// gRPC worker daemon both use a Computer; only how work reaches it differs.
 package worker
 
 import (
