@@ -1,20 +1,14 @@
 package coordinator
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"os"
-	"path/filepath"
-	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	keyspace "github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
@@ -201,48 +195,6 @@ func (d *driver) run() {
 			d.writeStatus(false)
 		}
 	}
-}
-
-// loadCheckpoint reads the job's newest readable checkpoint, or returns nil
-// when it has none (the job starts over).
-//
-// The files in the job's folder come first, newest step first: persist
-// writes a file (and pushes it to the standbys) before it records it in
-// etcd, so a leader that died between the two left a newer checkpoint on
-// this disk than etcd knows of. A
-// file that cannot be read (truncated, corrupt, of another job) is reported
-// and the next older one is tried, so one bad file loses at most one
-// checkpoint interval. Files are named by step and a step's checkpoint is
-// the same bytes whoever wrote it, so a deposed leader that still writes one
-// cannot spoil the newer checkpoints of its successor.
-func (d *driver) loadCheckpoint() *model.Checkpoint {
-	d.s.mu.Lock()
-	recorded, state := d.entry.status.Checkpoint, d.entry.status.State
-	d.s.mu.Unlock()
-	paths, err := jobCheckpoints(d.s.jobDir(d.id))
-	if err != nil {
-		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("list checkpoints: %v", err))
-	}
-	if recorded != "" && !slices.Contains(paths, recorded) {
-		paths = append(paths, recorded)
-	}
-	for i, path := range paths {
-		c, err := ReadCheckpointFile(path)
-		if err == nil && c.Seed != d.spec.Seed {
-			err = fmt.Errorf("checkpoint %s is of seed %d, the job's seed is %d", path, c.Seed, d.spec.Seed)
-		}
-		if err != nil {
-			next := "starting over"
-			if i+1 < len(paths) {
-				next = "trying an older one"
-			}
-			d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("cannot resume from a checkpoint, %s: %v", next, err))
-			continue
-		}
-		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("resuming the %s job from its checkpoint at step %d", state.Word(), c.Step))
-		return c
-	}
-	return nil
 }
 
 // input handles one thing the server handed over.
@@ -533,164 +485,4 @@ func (d *driver) evalDone(ef train.EvalDone) {
 	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Progress{Progress: p}}, true)
 	d.log.Info("evaluated", "step", ef.Version, "accuracy", ef.Accuracy)
 	d.writeStatus(true)
-}
-
-// persist writes a checkpoint durably, pushes it to the standbys, then
-// records it in etcd: a recorded checkpoint is always on disk, and on every
-// standby in sync.
-func (d *driver) persist(c *model.Checkpoint) error {
-	dir := d.s.jobDir(d.id)
-	path := filepath.Join(dir, checkpointFileName(c.Step))
-	if err := WriteCheckpointFile(path, c); err != nil {
-		return err
-	}
-	file, err := describeFile(path, filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	size, sum := file.Size, file.Sha256
-	// Replication: the standbys store the checkpoint before it is recorded
-	// as the job's latest, so a new leader has it on its own disk.
-	d.replicate(path, file, fmt.Sprintf("the checkpoint at step %d", c.Step))
-	params := c.ParamsSHA256()
-	d.lastCkpt = c
-	now := d.now().UTC()
-	info := &dpcnnv1.CheckpointInfo{Step: c.Step, Epoch: c.Epoch, Size: size, Sha256: sum, WrittenUnixNanos: now.UnixNano(), ParamsSha256: params}
-	d.s.mu.Lock()
-	st := &d.entry.status
-	prev := st.CheckpointStep
-	if st.Checkpoint == "" || prev >= c.Step {
-		prev = c.Step
-	}
-	st.Checkpoint, st.CheckpointStep, st.CheckpointEpoch = path, c.Step, c.Epoch
-	st.CheckpointSize, st.CheckpointSHA256, st.CheckpointWritten, st.Updated = size, sum, now, now
-	st.CheckpointParamsSHA256 = params
-	st.AddCheckpoint(keyspace.CheckpointRecord{Step: c.Step, Epoch: c.Epoch, Size: size, SHA256: sum, ParamsSHA256: params, Written: now})
-	d.s.mu.Unlock()
-	d.dirty = true
-	d.writeStatus(true)
-	// Keep this checkpoint and the one before it, so that a corrupt newest
-	// file still leaves one to resume from.
-	if err := pruneCheckpoints(dir, prev); err != nil {
-		d.log.Warn("remove old checkpoints", "err", err)
-	}
-	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_Checkpoint{Checkpoint: info}}, true)
-	d.log.Info("checkpoint", "step", c.Step, "path", path)
-	return nil
-}
-
-// writeModel exports the final model next to the checkpoint, atomically,
-// and pushes it to the standbys; a failure is reported but does not fail
-// the trained job (DownloadModel exports again).
-func (d *driver) writeModel() {
-	if d.lastCkpt == nil {
-		return
-	}
-	path := filepath.Join(d.s.jobDir(d.id), modelFileName)
-	err := writeFileAtomic(path, func(w io.Writer) error {
-		return model.ExportONNX(w, d.lastCkpt.Spec, d.lastCkpt.Params, model.ONNXOptions{ProducerVersion: d.s.cfg.Version})
-	})
-	if err != nil {
-		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("write the final model: %v", err))
-		return
-	}
-	if file, err := describeFile(path, modelFileName); err == nil {
-		d.replicate(path, file, "the final model")
-	}
-}
-
-// setState moves the job to st: it writes the new status to etcd first,
-// then shows it (GetJob) and publishes the change (WatchJob), so a client
-// that saw the change finds it in etcd too. Staying in a state does
-// nothing.
-func (d *driver) setState(st dpcnnv1.JobState, reason string) {
-	d.s.mu.Lock()
-	next := d.entry.status // the driver is the only writer of a running job's status
-	d.s.mu.Unlock()
-	old := next.State
-	waiting := ""
-	if st == dpcnnv1.JobState_JOB_STATE_WAITING_FOR_WORKERS {
-		waiting = reason
-	}
-	if old == st && next.Waiting == waiting {
-		return
-	}
-	now := d.now().UTC()
-	next.State, next.Updated, next.Waiting = st, now, waiting
-	if st == dpcnnv1.JobState_JOB_STATE_RUNNING && next.Started.IsZero() {
-		next.Started = now
-	}
-	if st == dpcnnv1.JobState_JOB_STATE_FAILED || st == dpcnnv1.JobState_JOB_STATE_CANCELLED {
-		next.Error = reason
-	}
-	if next.Ended() {
-		next.Finished, next.LiveWorkers = now, 0
-	}
-	d.dirty = true
-	d.putStatus(next)
-	d.s.mu.Lock()
-	d.entry.status = next
-	d.entry.publish(stateEvent(old, st, reason), true)
-	d.s.mu.Unlock()
-	d.log.Info("job state", "from", old, "to", st, "reason", reason)
-}
-
-// finish ends the job in state st.
-func (d *driver) finish(st dpcnnv1.JobState, reason string) {
-	d.setState(st, reason)
-	d.ended = true
-	d.s.mu.Lock()
-	select {
-	case d.l.wake <- struct{}{}:
-	default:
-	}
-	d.s.mu.Unlock()
-}
-
-// writeStatus writes the job's status to etcd when it changed: at once
-// when forced, else at most every StatusInterval.
-func (d *driver) writeStatus(force bool) {
-	if !d.dirty || (!force && d.now().Sub(d.lastWrite) < d.s.cfg.StatusInterval) {
-		return
-	}
-	d.s.mu.Lock()
-	st := d.entry.status
-	d.s.mu.Unlock()
-	d.putStatus(st)
-}
-
-// putStatus writes st as the job's status in etcd. A write refused because
-// this coordinator no longer leads ends the term; other failures are
-// retried by the next write.
-func (d *driver) putStatus(st keyspace.JobStatus) {
-	ctx, cancel := context.WithTimeout(d.l.ctx, 5*time.Second)
-	defer cancel()
-	err := keyspace.PutJobStatus(ctx, d.s.cfg.Etcd, d.s.cfg.Prefix, d.id, st, d.l.guard())
-	switch {
-	case errors.Is(err, keyspace.ErrNotLeader):
-		d.log.Warn("no longer the leader: status write refused")
-		d.l.cancel()
-	case err != nil:
-		if d.l.ctx.Err() == nil {
-			d.log.Warn("write job status", "err", err)
-		}
-	default:
-		d.dirty, d.lastWrite = false, d.now()
-	}
-}
-
-func (d *driver) publish(ev *dpcnnv1.JobEvent, retain bool) {
-	d.s.mu.Lock()
-	d.entry.publish(ev, retain)
-	d.s.mu.Unlock()
-}
-
-func (d *driver) logLine(level dpcnnv1.LogLevel, msg string) {
-	d.publish(logEvent(level, "coordinator", msg), true)
-}
-
-// fileExists reports whether path names an existing regular file.
-func fileExists(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular()
 }

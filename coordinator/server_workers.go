@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,100 +325,4 @@ func (s *Server) monitorHeartbeats(l *leadership) {
 			s.mu.Unlock()
 		}
 	}
-}
-
-// FetchDataset implements WorkerService.
-func (s *Server) FetchDataset(req *dpcnnv1.FetchDatasetRequest, stream grpc.ServerStreamingServer[dpcnnv1.FileChunk]) error {
-	want := s.files
-	if len(req.Names) > 0 {
-		want = nil
-		for _, name := range req.Names {
-			var found *dpcnnv1.FileInfo
-			for _, f := range s.files {
-				if f.Name == name {
-					found = f
-				}
-			}
-			if found == nil {
-				return status.Errorf(codes.NotFound, "fetch dataset: no file %q (the coordinator has %s)", name, fileNames(s.files))
-			}
-			want = append(want, found)
-		}
-	}
-	for _, f := range want {
-		if err := sendFile(stream, f, s.filePaths[f.Name]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func fileNames(files []*dpcnnv1.FileInfo) string {
-	out := ""
-	for i, f := range files {
-		if i > 0 {
-			out += ", "
-		}
-		out += f.Name
-	}
-	return out
-}
-
-// ListWorkers implements ClusterService: the workers registered in etcd and
-// those that joined this leader, by id.
-func (s *Server) ListWorkers(ctx context.Context, _ *dpcnnv1.ListWorkersRequest) (*dpcnnv1.ListWorkersResponse, error) {
-	recs, err := keyspace.ListWorkers(ctx, s.cfg.Etcd, s.cfg.Prefix)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "list workers: %v", err)
-	}
-	byID := map[string]*dpcnnv1.WorkerInfo{}
-	for _, r := range recs {
-		byID[r.ID] = &dpcnnv1.WorkerInfo{
-			Id: r.ID, Address: r.Address, Backend: r.Backend, Cores: int32(r.Cores), Version: r.Version,
-			ImagesPerSec: r.Speed, State: dpcnnv1.WorkerState_WORKER_STATE_JOINING,
-		}
-	}
-	s.mu.Lock()
-	running := ""
-	if s.driver != nil {
-		running = s.driver.id
-	}
-	for id, w := range s.workers {
-		info, registered := byID[id]
-		if w.lost && w.stream == nil && !registered {
-			continue // gone, and its registration expired (or it never had one)
-		}
-		j := w.join
-		info = &dpcnnv1.WorkerInfo{
-			Id: id, Address: j.Address, Backend: j.Backend, BackendDetail: j.BackendDetail, Cores: j.Cores,
-			Version: j.Version, ImagesPerSec: j.ImagesPerSec, JoinedUnixNanos: w.joined.UnixNano(),
-			State: dpcnnv1.WorkerState_WORKER_STATE_JOINING,
-		}
-		if w.lost {
-			info.State = dpcnnv1.WorkerState_WORKER_STATE_LOST
-		}
-		if ws := w.stream; ws != nil {
-			info.LastSeenUnixNanos = ws.lastSeen.Load()
-			ws.mu.Lock()
-			info.State = dpcnnv1.WorkerState_WORKER_STATE_IDLE
-			if len(ws.outstanding) > 0 {
-				info.State = dpcnnv1.WorkerState_WORKER_STATE_BUSY
-			}
-			if ws.measured > 0 {
-				info.ImagesPerSec = ws.measured
-			}
-			if ws.job != "" && ws.job == running {
-				info.JobId = ws.job
-			}
-			ws.mu.Unlock()
-		}
-		byID[id] = info
-	}
-	s.mu.Unlock()
-	out := &dpcnnv1.ListWorkersResponse{}
-	for _, info := range byID {
-		out.Workers = append(out.Workers, info)
-	}
-	sort.Slice(out.Workers, func(i, j int) bool { return out.Workers[i].Id < out.Workers[j].Id })
-	return out, nil
 }
