@@ -14,6 +14,7 @@
 //   - jobs_driver.go: a job's driver, events in and effects out;
 //     jobs_driver_checkpoint.go: its checkpoints and model on disk;
 //     jobs_driver_status.go: its state, status in etcd and events;
+//     jobs_driver_metrics.go: its series, the step's phases timed;
 //   - server_workers.go: WorkerService (join, the Work stream,
 //     heartbeats); server_dataset.go: the data set's files;
 //     server_cluster.go: ClusterService; server_files.go: files sent
@@ -22,8 +23,8 @@
 //   - replication*.go: the standbys' copies of checkpoints (send, receive,
 //     atomic files); checkpointfile.go: checkpoint file names and reads.
 //
-// It may import train, tree, job, model, dataset, kernels, cluster, proto
-// and secure of this module, and not worker: workers are reached over gRPC
+// It may import train, tree, job, model, dataset, kernels, cluster,
+// metrics, proto and secure of this module, and not worker: workers are reached over gRPC
 // only, and the data set's files it serves are described by package
 // dataset (TestLayering).
 package coordinator

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/train"
@@ -58,6 +59,7 @@ type driver struct {
 	dirty          bool // the status changed since it was last written
 	lastWrite      time.Time
 	grad           []float32 // received gradients, decoded
+	times          stepTimes // for the metrics
 }
 
 // driverWorker is a worker in the engine and what its stream has been sent.
@@ -204,6 +206,9 @@ func (d *driver) input(in driverInput) {
 		d.streamOpened(in.ws)
 	case streamClosed:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws {
+			if in.ws.hasOutstanding() {
+				d.s.cfg.Metrics.WorkerFailed() // gone with work in hand
+			}
 			d.lose(in.ws.worker)
 		}
 	case workResult:
@@ -212,6 +217,7 @@ func (d *driver) input(in driverInput) {
 		}
 	case workFailure:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			d.s.cfg.Metrics.WorkerFailed()
 			d.step(train.WorkFailed{Worker: in.ws.worker, Assignment: in.f.AssignmentId, Err: errors.New(in.f.Message)})
 		}
 	case cancelJob:
@@ -292,6 +298,7 @@ func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) train.Event 
 			ws.mu.Lock()
 			ws.measured = train.ObserveSpeed(ws.measured, len(leafLosses)*d.spec.MicroBatch, time.Duration(r.ComputeNanos))
 			ws.mu.Unlock()
+			d.s.cfg.Metrics.Microbatches(ws.worker, len(leafLosses), time.Duration(r.ComputeNanos))
 		}
 		first := int(t.GetFirstLeaf())
 		return train.GradientsReceived{
@@ -318,13 +325,14 @@ func clampCount(n int64) int {
 
 // step hands the engine an event and carries out its effects in order.
 func (d *driver) step(ev train.Event) {
-	d.effects = d.eng.Step(ev, d.effects[:0])
+	d.timeEngineCall(ev)
 	for i, ef := range d.effects {
 		if !d.ended {
 			d.effect(ef)
 		}
 		d.effects[i] = nil
 	}
+	d.engineCallDone()
 }
 
 func (d *driver) effect(ef train.Effect) {
@@ -342,7 +350,9 @@ func (d *driver) effect(ef train.Effect) {
 		a := d.assignment(dw, ef.ID, ef.Epoch, ef.Step, ef.Step, ef.Params)
 		a.Work = &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtree: &dpcnnv1.Subtree{
 			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}
+		began := time.Now()
 		d.sendWork(dw, a)
+		d.assignSent(ef.Leaves, time.Since(began))
 	case train.Evaluate:
 		dw := d.workers[ef.Worker]
 		if dw == nil {
@@ -352,14 +362,21 @@ func (d *driver) effect(ef train.Effect) {
 		a := d.assignment(dw, ef.ID, d.eng.EpochsDone(), ef.Version, ef.Version, ef.Params)
 		a.Work = &dpcnnv1.Assignment_Eval{Eval: &dpcnnv1.EvalWork{Begin: int64(ef.From), End: int64(ef.To)}}
 		d.sendWork(dw, a)
+		d.evalSent(ef.From)
 	case train.StepApplied:
+		d.stepTimed(ef)
 		d.stepApplied(ef)
 	case train.EvalDone:
+		d.evalTimed(ef)
 		d.evalDone(ef)
 	case train.PersistCheckpoint:
+		began := time.Now()
 		if err := d.persist(ef.Checkpoint); err != nil {
 			d.finish(dpcnnv1.JobState_JOB_STATE_FAILED, fmt.Sprintf("checkpoint at step %d: %v", ef.Checkpoint.Step, err))
+			return
 		}
+		d.s.cfg.Metrics.Phase(metrics.PhaseCheckpoint, time.Since(began))
+		d.s.cfg.Metrics.CheckpointStored()
 	case train.JobFinished:
 		d.writeModel()
 		d.finish(dpcnnv1.JobState_JOB_STATE_SUCCEEDED, "")
@@ -377,6 +394,7 @@ func (d *driver) effect(ef train.Effect) {
 	case train.Dropped:
 		d.log.Debug("result dropped", "worker", ef.Worker, "assignment", ef.Assignment, "reason", ef.Reason)
 	case train.WorkerFlagged:
+		d.s.cfg.Metrics.WorkerFailed()
 		d.log.Warn("worker flagged", "worker", ef.Worker, "err", ef.Err)
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s gets no more work: %v", ef.Worker, ef.Err))
 	case train.Straggler:

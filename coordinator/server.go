@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,6 +27,7 @@ import (
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/train"
@@ -64,6 +66,10 @@ type ServerConfig struct {
 	Backend kernels.Backend[float32]
 	// Version is the coordinator's build version, for logs.
 	Version string
+	// Metrics receives the coordinator's series (the jobs', its state at
+	// each scrape, its gRPC server's); nil keeps none. Each coordinator of
+	// a process needs its own: the gRPC series register once per registry.
+	Metrics *metrics.Metrics
 
 	// SessionTTL is the lease of the coordinator's leadership: when the
 	// leader dies, a standby takes over this long after (default 5 s).
@@ -223,13 +229,27 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		Tokens: cfg.Tokens, ClientCerts: cfg.Credentials != nil,
 		Require: requirement, Logger: s.log,
 	}
+	unary := []grpc.UnaryServerInterceptor{auth.UnaryInterceptor()}
+	stream := []grpc.StreamServerInterceptor{auth.StreamInterceptor()}
+	var grpcMetrics *grpcprom.ServerMetrics
+	if cfg.Metrics != nil {
+		// After the credentials (a refused call is not served, so not
+		// counted) and before the gate, so that a follower's refusals
+		// show as the UNAVAILABLE answers they are.
+		grpcMetrics = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+		if err := cfg.Metrics.Registry().Register(grpcMetrics); err != nil {
+			return nil, fmt.Errorf("coordinator: server: gRPC metrics: %w", err)
+		}
+		unary = append(unary, grpcMetrics.UnaryServerInterceptor())
+		stream = append(stream, grpcMetrics.StreamServerInterceptor())
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
 		grpc.MaxSendMsgSize(dpcnnv1.MaxMessageSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(auth.UnaryInterceptor(), s.unaryGate),
-		grpc.ChainStreamInterceptor(auth.StreamInterceptor(), s.streamGate),
+		grpc.ChainUnaryInterceptor(append(unary, s.unaryGate)...),
+		grpc.ChainStreamInterceptor(append(stream, s.streamGate)...),
 	}
 	if cfg.Credentials != nil {
 		opts = append(opts, grpc.Creds(secure.LogRefusedHandshakes(cfg.Credentials, s.log)))
@@ -247,7 +267,29 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.setServiceHealth(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	if grpcMetrics != nil {
+		grpcMetrics.InitializeMetrics(s.grpc) // every method's series from zero
+		cfg.Metrics.ReportState(s.metricsState)
+	}
 	return s, nil
+}
+
+// metricsState is what the coordinator's gauges read at each scrape.
+func (s *Server) metricsState() metrics.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := metrics.State{Leader: s.lead != nil, WorkersLive: len(s.workers), Jobs: map[string]int{}}
+	for n := range dpcnnv1.JobState_name {
+		// Every state from zero, so that a dashboard's series exist
+		// before the first job reaches them.
+		if js := dpcnnv1.JobState(n); js != dpcnnv1.JobState_JOB_STATE_UNSPECIFIED {
+			st.Jobs[js.Word()] = 0
+		}
+	}
+	for _, e := range s.jobs {
+		st.Jobs[e.status.State.Word()]++
+	}
+	return st
 }
 
 // requirement says what a call must prove: nothing for health checks
