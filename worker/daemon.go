@@ -20,6 +20,7 @@ import (
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -89,6 +90,9 @@ type DaemonConfig struct {
 
 	// Logger receives the daemon's logs (default: none).
 	Logger *slog.Logger
+	// Metrics receives the worker's series (its micro-batches' compute
+	// time); nil keeps none.
+	Metrics *metrics.Metrics
 	// DialOptions are added to the gRPC dial options; transport security
 	// goes in Credentials, not here.
 	DialOptions []grpc.DialOption
@@ -225,6 +229,7 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 		d.cache = DatasetCache{Dir: cfg.CacheDir}
 	}
 	d.jobs = newJobs(cfg.ID, d.backend, cfg.EvalBatch)
+	d.jobs.metrics = cfg.Metrics
 
 	d.speed = max(cfg.ImagesPerSec, 0)
 	if cfg.ImagesPerSec == 0 {

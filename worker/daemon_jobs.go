@@ -9,6 +9,7 @@ import (
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/tree"
 )
@@ -23,6 +24,7 @@ type jobs struct {
 	backend   kernels.Backend[float32]
 	evalBatch int
 	byID      map[string]*jobRun
+	metrics   *metrics.Metrics
 }
 
 func newJobs(worker string, b kernels.Backend[float32], evalBatch int) *jobs {
@@ -36,6 +38,8 @@ type jobRun struct {
 	spec     job.Spec
 	leaves   int // micro-batches per step: the leaves of a step's reduction tree
 	comp     *Computer
+	worker   string
+	metrics  *metrics.Metrics
 
 	params     []float32 // decode buffer of Assignment.params
 	version    uint64    // of the parameters in comp, when haveParams
@@ -114,6 +118,8 @@ func (js *jobs) build(id string, specJSON []byte, train *dataset.Set) (*jobRun, 
 		leaves:   spec.Batch / spec.MicroBatch,
 		comp:     comp,
 		params:   make([]float32, comp.ParamCount()),
+		worker:   js.worker,
+		metrics:  js.metrics,
 	}, nil
 }
 
@@ -159,6 +165,7 @@ func (j *jobRun) subtree(ctx context.Context, a *dpcnnv1.Assignment, sub *dpcnnv
 		return nil, fmt.Errorf("subtree of leaves [%d, %d): %w", first, first+count, err)
 	}
 	elapsed := time.Since(start)
+	j.metrics.Microbatches(j.worker, count, elapsed)
 
 	j.grad.SetFloat32s("grad", []int{len(grad)}, grad)
 	j.train.FirstLeaf, j.train.LeafCount = sub.GetFirstLeaf(), sub.GetLeafCount()

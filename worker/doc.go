@@ -11,6 +11,6 @@
 //     heartbeats, drain), and the data set's cache, checked by SHA-256.
 //
 // It imports the numeric packages (model, kernels, backends, dataset, job,
-// tree), the wire (proto/dpcnnv1), cluster and secure; never coordinator or
+// tree), the wire (proto/dpcnnv1), cluster, metrics and secure; never coordinator or
 // train.
 package worker

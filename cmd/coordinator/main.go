@@ -22,6 +22,7 @@ import (
 	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/kernels"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/secure"
 )
 
@@ -47,6 +48,7 @@ type config struct {
 	threads           int
 	logLevel          string
 	healthListen      string
+	metricsListen     string
 
 	tls      secure.Files // the gRPC server's certificate, key and client CA
 	etcdTLS  secure.Files // etcd's CA and this client's certificate; default tls
@@ -115,10 +117,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	var m *metrics.Metrics
+	if cfg.metricsListen != "" {
+		m = metrics.New()
+		addr, err := metrics.Serve(ctx, cfg.metricsListen, m)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w", cfg.metricsListen, err)
+		}
+		logger.Info("serving metrics", "address", "http://"+addr.String()+"/metrics")
+	}
+
 	backend := kernels.NewCPU(cfg.threads)
 	defer backend.Close()
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
-		ID: cfg.id, Advertise: cfg.advertise, Etcd: cli, Prefix: cfg.prefix,
+		Metrics: m,
+		ID:      cfg.id, Advertise: cfg.advertise, Etcd: cli, Prefix: cfg.prefix,
 		DataDir: cfg.dataDir, MNISTDir: cfg.mnistDir, Logger: logger, Backend: backend, Version: version,
 		Credentials: creds, Tokens: tokens, Replication: replication,
 	})
@@ -206,6 +219,7 @@ may be set by the environment variable named in its description instead.`,
 	fs.BoolVar(&cfg.replicate, "replicate", true, "when leading, push every checkpoint and model to the standby coordinators' data folders and wait for them (up to --replication-timeout) before recording it; false where the coordinators share --data-dir")
 	fs.DurationVar(&cfg.replicationTimeout, "replication-timeout", 10*time.Second, "how long the leader waits for each standby to store a checkpoint before it goes on without it")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "allow plaintext gRPC and etcd where no TLS files are given, on loopback addresses only (1 or true)")
+	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "serve Prometheus metrics on /metrics, in plaintext, on this address (host:port); empty: none")
 	fs.StringVar(&cfg.healthListen, "health-listen", "", "also serve gRPC health checks alone, in plaintext, on this address, for probes that speak no TLS")
 	envflag.Vars(fs,
 		"listen", "DPCNN_LISTEN", "advertise", "DPCNN_ADVERTISE", "etcd", "DPCNN_ETCD_ENDPOINTS",
@@ -215,7 +229,8 @@ may be set by the environment variable named in its description instead.`,
 		"token-file", "DPCNN_TOKEN_FILE", "etcd-ca", "DPCNN_ETCD_CA", "etcd-cert", "DPCNN_ETCD_CERT",
 		"etcd-key", "DPCNN_ETCD_KEY", "tls-server-name", "DPCNN_TLS_SERVER_NAME",
 		"replicate", "DPCNN_REPLICATE", "replication-timeout", "DPCNN_REPLICATION_TIMEOUT",
-		"insecure", secure.EnvInsecure, "health-listen", "DPCNN_HEALTH_LISTEN")
+		"insecure", secure.EnvInsecure, "health-listen", "DPCNN_HEALTH_LISTEN",
+		"metrics-listen", "DPCNN_METRICS_LISTEN")
 	if err := cmd.Execute(); err != nil {
 		return config{}, err
 	}

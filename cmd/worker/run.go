@@ -17,6 +17,7 @@ import (
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/worker"
 )
@@ -46,7 +47,7 @@ const (
 // for those not given) and runs the worker until ctx ends. The worker logs
 // to stderr and prints nothing to stdout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, level, err := parseConfig(args, os.Getenv, stderr)
+	cfg, level, metricsListen, err := parseConfig(args, os.Getenv, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
 		return nil
 	}
@@ -59,13 +60,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Credentials == nil {
 		cfg.Logger.Warn("dialing coordinators in plaintext, to loopback addresses only (--insecure)")
 	}
+	if metricsListen != "" {
+		cfg.Metrics = metrics.New()
+		addr, err := metrics.Serve(ctx, metricsListen, cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w", metricsListen, err)
+		}
+		cfg.Logger.Info("serving metrics", "address", "http://"+addr.String()+"/metrics")
+	}
 	return worker.Run(ctx, cfg)
 }
 
 // parseConfig turns the command line and the environment into the
-// daemon's configuration and the log level; -h prints the help and returns
+// daemon's configuration, the log level and the metrics address; -h prints the help and returns
 // pflag.ErrHelp.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (worker.DaemonConfig, slog.Level, error) {
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (_ worker.DaemonConfig, _ slog.Level, metricsListen string, _ error) {
 	var cfg worker.DaemonConfig
 	var etcd, level, serverName string
 	var tlsFiles, etcdFiles secure.Files
@@ -106,34 +115,36 @@ named in its description instead.`,
 	fs.StringVar(&etcdFiles.Cert, "etcd-cert", "", "client certificate presented to etcd")
 	fs.StringVar(&etcdFiles.Key, "etcd-key", "", "the key of --etcd-cert")
 	fs.BoolVar(&insecure, "insecure", false, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only (1 or true)")
+	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics on /metrics, in plaintext, on this address (host:port); empty: none")
 	envflag.Vars(fs,
 		"coordinator", envCoordinator, "etcd", envEtcd, "etcd-prefix", envEtcdPrefix, "id", envID,
 		"address", envAddress, "backend", envBackend, "threads", envThreads, "data", dataset.EnvMNISTDir,
 		"cache-dir", envCacheDir, "drain-timeout", envDrainTimeout, "log-level", envLogLevel,
 		"tls-ca", envTLSCA, "tls-cert", envTLSCert, "tls-key", envTLSKey, "tls-server-name", envServerName,
-		"etcd-ca", envEtcdCA, "etcd-cert", envEtcdCert, "etcd-key", envEtcdKey, "insecure", secure.EnvInsecure)
+		"etcd-ca", envEtcdCA, "etcd-cert", envEtcdCert, "etcd-key", envEtcdKey, "insecure", secure.EnvInsecure,
+		"metrics-listen", "DPCNN_METRICS_LISTEN")
 	if err := cmd.Execute(); err != nil {
-		return cfg, 0, err
+		return cfg, 0, "", err
 	}
 	if !parsed {
-		return cfg, 0, pflag.ErrHelp // the help was printed
+		return cfg, 0, "", pflag.ErrHelp // the help was printed
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return cfg, 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return cfg, 0, "", fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	cfg.EtcdEndpoints = cluster.SplitEndpoints(etcd)
 	if cfg.Coordinator == "" && len(cfg.EtcdEndpoints) == 0 {
-		return cfg, 0, fmt.Errorf("no coordinator: give --coordinator (%s) or --etcd (%s)", envCoordinator, envEtcd)
+		return cfg, 0, "", fmt.Errorf("no coordinator: give --coordinator (%s) or --etcd (%s)", envCoordinator, envEtcd)
 	}
 	if cfg.DrainTimeout <= 0 {
-		return cfg, 0, fmt.Errorf("--drain-timeout %v: must be positive", cfg.DrainTimeout)
+		return cfg, 0, "", fmt.Errorf("--drain-timeout %v: must be positive", cfg.DrainTimeout)
 	}
 	if err := secureConfig(&cfg, tlsFiles, etcdFiles, serverName, insecure); err != nil {
-		return cfg, 0, err
+		return cfg, 0, "", err
 	}
 	cfg.Version = version()
-	return cfg, lvl, nil
+	return cfg, lvl, metricsListen, nil
 }
 
 // secureConfig loads the worker's TLS files into cfg, or checks that

@@ -44,7 +44,7 @@ func TestParseConfigFlagsOverEnvironment(t *testing.T) {
 		envCoordinator: "coord:1", envEtcd: " https://a:2379, https://b:2379 ,", envEtcdPrefix: "/x/",
 		envID: "w-env", envBackend: "reference", envThreads: "3", "DPCNN_MNIST_DIR": "/mnist", envCacheDir: "/cache",
 	}))
-	cfg, _, err := parseConfig(nil, getenv, &bytes.Buffer{})
+	cfg, _, _, err := parseConfig(nil, getenv, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestParseConfigFlagsOverEnvironment(t *testing.T) {
 		cfg.DataDir != "/mnist" || cfg.CacheDir != "/cache" {
 		t.Errorf("from the environment: %+v", cfg)
 	}
-	cfg, _, err = parseConfig([]string{"--coordinator", "other:2", "--id", "w-flag", "--threads", "1", "--data", "", "--drain-timeout", "3s"}, getenv, &bytes.Buffer{})
+	cfg, _, _, err = parseConfig([]string{"--coordinator", "other:2", "--id", "w-flag", "--threads", "1", "--data", "", "--drain-timeout", "3s"}, getenv, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestParseConfigFlagsOverEnvironment(t *testing.T) {
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	cfg, _, err := parseConfig([]string{"--coordinator", "127.0.0.1:1", "--insecure"}, env(nil), &bytes.Buffer{})
+	cfg, _, _, err := parseConfig([]string{"--coordinator", "127.0.0.1:1", "--insecure"}, env(nil), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--coordinator", "c:1", "--tls-ca", filepath.Join(dir, secure.FileCA)}, nil, "--tls-cert and --tls-key are required"},
 		{[]string{"--coordinator", "c:1"}, tlsEnv(dir, map[string]string{envTLSKey: filepath.Join(dir, "nope.key")}), "nope.key"},
 	} {
-		_, _, err := parseConfig(c.args, env(c.env), &bytes.Buffer{})
+		_, _, _, err := parseConfig(c.args, env(c.env), &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("parseConfig(%q, %v) = %v, want an error containing %q", c.args, c.env, err, c.want)
 		}
