@@ -21,6 +21,7 @@ import (
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
 	"github.com/dpcnn/dpcnn/worker"
@@ -37,6 +38,11 @@ type Config struct {
 	// Version is the build version the coordinator and the workers
 	// report (default "local").
 	Version string
+	// Metrics receives the coordinator's series; nil keeps none. The
+	// workers get none of their own: in one process their micro-batch
+	// times would count twice, and the coordinator has them already
+	// from their results.
+	Metrics *metrics.Metrics
 }
 
 // Cluster is a whole cluster in this process: an embedded etcd, one
@@ -132,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	lc.closers = append(lc.closers, func() { backends.Close(optimizer) })
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		ID: "local", Etcd: cli, DataDir: filepath.Join(cfg.Dir, "coordinator"), MNISTDir: mnist, Train: lc.Train, Test: lc.Test,
-		Logger: cfg.Logger, Backend: optimizer, Version: cfg.Version,
+		Logger: cfg.Logger, Backend: optimizer, Version: cfg.Version, Metrics: cfg.Metrics,
 		// The only coordinator: there is no standby to push checkpoints to.
 		Replication: coordinator.ReplicationConfig{Disabled: true},
 		Credentials: credentials.NewTLS(pki.coordinatorServer), Tokens: pki.tokens,
