@@ -20,6 +20,7 @@ import (
 // trainOptions are the flags of `cnnctl train` other than the job's.
 type trainOptions struct {
 	dataDir, backend, out string
+	metricsListen         string // of the local cluster's coordinator; "" for none
 	threads, workers      int
 	inProcess             bool
 }
@@ -74,6 +75,7 @@ to --out at the end (--in-process: after every epoch too); evaluate it with
 	cmd.Flags().IntVar(&o.workers, "workers", 1, "workers of the local cluster")
 	cmd.Flags().BoolVar(&o.inProcess, "in-process", false, "train in a plain loop in this process: no etcd, no gRPC (the baseline of 'cnnctl bench cluster')")
 	cmd.Flags().StringVarP(&o.out, "out", "o", "", "output folder (default runs/<net>-seed<seed>)")
+	cmd.Flags().StringVar(&o.metricsListen, "metrics-listen", "", "serve the local cluster's Prometheus metrics on /metrics at this address (host:port); empty: none")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/localcluster"
+	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -22,8 +23,18 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 		return err
 	}
 	defer os.RemoveAll(dir)
+	var m *metrics.Metrics
+	if o.metricsListen != "" {
+		m = metrics.New()
+		addr, err := metrics.Serve(ctx, o.metricsListen, m)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)
+		}
+		fmt.Fprintf(e.stdout, "metrics on http://%s/metrics\n", addr)
+	}
 	lc, err := localcluster.Start(ctx, localcluster.Config{
 		Dir: dir, Workers: o.workers, Threads: o.threads, Backend: o.backend, MNISTDir: o.dataDir, Logger: e.log, Version: localVersion,
+		Metrics: m,
 	})
 	if err != nil {
 		return err
