@@ -76,12 +76,20 @@ func (c *stubCoordinator) FetchDataset(req *dpcnnv1.FetchDatasetRequest, s grpc.
 	return c.files.FetchDataset(req, s)
 }
 
+// beat is a heartbeat with the number of results and failures the stream
+// had carried before it: the stream keeps the worker's order, so a beat
+// after n answers was sent after them.
+type beat struct {
+	*dpcnnv1.Heartbeat
+	after int
+}
+
 // stubStream is one Work stream as the coordinator sees it.
 type stubStream struct {
 	hello *dpcnnv1.Hello
 	s     grpc.BidiStreamingServer[dpcnnv1.WorkerMessage, dpcnnv1.CoordinatorMessage]
 	in    chan *dpcnnv1.WorkerMessage // results and failures
-	beats chan *dpcnnv1.Heartbeat
+	beats chan beat
 	done  chan struct{} // the worker's side ended
 	err   error         // how, once done is closed (nil: the worker closed it)
 }
@@ -104,9 +112,10 @@ func (c *stubCoordinator) Work(s grpc.BidiStreamingServer[dpcnnv1.WorkerMessage,
 		return status.Errorf(codes.FailedPrecondition, "unknown session %q", hello.GetSession())
 	}
 	ss := &stubStream{hello: hello, s: s, in: make(chan *dpcnnv1.WorkerMessage, 64),
-		beats: make(chan *dpcnnv1.Heartbeat, 1024), done: make(chan struct{})}
+		beats: make(chan beat, 1024), done: make(chan struct{})}
 	c.streams <- ss
 	defer close(ss.done)
+	answers := 0
 	for {
 		m, err := s.Recv()
 		if err != nil {
@@ -117,11 +126,12 @@ func (c *stubCoordinator) Work(s grpc.BidiStreamingServer[dpcnnv1.WorkerMessage,
 		}
 		if hb := m.GetHeartbeat(); hb != nil {
 			select {
-			case ss.beats <- hb:
+			case ss.beats <- beat{hb, answers}:
 			default:
 			}
 			continue
 		}
+		answers++
 		ss.in <- m
 	}
 }
@@ -421,13 +431,22 @@ func TestDaemonComputesAssignments(t *testing.T) {
 	grad, losses, correct := direct(t, spec, train, p1, 1, 1, idx)
 	checkGradient(t, ss.next(t), 4, 0, 4, grad, losses, correct)
 
-	select {
-	case hb := <-ss.beats:
-		if len(hb.GetBusyAssignmentIds()) > 1 {
-			t.Errorf("heartbeat %v while idle", hb)
+	// Heartbeats sent before the last answer may list anything; one sent
+	// after it lists no assignment but the last, which ends just after its
+	// answer is sent.
+	for idle := false; !idle; {
+		select {
+		case hb := <-ss.beats:
+			if hb.after < 4 {
+				continue
+			}
+			if busy := hb.GetBusyAssignmentIds(); len(busy) > 1 || len(busy) == 1 && busy[0] != 4 {
+				t.Errorf("heartbeat %v after the last answer, want at most assignment 4", hb.Heartbeat)
+			}
+			idle = true
+		case <-time.After(hangGuard):
+			t.Fatal("no heartbeat after the last answer")
 		}
-	case <-time.After(hangGuard):
-		t.Fatal("no heartbeat")
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("Run = %v after its context ended, want nil", err)
