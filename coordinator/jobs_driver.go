@@ -40,6 +40,9 @@ type driver struct {
 	// otherKind lists the workers of another kind left out of the job,
 	// each said once in the job log.
 	otherKind map[string]bool
+	// backupFor is the worker the last straggler's copy went to: its
+	// log line said why that work was given out again.
+	backupFor string
 	eng       *train.Engine
 	sched     job.Schedule             // the job's optimizer steps, in all and per epoch
 	workers   map[string]*driverWorker // in the engine, by id
@@ -150,6 +153,9 @@ func (d *driver) run() {
 			d.input(o)
 		}
 	}
+	// Which coordinator drives the job, and since which election, is in
+	// the job's log, so a reader sees where a leader change took it over.
+	d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("coordinator %s leads the job (term %d)", d.s.cfg.ID, d.l.term))
 	resume := d.loadCheckpoint()
 	if resume != nil {
 		d.startStep = resume.Step
@@ -208,6 +214,7 @@ func (d *driver) input(in driverInput) {
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws {
 			if in.ws.hasOutstanding() {
 				d.s.cfg.Metrics.WorkerFailed() // gone with work in hand
+				d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s was lost with work in hand; its work goes to the others", in.ws.worker))
 			}
 			d.lose(in.ws.worker)
 		}
@@ -352,7 +359,11 @@ func (d *driver) effect(ef train.Effect) {
 			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}
 		began := time.Now()
 		d.sendWork(dw, a)
-		d.assignSent(ef.Leaves, time.Since(began))
+		if again := d.assignSent(ef.Leaves, time.Since(began)); again && d.backupFor == ef.Worker {
+			d.backupFor = "" // the straggler's copy, said already
+		} else if again {
+			d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_INFO, fmt.Sprintf("step %d: micro-batches [%d, %d) given out again, to worker %s", ef.Step+1, ef.Leaves.Lo, ef.Leaves.Hi, ef.Worker))
+		}
 	case train.Evaluate:
 		dw := d.workers[ef.Worker]
 		if dw == nil {
@@ -398,6 +409,7 @@ func (d *driver) effect(ef train.Effect) {
 		d.log.Warn("worker flagged", "worker", ef.Worker, "err", ef.Err)
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s gets no more work: %v", ef.Worker, ef.Err))
 	case train.Straggler:
+		d.backupFor = ef.Backup
 		d.log.Warn("slow worker", "worker", ef.Worker, "assignment", ef.Assignment, "waited", ef.Waited, "deadline", ef.Deadline, "backup", ef.Backup)
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("worker %s is slow: its assignment %d has waited %s, past its deadline of %s; a copy went to %s",
 			ef.Worker, ef.Assignment, ef.Waited.Round(time.Millisecond), ef.Deadline.Round(time.Millisecond), ef.Backup))

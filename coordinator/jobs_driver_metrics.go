@@ -47,8 +47,9 @@ func (d *driver) engineCallDone() {
 }
 
 // assignSent notes the sending of an assignment of the step, which took
-// took, and counts a reassignment when its subtree was given out before.
-func (d *driver) assignSent(leaves tree.Subtree, took time.Duration) {
+// took, and counts a reassignment when its subtree was given out before,
+// which it reports.
+func (d *driver) assignSent(leaves tree.Subtree, took time.Duration) (again bool) {
 	t := &d.times
 	if t.firstAssign.IsZero() {
 		t.firstAssign = time.Now().Add(-took)
@@ -57,10 +58,12 @@ func (d *driver) assignSent(leaves tree.Subtree, took time.Duration) {
 	if t.given == nil {
 		t.given = map[tree.Subtree]bool{}
 	}
-	if t.given[leaves] {
+	again = t.given[leaves]
+	if again {
 		d.s.cfg.Metrics.Reassigned()
 	}
 	t.given[leaves] = true
+	return again
 }
 
 // evalSent counts a reassignment when the evaluation's range from was

@@ -152,6 +152,7 @@ type testWorker struct {
 	rogue       bool
 	hostile     bool
 	silent      bool
+	quits       bool // ends its stream on its first assignment, with it in hand
 	misecho     bool
 	assignments atomic.Int64 // how many it received
 	ended       error        // how the coordinator ended its stream
@@ -238,6 +239,11 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 		w.mu.Unlock()
 		if w.silent {
 			continue
+		}
+		if w.quits {
+			sendMu.Lock() // the heartbeats send on the stream too
+			defer sendMu.Unlock()
+			return stream.CloseSend()
 		}
 		if len(a.JobSpecJson) > 0 {
 			if spec, err = job.Parse(a.JobSpecJson); err != nil {
@@ -486,6 +492,69 @@ func TestServerDropsSilentWorker(t *testing.T) {
 	if silent.assignments.Load() == 0 || status.Code(silent.ended) != codes.DeadlineExceeded {
 		t.Fatalf("the silent worker got %d assignments and its stream ended with %v; want some, and DEADLINE_EXCEEDED", silent.assignments.Load(), silent.ended)
 	}
+	// The job's log tells a user what happened (cnnctl logs prints it).
+	// Its deadline or its heartbeats' timeout, whichever comes first, takes
+	// the silent worker's work from it.
+	all := jobLog(t, c, "tiny")
+	if !strings.Contains(all, "coordinator c1 leads the job (term ") ||
+		!strings.Contains(all, "worker silent is slow") && !strings.Contains(all, "worker silent was lost with work in hand") {
+		t.Errorf("the job's log lacks its coordinator, or the silent worker's slowness or loss:\n%s", all)
+	}
+}
+
+// A worker that leaves with work in hand has its work given to the others,
+// and the job's log says both.
+func TestServerReassignsTheWorkOfALostWorker(t *testing.T) {
+	train, test := loadMNIST(t)
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	quitter := &testWorker{id: "quitter", train: train, test: test, quits: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- quitter.run(ctx, c.conn) }()
+	// The quitter is in before the job starts, so it is given work.
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(10 * time.Millisecond) {
+		l, err := dpcnnv1.NewClusterServiceClient(c.conn).ListWorkers(ctx, &dpcnnv1.ListWorkersRequest{})
+		if err == nil && len(l.Workers) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the quitter never joined: %v, %v", l, err)
+		}
+	}
+	startWorkers(t, c.conn, &testWorker{id: "w-1", train: train, test: test})
+	spec := tinySpec()
+	spec.MicroBatch = 5
+	runTinyJob(t, cli, c, spec, 1, false)
+	if err := <-done; err != nil || quitter.assignments.Load() != 1 {
+		t.Fatalf("the quitter got %d assignments and ended with %v; want 1 and nil", quitter.assignments.Load(), err)
+	}
+	all := jobLog(t, c, "tiny")
+	for _, want := range []string{"worker quitter was lost with work in hand", "given out again, to worker w-1"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the job's log lacks %q:\n%s", want, all)
+		}
+	}
+}
+
+// jobLog is the messages of a job's log events, a line each.
+func jobLog(t *testing.T, c *testCoordinator, jobID string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	page, err := dpcnnv1.NewJobServiceClient(c.conn).ListJobEvents(ctx, &dpcnnv1.ListJobEventsRequest{JobId: jobID, PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []string
+	for _, ev := range page.Events {
+		if l := ev.GetLog(); l != nil {
+			log = append(log, l.Message)
+		}
+	}
+	return strings.Join(log, "\n")
 }
 
 // runTinyJob submits spec as job "tiny" to c, follows it to its end and
