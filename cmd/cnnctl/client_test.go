@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
@@ -58,6 +60,9 @@ func (f *fakeCoordinator) refuse() error {
 
 var fakeJob = &dpcnnv1.Job{
 	Id: "job-1", Name: "mnist", State: dpcnnv1.JobState_JOB_STATE_RUNNING, Backend: "cpu",
+	// The book's deep net, whose dropout the training accuracy's label
+	// names.
+	SpecJson:         job.Spec{Network: "deep", Batch: 100, Epochs: 2}.WithDefaults().JSON(),
 	CreatedUnixNanos: time.Now().Add(-time.Minute).UnixNano(),
 	Progress: &dpcnnv1.JobProgress{Epoch: 1, Epochs: 2, StepInEpoch: 3, StepsPerEpoch: 6, GlobalStep: 3, TotalSteps: 12,
 		Loss: 1.25, TrainAccuracy: 0.5, ImagesPerSec: 900, LiveWorkers: 3, EtaNanos: int64(9 * time.Second),
@@ -87,10 +92,13 @@ func (f *fakeCoordinator) GetJob(_ context.Context, r *dpcnnv1.GetJobRequest) (*
 	if err := f.refuse(); err != nil {
 		return nil, err
 	}
-	if r.JobId != "job-1" {
-		return nil, status.Errorf(codes.NotFound, "job %q not found", r.JobId)
+	switch r.JobId {
+	case "job-1":
+		return fakeJob, nil
+	case "job-failing":
+		return &dpcnnv1.Job{Id: r.JobId, State: dpcnnv1.JobState_JOB_STATE_RUNNING}, nil
 	}
-	return fakeJob, nil
+	return nil, status.Errorf(codes.NotFound, "job %q not found", r.JobId)
 }
 
 func (f *fakeCoordinator) ListJobs(_ context.Context, r *dpcnnv1.ListJobsRequest) (*dpcnnv1.ListJobsResponse, error) {
@@ -241,7 +249,7 @@ func TestClientCommands(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"status", "job-1"}, []string{"state:", "running", "epoch 1/2 step 3/6 loss 1.2500", "eta 9s workers 3", "0.7500 (150/200)", "step 6, epoch 1, 10 bytes",
+		{[]string{"status", "job-1"}, []string{"state:", "running", "epoch 1/2 step 3/6 loss 1.2500 train acc 0.500 (dropout on)", "eta 9s workers 3", "0.7500 (150/200)", "step 6, epoch 1, 10 bytes",
 			"40 images given out again, 2 steps redone", "slowest worker:  w-2 (an assignment waited 2.5s",
 			"checkpoints:", "PARAMS SHA256", strings.Repeat("34", 32), strings.Repeat("cd", 32)}},
 		{[]string{"status", "job-1", "-o", "json"}, []string{`"id": "job-1"`, `"JOB_STATE_RUNNING"`}},
@@ -250,7 +258,7 @@ func TestClientCommands(t *testing.T) {
 		{[]string{"cancel", "job-1"}, []string{"job job-1: cancelled"}},
 		{[]string{"logs", "job-1"}, []string{"state pending -> running", "workers: 2 live, joined w-1 w-2", "warn [worker w-1] slow",
 			"epoch 1: test accuracy 0.5000 (100/200)", "checkpoint at step 2", "state running -> succeeded"}},
-		{[]string{"watch", "job-1"}, []string{"epoch 1/1 step 1/2 loss 2.0000", "workers 2", "epoch 1: test accuracy 0.5000", "state running -> succeeded"}},
+		{[]string{"watch", "job-1"}, []string{"epoch 1/1 step 1/2 loss 2.0000 train acc 0.000 (dropout on)", "workers 2", "epoch 1: test accuracy 0.5000", "state running -> succeeded"}},
 		{[]string{"workers"}, []string{"WORKER", "w-1", "busy", "cpu", "812", "job-1", "dev"}},
 		{[]string{"download", "job-1", "--checkpoint", "-o", ckpt}, []string{ckpt + ": 31 bytes, sha256 "}},
 		{[]string{"submit", "job", "--net", "simple", "--epochs", "1", "--id", "mine", "--backend", "cpu", "--name", "first"}, []string{"job job-1 submitted (pending)"}},
@@ -292,6 +300,29 @@ func mustRun(t *testing.T, args ...string) string {
 		t.Fatalf("cnnctl %s: %v\n%s", strings.Join(args, " "), err, got)
 	}
 	return got
+}
+
+// watch and logs with --output json print every event as one line of
+// JSON that reads back as the JobEvent the coordinator sent.
+func TestClientEventsAsJSONLines(t *testing.T) {
+	addr := serveFake(t, &fakeCoordinator{})
+	want := fakeEvents()
+	for _, cmd := range []string{"watch", "logs"} {
+		got := mustRun(t, cmd, "job-1", "-o", "json", "--coordinator", addr)
+		lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+		if len(lines) != len(want) {
+			t.Errorf("cnnctl %s -o json printed %d lines, want one for each of the %d events:\n%s", cmd, len(lines), len(want), got)
+			continue
+		}
+		for i, line := range lines {
+			var ev dpcnnv1.JobEvent
+			if err := protojson.Unmarshal([]byte(line), &ev); err != nil {
+				t.Errorf("cnnctl %s -o json, line %d %q: %v", cmd, i+1, line, err)
+			} else if !proto.Equal(&ev, want[i]) {
+				t.Errorf("cnnctl %s -o json, line %d reads as %v, want %v", cmd, i+1, &ev, want[i])
+			}
+		}
+	}
 }
 
 // A follower names the leader; the client goes there once.
@@ -351,6 +382,8 @@ func TestClientBadInput(t *testing.T) {
 		{[]string{"status"}, "accepts 1 arg"},
 		{[]string{"status", "a", "b"}, "accepts 1 arg"},
 		{[]string{"status", "job-1", "-o", "yaml"}, `--output "yaml"`},
+		{[]string{"watch", "job-1", "-o", "yaml"}, `--output "yaml"`},
+		{[]string{"logs", "job-1", "-o", "yaml"}, `--output "yaml"`},
 		{[]string{"status", "nope"}, `status nope: job "nope" not found`},
 		{[]string{"status", "job-1", "--coordinator", "localhost"}, `--coordinator "localhost"`},
 		{[]string{"status", "job-1", "--coordinator", "127.0.0.1:http"}, "port"},

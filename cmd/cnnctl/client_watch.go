@@ -18,21 +18,30 @@ import (
 func newWatchCmd(e *env) *cobra.Command {
 	var cf clientFlags
 	var quiet bool
+	var output string
 	cmd := &cobra.Command{
 		Use:   "watch JOB",
 		Short: "Follow a job's progress until it ends",
 		Long: `Follow a job until it ends: a progress bar on a terminal, else about ten lines
-an epoch (epoch, step, loss, accuracy, images/s, ETA, live workers), and a line for
-every evaluation, state change, log line, checkpoint and membership change.
+an epoch (epoch, step, loss, training accuracy, images/s, ETA, live workers), and a
+line for every evaluation, state change, log line, checkpoint and membership change.
+The training accuracy is the step's own forward pass: with dropout on and
+augmented images where the job has them, as its label says.
+With --output json, every event is one line of JSON (the JobEvent message).
 It fails when the job fails or is cancelled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutputFormat(output); err != nil {
+				return err
+			}
 			c, err := cf.dial()
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			res, err := c.watch(cmd.Context(), args[0], newWatchView(e.stdout, quiet))
+			view := newWatchView(e.stdout, quiet)
+			view.json = output == "json"
+			res, err := c.watch(cmd.Context(), args[0], view)
 			if err != nil {
 				return err
 			}
@@ -41,6 +50,7 @@ It fails when the job fails or is cancelled.`,
 	}
 	cf.register(cmd.Flags())
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print evaluations, state changes and errors only")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, or json (one JobEvent a line)")
 	return cmd
 }
 
@@ -78,7 +88,18 @@ func (c *client) watch(ctx context.Context, jobID string, view *watchView) (*wat
 	res := &watchResult{JobID: jobID}
 	var last uint64
 	defer view.finish()
-	err := c.do(ctx, "watch "+jobID, func(ctx context.Context) error {
+	// The job's spec says what its training accuracy is measured under.
+	err := c.unary(ctx, "status "+jobID, func(ctx context.Context) error {
+		j, err := c.jobs().GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: jobID})
+		if err == nil {
+			view.conditions = specConditions(j.SpecJson)
+		}
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	err = c.do(ctx, "watch "+jobID, func(ctx context.Context) error {
 		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: jobID, AfterSequence: last})
 		if err != nil {
 			return err
@@ -135,12 +156,15 @@ func (r *watchResult) add(ev *dpcnnv1.JobEvent) {
 }
 
 // watchView shows a job's events: a progress bar when out is a terminal,
-// plain lines (about ten an epoch) otherwise.
+// plain lines (about ten an epoch) otherwise, or every event as a line of
+// JSON.
 type watchView struct {
-	out   io.Writer
-	quiet bool
-	tty   bool
-	bar   *progressbar.ProgressBar
+	out        io.Writer
+	quiet      bool
+	json       bool
+	tty        bool
+	conditions string // of the training accuracy, for its label
+	bar        *progressbar.ProgressBar
 }
 
 func newWatchView(out io.Writer, quiet bool) *watchView {
@@ -152,6 +176,10 @@ func newWatchView(out io.Writer, quiet bool) *watchView {
 }
 
 func (v *watchView) show(ev *dpcnnv1.JobEvent) {
+	if v.json {
+		writeJSONLine(v.out, ev) // a broken stdout ends the command by itself
+		return
+	}
 	p, isProgress := ev.Kind.(*dpcnnv1.JobEvent_Progress)
 	if !isProgress {
 		if _, log := ev.Kind.(*dpcnnv1.JobEvent_Log); v.quiet && log && ev.GetLog().Level < dpcnnv1.LogLevel_LOG_LEVEL_WARN {
@@ -163,7 +191,7 @@ func (v *watchView) show(ev *dpcnnv1.JobEvent) {
 		if _, wc := ev.Kind.(*dpcnnv1.JobEvent_WorkersChanged); v.quiet && wc {
 			return
 		}
-		v.line(eventText(ev))
+		v.line(eventText(ev, v.conditions))
 		return
 	}
 	pr := p.Progress
@@ -177,13 +205,15 @@ func (v *watchView) show(ev *dpcnnv1.JobEvent) {
 				progressbar.OptionClearOnFinish(),
 			)
 		}
-		v.bar.Describe(fmt.Sprintf("epoch %d/%d loss %.4f acc %.3f %.0f img/s workers %d",
-			pr.Epoch, pr.Epochs, pr.Loss, pr.TrainAccuracy, pr.ImagesPerSec, pr.LiveWorkers))
+		// The bar shows the steps done and their rate; the description
+		// the rest of the report, ETA included (the job's own estimate,
+		// which knows about evaluations and restarts).
+		v.bar.Describe(progressText(pr, v.conditions))
 		v.bar.Set64(pr.GlobalStep)
 	} else if !v.quiet {
 		every := max(1, pr.StepsPerEpoch/10)
 		if pr.StepInEpoch%every == 0 || pr.StepInEpoch == pr.StepsPerEpoch || pr.GlobalStep == pr.TotalSteps {
-			v.line(progressText(pr))
+			v.line(progressText(pr, v.conditions))
 		}
 	}
 	if pr.Evaluation != nil {

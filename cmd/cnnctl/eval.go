@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -14,13 +15,16 @@ import (
 )
 
 func newEvalCmd(e *env) *cobra.Command {
-	var dataDir, backend string
+	var dataDir, backend, output string
 	var threads, limit, batch int
 	cmd := &cobra.Command{
 		Use:   "eval CHECKPOINT",
 		Short: "Evaluate a checkpoint's test accuracy on the MNIST test set",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutputFormat(output); err != nil {
+				return err
+			}
 			c, err := coordinator.ReadCheckpointFile(args[0])
 			if err != nil {
 				return err
@@ -64,8 +68,15 @@ func newEvalCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			res := evalResult{Checkpoint: args[0], Step: c.Step, Epoch: c.Epoch, ParamsSHA256: c.ParamsSHA256(),
+				Correct: correct, Samples: n, TestAccuracy: float64(correct) / float64(n)}
+			if output == "json" {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
 			fmt.Fprintf(e.stdout, "%s: step %d, epoch %d: test accuracy %.4f (%d/%d)\n",
-				args[0], c.Step, c.Epoch, float64(correct)/float64(n), correct, n)
+				res.Checkpoint, res.Step, res.Epoch, res.TestAccuracy, res.Correct, res.Samples)
 			return nil
 		},
 	}
@@ -74,5 +85,17 @@ func newEvalCmd(e *env) *cobra.Command {
 	cmd.Flags().IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
 	cmd.Flags().IntVar(&limit, "test-limit", 0, "evaluate the first N test images only (0: all)")
 	cmd.Flags().IntVar(&batch, "batch", 500, "evaluation batch size")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// evalResult is what cnnctl eval prints with --output json.
+type evalResult struct {
+	Checkpoint   string  `json:"checkpoint"`
+	Step         int64   `json:"step"`
+	Epoch        int64   `json:"epoch"`
+	ParamsSHA256 string  `json:"paramsSha256"`
+	Correct      int     `json:"correct"`
+	Samples      int     `json:"samples"`
+	TestAccuracy float64 `json:"testAccuracy"`
 }

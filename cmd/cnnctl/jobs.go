@@ -144,14 +144,20 @@ func newCancelCmd(e *env) *cobra.Command {
 func newLogsCmd(e *env) *cobra.Command {
 	var cf clientFlags
 	var after uint64
+	var output string
 	cmd := &cobra.Command{
 		Use:   "logs JOB",
 		Short: "Print a job's events: state changes, log lines, evaluations, checkpoints, workers",
 		Long: `Print a job's retained events, oldest first: state changes, log lines from the
-coordinator and the workers, evaluations, checkpoints and membership changes.
-Plain progress reports are not retained; 'cnnctl watch' follows them live.`,
+coordinator and the workers (a worker lost with work in hand, work given out again,
+a slow worker, the coordinator that leads the job), evaluations, checkpoints and
+membership changes. Plain progress reports are not retained; 'cnnctl watch' follows
+them live. With --output json, every event is one line of JSON (the JobEvent message).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutputFormat(output); err != nil {
+				return err
+			}
 			c, err := cf.dial()
 			if err != nil {
 				return err
@@ -168,7 +174,16 @@ Plain progress reports are not retained; 'cnnctl watch' follows them live.`,
 					return err
 				}
 				for _, ev := range page.Events {
-					fmt.Fprintf(e.stdout, "%s %s\n", time.Unix(0, ev.TimeUnixNanos).Format("2006-01-02 15:04:05.000"), eventText(ev))
+					if output == "json" {
+						if err := writeJSONLine(e.stdout, ev); err != nil {
+							return err
+						}
+					} else {
+						// Retained progress reports all carry an
+						// evaluation, so no training accuracy needs its
+						// label here.
+						fmt.Fprintf(e.stdout, "%s %s\n", time.Unix(0, ev.TimeUnixNanos).Format("2006-01-02 15:04:05.000"), eventText(ev, ""))
+					}
 					req.AfterSequence = ev.Sequence
 				}
 				if !page.More || len(page.Events) == 0 {
@@ -179,6 +194,7 @@ Plain progress reports are not retained; 'cnnctl watch' follows them live.`,
 	}
 	cf.register(cmd.Flags())
 	cmd.Flags().Uint64Var(&after, "after", 0, "print only events after this sequence number")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, or json (one JobEvent a line)")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -24,6 +25,23 @@ func writeJSON(w io.Writer, m proto.Message) error {
 	}
 	var out bytes.Buffer
 	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
+	return err
+}
+
+// writeJSONLine prints a message as protobuf JSON on one line, for streams
+// of messages (JSON Lines).
+func writeJSONLine(w io.Writer, m proto.Message) error {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return err
+	}
+	// protojson varies its spacing on purpose; compact keeps it one line.
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
 		return err
 	}
 	out.WriteByte('\n')
@@ -57,7 +75,7 @@ func printJob(w io.Writer, j *dpcnnv1.Job, now time.Time) {
 		field("finished", "%s", ago(j.FinishedUnixNanos, now))
 	}
 	if p := j.Progress; p != nil {
-		field("progress", "%s", progressText(p))
+		field("progress", "%s", progressText(p, specConditions(j.SpecJson)))
 		field("lost work", "%d images given out again, %d steps redone", p.ImagesReissued, p.StepsRedone)
 		if p.Straggler != "" {
 			field("slowest worker", "%s (an assignment waited %s before a copy went elsewhere)", p.Straggler, time.Duration(p.StragglerWaitNanos).Round(time.Millisecond))
@@ -105,10 +123,31 @@ func printJobTable(w io.Writer, jobs []*dpcnnv1.Job, now time.Time) {
 	tw.Flush()
 }
 
-// progressText is one line of a progress report.
-func progressText(p *dpcnnv1.JobProgress) string {
-	s := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f acc %.3f %.0f img/s",
-		p.Epoch, p.Epochs, p.StepInEpoch, p.StepsPerEpoch, p.Loss, p.TrainAccuracy, p.ImagesPerSec)
+// specConditions is job.Spec.TrainAccuracyConditions of a job's spec JSON;
+// "" when it does not parse (an older coordinator's job, say), which only
+// leaves the label off.
+func specConditions(specJSON []byte) string {
+	s, err := job.Parse(specJSON)
+	if err != nil {
+		return ""
+	}
+	return s.TrainAccuracyConditions()
+}
+
+// trainAccuracyText is the training accuracy with the conditions it was
+// measured under, e.g. "train acc 0.523 (dropout on)".
+func trainAccuracyText(acc float64, conditions string) string {
+	if conditions == "" {
+		return fmt.Sprintf("train acc %.3f", acc)
+	}
+	return fmt.Sprintf("train acc %.3f (%s)", acc, conditions)
+}
+
+// progressText is one line of a progress report; conditions are the
+// training accuracy's (job.Spec.TrainAccuracyConditions).
+func progressText(p *dpcnnv1.JobProgress, conditions string) string {
+	s := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f %s %.0f img/s",
+		p.Epoch, p.Epochs, p.StepInEpoch, p.StepsPerEpoch, p.Loss, trainAccuracyText(p.TrainAccuracy, conditions), p.ImagesPerSec)
 	if p.EtaNanos > 0 {
 		s += " eta " + time.Duration(p.EtaNanos).Round(time.Second).String()
 	}
@@ -120,14 +159,15 @@ func evaluationText(ev *dpcnnv1.Evaluation) string {
 	return fmt.Sprintf("epoch %d: test accuracy %.4f (%d/%d)", ev.Epoch, ev.TestAccuracy, ev.Correct, ev.Samples)
 }
 
-// eventText is one line describing a job event.
-func eventText(ev *dpcnnv1.JobEvent) string {
+// eventText is one line describing a job event; conditions label a
+// progress report's training accuracy.
+func eventText(ev *dpcnnv1.JobEvent, conditions string) string {
 	switch k := ev.Kind.(type) {
 	case *dpcnnv1.JobEvent_Progress:
 		if k.Progress.Evaluation != nil {
 			return evaluationText(k.Progress.Evaluation)
 		}
-		return progressText(k.Progress)
+		return progressText(k.Progress, conditions)
 	case *dpcnnv1.JobEvent_StateChange:
 		s := fmt.Sprintf("state %s -> %s", k.StateChange.OldState.Word(), k.StateChange.NewState.Word())
 		if k.StateChange.OldState == dpcnnv1.JobState_JOB_STATE_UNSPECIFIED {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +25,9 @@ func TestTrainEvalExport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("train: %v\n%s", err, got)
 	}
-	for _, want := range []string{"epoch 1: test accuracy", "done: 4 steps", "checkpoint: "} {
+	// The rotation makes the training accuracy's images other than the
+	// test set's, and its label says so.
+	for _, want := range []string{"train acc 0.", " (augmented) ", "epoch 1: test accuracy", "done: 4 steps", "checkpoint: "} {
 		if !strings.Contains(got, want) {
 			t.Errorf("train output lacks %q:\n%s", want, got)
 		}
@@ -42,6 +46,13 @@ func TestTrainEvalExport(t *testing.T) {
 	}
 	if reported == "" || !strings.Contains(ev, "test accuracy "+reported) {
 		t.Errorf("eval says %q, training reported %q", ev, reported)
+	}
+	var res evalResult
+	if ev, err := runCLI(t, "eval", ckpt, "--test-limit", "300", "-o", "json"); err != nil {
+		t.Fatalf("eval -o json: %v\n%s", err, ev)
+	} else if err := json.Unmarshal([]byte(ev), &res); err != nil || res.Samples != 300 || res.Step != 4 ||
+		fmt.Sprintf("%.4f", res.TestAccuracy) != reported || res.Correct != int(res.TestAccuracy*300+0.5) || len(res.ParamsSHA256) != 64 {
+		t.Errorf("eval -o json printed %s (%v), want 300 samples, step 4 and the accuracy %s", ev, err, reported)
 	}
 	onnxPath := filepath.Join(out, "model.onnx")
 	if ex, err := runCLI(t, "export", "onnx", ckpt, "--out", onnxPath); err != nil {

@@ -15,12 +15,13 @@ import (
 // progressPrinter shows training progress: a bar when out is a terminal,
 // plain lines (about ten an epoch, and every evaluation) otherwise.
 type progressPrinter struct {
-	out io.Writer
-	bar *progressbar.ProgressBar
+	out        io.Writer
+	conditions string // of the training accuracy (job.Spec.TrainAccuracyConditions)
+	bar        *progressbar.ProgressBar
 }
 
-func newProgressPrinter(out io.Writer, totalSteps int64) *progressPrinter {
-	p := &progressPrinter{out: out}
+func newProgressPrinter(out io.Writer, totalSteps int64, conditions string) *progressPrinter {
+	p := &progressPrinter{out: out, conditions: conditions}
 	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.bar = progressbar.NewOptions64(totalSteps,
 			progressbar.OptionSetWriter(out),
@@ -35,8 +36,8 @@ func newProgressPrinter(out io.Writer, totalSteps int64) *progressPrinter {
 }
 
 func (p *progressPrinter) report(pr train.Progress) {
-	line := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f acc %.3f %.0f img/s",
-		pr.Epoch, pr.Epochs, pr.Step, pr.StepsPerEpoch, pr.Loss, pr.TrainAccuracy, pr.ImagesPerSec)
+	line := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f %s %.0f img/s",
+		pr.Epoch, pr.Epochs, pr.Step, pr.StepsPerEpoch, pr.Loss, trainAccuracyText(pr.TrainAccuracy, p.conditions), pr.ImagesPerSec)
 	if p.bar != nil {
 		p.bar.Describe(line)
 		p.bar.Set64(pr.GlobalStep)

@@ -109,7 +109,7 @@ func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) 
 	ckptPath := filepath.Join(o.out, "checkpoint.ckpt")
 	fmt.Fprintf(e.stdout, "training %s on %s backend: %d epochs, %d steps of %d images, seed %d\n",
 		netName(spec), b.Name(), spec.Epochs, trainer.TotalSteps(), spec.Batch, spec.Seed)
-	progress := newProgressPrinter(e.stdout, trainer.TotalSteps())
+	progress := newProgressPrinter(e.stdout, trainer.TotalSteps(), spec.TrainAccuracyConditions())
 	res, err := trainer.Run(ctx, &train.LocalWorkers{Computer: comp, Test: test},
 		progress.report,
 		func(c *model.Checkpoint) error { return coordinator.WriteCheckpointFile(ckptPath, c) })
