@@ -26,6 +26,7 @@ var mayImport = map[string][]string{
 	"kernels/kernelstest":  {"kernels"},
 	"model":                {"kernels", "philox"},
 	"dataset":              {"philox"},
+	"digitimage":           {},
 	"job":                  {"model", "dataset"},
 	"tree":                 {},
 	"train":                {"model", "dataset", "job", "kernels", "tree"},
