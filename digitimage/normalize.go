@@ -84,7 +84,7 @@ func normalize(img image.Image) (Digit, error) {
 	}
 	ink, bg := inkOf(img)
 	w, h := b.Dx(), b.Dy()
-	level := median(ring(ink, w, h))
+	level := median(ring(w, h, func(x, y int) float64 { return ink[y*w+x] }))
 	peak := slices.Max(ink)
 	if peak-level < ContrastMin {
 		return Digit{}, ErrNoInk
@@ -107,42 +107,54 @@ func normalize(img image.Image) (Digit, error) {
 func inkOf(img image.Image) ([]float64, Background) {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	lum := make([]float64, w*h)
-	alpha := make([]float64, w*h)
+	// pixel returns the luminance of (x, y) over white and its opacity.
+	pixel := func(x, y int) (lum, alpha float64) {
+		r, g, bl, a := img.At(b.Min.X+x, b.Min.Y+y).RGBA() // alpha-premultiplied
+		// What the premultiplied colour leaves uncovered shows the white
+		// behind it.
+		over := float64(0xffff - a)
+		lum = (0.299*(float64(r)+over) + 0.587*(float64(g)+over) + 0.114*(float64(bl)+over)) / 0xffff
+		return min(lum, 1), float64(a) / 0xffff
+	}
+	transparent := median(ring(w, h, func(x, y int) float64 { _, a := pixel(x, y); return a })) < 0.5
+	ink := make([]float64, w*h)
 	for y := range h {
 		for x := range w {
-			r, g, bl, a := img.At(b.Min.X+x, b.Min.Y+y).RGBA() // alpha-premultiplied
-			// Over white: what the premultiplied colour leaves uncovered
-			// shows the white behind it.
-			over := float64(0xffff - a)
-			l := (0.299*(float64(r)+over) + 0.587*(float64(g)+over) + 0.114*(float64(bl)+over)) / 0xffff
-			lum[y*w+x] = min(l, 1)
-			alpha[y*w+x] = float64(a) / 0xffff
+			lum, alpha := pixel(x, y)
+			if transparent {
+				ink[y*w+x] = alpha
+			} else {
+				ink[y*w+x] = lum
+			}
 		}
 	}
-	if median(ring(alpha, w, h)) < 0.5 {
-		return alpha, BackgroundTransparent
+	if transparent {
+		return ink, BackgroundTransparent
 	}
-	if median(ring(lum, w, h)) <= 0.5 {
-		return lum, BackgroundDark
+	if median(ring(w, h, func(x, y int) float64 { return ink[y*w+x] })) <= 0.5 {
+		return ink, BackgroundDark
 	}
-	for i, l := range lum {
-		lum[i] = 1 - l
+	for i, l := range ink {
+		ink[i] = 1 - l
 	}
-	return lum, BackgroundLight
+	return ink, BackgroundLight
 }
 
-// ring returns the values of the outermost pixels of a w×h picture: its
-// background, unless the ink covers most of the border.
-func ring(v []float64, w, h int) []float64 {
-	if w <= 2 || h <= 2 {
-		return slices.Clone(v)
-	}
+// ring returns the values v gives the outermost pixels of a w×h picture:
+// its background, unless the ink covers most of the border.
+func ring(w, h int, v func(x, y int) float64) []float64 {
 	out := make([]float64, 0, 2*(w+h))
-	out = append(out, v[:w]...)
-	out = append(out, v[(h-1)*w:]...)
-	for y := 1; y < h-1; y++ {
-		out = append(out, v[y*w], v[y*w+w-1])
+	for y := range h {
+		if y == 0 || y == h-1 {
+			for x := range w {
+				out = append(out, v(x, y))
+			}
+			continue
+		}
+		out = append(out, v(0, y))
+		if w > 1 {
+			out = append(out, v(w-1, y))
+		}
 	}
 	return out
 }
