@@ -81,7 +81,7 @@ func decodeImage(data []byte) (image.Image, error) {
 		return nil, decodeError(format, !bytes.HasSuffix(data, end), err)
 	}
 	if int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
-		return nil, fmt.Errorf("the %s declares %d×%d pixels, more than the %d million read", format, cfg.Width, cfg.Height, MaxPixels>>20)
+		return nil, fmt.Errorf("the %s declares %d×%d pixels, more than the %d million pixels this package reads", format, cfg.Width, cfg.Height, MaxPixels>>20)
 	}
 	img, err := decodeAll(bytes.NewReader(data))
 	if err != nil {

@@ -80,7 +80,7 @@ func normalize(img image.Image) (Digit, error) {
 		return Digit{}, errors.New("the picture has no pixels")
 	}
 	if int64(b.Dx())*int64(b.Dy()) > MaxPixels {
-		return Digit{}, fmt.Errorf("the picture has %d×%d pixels, more than the %d million read", b.Dx(), b.Dy(), MaxPixels>>20)
+		return Digit{}, fmt.Errorf("the picture has %d×%d pixels, more than the %d million pixels this package reads", b.Dx(), b.Dy(), MaxPixels>>20)
 	}
 	ink, bg := inkOf(img)
 	w, h := b.Dx(), b.Dy()
