@@ -46,7 +46,8 @@ type Network[T kernels.Float] struct {
 	inSize   int // features of one input sample
 	classes  int
 
-	layers []layer[T] // every layer but the final softmax
+	layers []layer[T]  // every layer but the final softmax
+	plans  []layerPlan // of each of layers: name, type, shapes
 	// firstParam is the index of the first layer with parameters: backward
 	// stops there, as nothing before it has anything to learn.
 	firstParam int
@@ -99,6 +100,7 @@ func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[
 		inSize:     plans[0].In.size(),
 		classes:    s.Classes,
 		firstParam: len(layerPlans),
+		plans:      layerPlans,
 	}
 	n.all.mem = n.mem
 	n.probs = n.all.float(maxBatch * s.Classes)
