@@ -27,6 +27,7 @@ var mayImport = map[string][]string{
 	"model":                {"kernels", "philox"},
 	"dataset":              {"philox"},
 	"digitimage":           {},
+	"viz":                  {"model"},
 	"job":                  {"model", "dataset"},
 	"tree":                 {},
 	"train":                {"model", "dataset", "job", "kernels", "tree"},
