@@ -165,6 +165,7 @@ type watchView struct {
 	tty        bool
 	conditions string // of the training accuracy, for its label
 	bar        *progressbar.ProgressBar
+	history    *historyWriter // when set, gets every progress report (cnnctl train)
 }
 
 func newWatchView(out io.Writer, quiet bool) *watchView {
@@ -176,6 +177,9 @@ func newWatchView(out io.Writer, quiet bool) *watchView {
 }
 
 func (v *watchView) show(ev *dpcnnv1.JobEvent) {
+	if v.history != nil {
+		v.history.addEvent(ev)
+	}
 	if v.json {
 		writeJSONLine(v.out, ev) // a broken stdout ends the command by itself
 		return

@@ -40,7 +40,9 @@ With --in-process one worker computes in a plain loop with no network.
 
 The run writes checkpoint.ckpt (parameters, optimizer state, step, seed, network)
 to --out at the end (--in-process: after every epoch too); evaluate it with
-'cnnctl eval' and export it with 'cnnctl export onnx'.`,
+'cnnctl eval' and export it with 'cnnctl export onnx'. Beside it, history.jsonl
+gets a line a step as it goes (loss, training accuracy, test accuracy where
+evaluated): draw it with 'cnnctl viz curves --history'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, err := jf.build(cmd.Flags())
@@ -110,15 +112,26 @@ func trainInProcess(ctx context.Context, e *env, spec job.Spec, o trainOptions) 
 	fmt.Fprintf(e.stdout, "training %s on %s backend: %d epochs, %d steps of %d images, seed %d\n",
 		netName(spec), b.Name(), spec.Epochs, trainer.TotalSteps(), spec.Batch, spec.Seed)
 	progress := newProgressPrinter(e.stdout, trainer.TotalSteps(), spec.TrainAccuracyConditions())
+	hist, err := createHistory(filepath.Join(o.out, historyFile), spec.TrainAccuracyConditions())
+	if err != nil {
+		return err
+	}
+	defer hist.close()
 	res, err := trainer.Run(ctx, &train.LocalWorkers{Computer: comp, Test: test},
-		progress.report,
+		func(p train.Progress) {
+			hist.addTrain(p)
+			progress.report(p)
+		},
 		func(c *model.Checkpoint) error { return coordinator.WriteCheckpointFile(ckptPath, c) })
 	progress.finish()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "done: %d steps in %s (%.0f images/s), final loss %.4f, test accuracy %.4f\ncheckpoint: %s\n",
-		res.Steps, res.Elapsed.Round(time.Second), res.ImagesPerSec, res.FinalLoss, res.TestAccuracy, ckptPath)
+	if err := hist.close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "done: %d steps in %s (%.0f images/s), final loss %.4f, test accuracy %.4f\ncheckpoint: %s\nhistory: %s\n",
+		res.Steps, res.Elapsed.Round(time.Second), res.ImagesPerSec, res.FinalLoss, res.TestAccuracy, ckptPath, hist.path)
 	return nil
 }
 

@@ -73,9 +73,19 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 	fmt.Fprintf(e.stdout, "job %s on coordinator %s, etcd %s\n", j.Id, lc.Coordinator, lc.Etcd[0])
 
 	ckptPath := filepath.Join(o.out, "checkpoint.ckpt")
-	res, err := c.watch(wctx, j.Id, newWatchView(e.stdout, false))
+	hist, err := createHistory(filepath.Join(o.out, historyFile), spec.TrainAccuracyConditions())
+	if err != nil {
+		return err
+	}
+	defer hist.close()
+	view := newWatchView(e.stdout, false)
+	view.history = hist
+	res, err := c.watch(wctx, j.Id, view)
 	if err == nil {
 		err = res.err()
+	}
+	if err == nil {
+		err = hist.close()
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -107,8 +117,8 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 	if n := len(res.Evaluations); n > 0 {
 		acc = fmt.Sprintf("%.4f", res.Evaluations[n-1].TestAccuracy)
 	}
-	fmt.Fprintf(e.stdout, "done: %d steps in %s (%.0f images/s), final loss %.4f, test accuracy %s\ncheckpoint: %s\n",
-		steps, elapsed.Round(time.Second), speed, loss, acc, ckptPath)
+	fmt.Fprintf(e.stdout, "done: %d steps in %s (%.0f images/s), final loss %.4f, test accuracy %s\ncheckpoint: %s\nhistory: %s\n",
+		steps, elapsed.Round(time.Second), speed, loss, acc, ckptPath, hist.path)
 	return nil
 }
 
