@@ -6,11 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dpcnn/dpcnn/backends"
-	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
-	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/worker"
 )
 
@@ -23,10 +20,6 @@ func newEvalCmd(e *env) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutputFormat(output); err != nil {
-				return err
-			}
-			c, err := coordinator.ReadCheckpointFile(args[0])
-			if err != nil {
 				return err
 			}
 			if batch < 1 {
@@ -43,21 +36,12 @@ func newEvalCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := job.CheckModelData(c.Spec, job.DataOf(train, test)); err != nil {
-				return fmt.Errorf("%s cannot be evaluated on MNIST: %w", args[0], err)
-			}
-			b, err := newBackend(backend, threads)
+			cn, err := openCheckpointNet(args[0], job.DataOf(train, test), "evaluated on MNIST", backend, threads, batch)
 			if err != nil {
 				return err
 			}
-			defer backends.Close(b)
-			net, err := model.New[float32](c.Spec, b, batch)
-			if err != nil {
-				return err
-			}
-			if err := net.ImportParams(c.Params); err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
+			defer cn.Close()
+			c, net := cn.ckpt, cn.net
 			n := test.Len()
 			if limit > 0 {
 				n = min(n, limit)

@@ -13,8 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dpcnn/dpcnn/backends"
-	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/digitimage"
 	"github.com/dpcnn/dpcnn/job"
@@ -59,32 +57,18 @@ holds no ink, stops the command with an error naming it.`,
 			if threads < 0 {
 				return fmt.Errorf("--threads %d: must not be negative", threads)
 			}
-			c, err := coordinator.ReadCheckpointFile(modelPath)
+			// The pictures are made MNIST digits: the network must take
+			// MNIST's 28×28×1 and tell its 10 classes apart.
+			cn, err := openCheckpointNet(modelPath, job.MNIST, "used on MNIST digits (28×28×1, 10 classes)", backend, threads, min(len(files), predictBatch))
 			if err != nil {
 				return err
 			}
-			// The pictures are made MNIST digits: the network must take
-			// MNIST's 28×28×1 and tell its 10 classes apart.
-			if err := job.CheckModelData(c.Spec, job.MNIST); err != nil {
-				return fmt.Errorf("%s cannot classify MNIST digits: %w", modelPath, err)
-			}
+			defer cn.Close()
 			digits, err := readDigits(files)
 			if err != nil {
 				return err
 			}
-			b, err := newBackend(backend, threads)
-			if err != nil {
-				return err
-			}
-			defer backends.Close(b)
-			net, err := model.New[float32](c.Spec, b, min(len(digits), predictBatch))
-			if err != nil {
-				return err
-			}
-			defer net.Close()
-			if err := net.ImportParams(c.Params); err != nil {
-				return fmt.Errorf("%s: %w", modelPath, err)
-			}
+			net := cn.net
 			probs, err := classify(net, digits)
 			if err != nil {
 				return err

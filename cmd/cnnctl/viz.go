@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/job"
@@ -107,20 +106,14 @@ again, bit for bit); below, the checkpoint's.`,
 	return cmd
 }
 
-// vizData is a checkpoint's network with its parameters and the MNIST
-// test set it is drawn against.
+// vizData is a checkpoint's network and the MNIST test set it is drawn
+// against.
 type vizData struct {
-	ckpt *model.Checkpoint
-	net  *model.Network[float32]
+	*checkpointNet
 	test *dataset.Set
-	b    kernels.Backend[float32]
 }
 
 func loadVizData(path, dataDir, backend string, threads, batch int) (*vizData, error) {
-	c, err := coordinator.ReadCheckpointFile(path)
-	if err != nil {
-		return nil, err
-	}
 	dir, err := dataset.Locate(dataDir)
 	if err != nil {
 		return nil, err
@@ -129,29 +122,11 @@ func loadVizData(path, dataDir, backend string, threads, batch int) (*vizData, e
 	if err != nil {
 		return nil, err
 	}
-	if err := job.CheckModelData(c.Spec, job.DataOf(train, test)); err != nil {
-		return nil, fmt.Errorf("%s cannot be drawn against MNIST: %w", path, err)
-	}
-	b, err := newBackend(backend, threads)
+	cn, err := openCheckpointNet(path, job.DataOf(train, test), "drawn against MNIST", backend, threads, batch)
 	if err != nil {
 		return nil, err
 	}
-	net, err := model.New[float32](c.Spec, b, batch)
-	if err != nil {
-		backends.Close(b)
-		return nil, err
-	}
-	if err := net.ImportParams(c.Params); err != nil {
-		net.Close()
-		backends.Close(b)
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &vizData{ckpt: c, net: net, test: test, b: b}, nil
-}
-
-func (d *vizData) close() {
-	d.net.Close()
-	backends.Close(d.b)
+	return &vizData{checkpointNet: cn, test: test}, nil
 }
 
 // predictTest classifies the first n test images and calls seen for each.
@@ -217,7 +192,7 @@ func newVizErrorsCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer d.close()
+			defer d.Close()
 			n, err := f.check(d.test.Len())
 			if err != nil {
 				return err
@@ -266,7 +241,7 @@ func newVizConfusionCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer d.close()
+			defer d.Close()
 			n, err := f.check(d.test.Len())
 			if err != nil {
 				return err
@@ -300,7 +275,7 @@ is computed in one kernel, so its maps are already rectified.`,
 			if err != nil {
 				return err
 			}
-			defer d.close()
+			defer d.Close()
 			if _, err := f.check(0); err != nil {
 				return err
 			}
