@@ -5,10 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/dpcnn/dpcnn/coordinator"
-	"github.com/dpcnn/dpcnn/kernels"
-	"github.com/dpcnn/dpcnn/model"
 )
 
 // twoClassNet is the simple network with two classes: a valid spec that
@@ -49,20 +45,7 @@ func TestTrainRefusesANetworkThatDoesNotFitTheData(t *testing.T) {
 // cnnctl eval refuses a valid checkpoint whose network takes other images
 // than MNIST's, instead of panicking in the first layer.
 func TestEvalRefusesACheckpointOfAnotherInputShape(t *testing.T) {
-	spec, err := model.Builtin("lenet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Input.Height, spec.Input.Width = 32, 32
-	net, err := model.New[float32](spec, kernels.NewReference[float32](), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "other.ckpt")
-	c := &model.Checkpoint{Spec: spec, Optimizer: model.OptimizerSpec{Type: model.OptSGD, LR: 0.1}, Params: net.ExportParams()}
-	if err := coordinator.WriteCheckpointFile(path, c); err != nil {
-		t.Fatal(err)
-	}
+	path := otherShapeCheckpoint(t, t.TempDir())
 	got, err := runCLI(t, "eval", path, "--test-limit", "10")
 	if err == nil || !strings.Contains(err.Error(), "network input 32x32x1 (height x width x channels) does not match the data set's images, 28x28x1") {
 		t.Errorf("eval: %v\n%s", err, got)
