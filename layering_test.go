@@ -27,6 +27,7 @@ var mayImport = map[string][]string{
 	"model":                {"kernels", "philox"},
 	"dataset":              {"philox"},
 	"digitimage":           {},
+	"deploy/k8s":           {},
 	"viz":                  {"model"},
 	"job":                  {"model", "dataset"},
 	"tree":                 {},
