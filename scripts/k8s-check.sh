@@ -217,6 +217,20 @@ is_component() {
 	grep -q '^kind:[[:space:]]*Component[[:space:]]*$' "$f"
 }
 
+# users DIR: the kustomization folders (relative) whose components: list
+# names the Component in DIR (paths resolved from each file's folder).
+users() {
+	local want f d c
+	want=$(cd "$1" && pwd -P)
+	while IFS= read -r f; do
+		d=$(dirname "$f")
+		while IFS= read -r c; do
+			[[ -n $c && -d $d/$c && $(cd "$d/$c" && pwd -P) == "$want" ]] && echo "${d#"$k8s"/}"
+		done < <(awk '/^components:/ { on = 1; next } on && /^[^[:space:]#-]/ { on = 0 }
+			on && /^[[:space:]]*-[[:space:]]/ { sub(/^[[:space:]]*-[[:space:]]*/, ""); sub(/[[:space:]]*(#.*)?$/, ""); print }' "$f")
+	done < <(find "$k8s" \( -name kustomization.yaml -o -name kustomization.yml -o -name Kustomization \) | sort)
+}
+
 # Every folder under deploy/k8s with a kustomization, or the ones named.
 dirs=()
 if (($#)); then
@@ -329,8 +343,16 @@ n=0
 for dir in "${dirs[@]}"; do
 	case_name=$dir
 	if is_component "$k8s/$dir"; then
-		log "$dir: a Component, checked through the overlays that use it"
-		results+=("SKIP  $dir (Component: checked through the overlays that use it)")
+		# A Component is applied inside the kustomizations that list it;
+		# one that none lists is checked by nothing, and said so.
+		used=$(users "$k8s/$dir" | paste -sd, - | sed 's/,/, /g')
+		if [[ -n $used ]]; then
+			log "$dir: a Component, checked through $used"
+			results+=("SKIP  $dir (Component: checked through $used)")
+		else
+			log "$dir: a Component that no kustomization uses: NOT CHECKED"
+			results+=("NOT CHECKED  $dir (Component that no kustomization uses)")
+		fi
 		continue
 	fi
 	n=$((n + 1))
