@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
 
@@ -28,6 +29,7 @@ func newSubmitJobCmd(e *env) *cobra.Command {
 	var jf jobFlags
 	var id, backend string
 	var wait, quiet bool
+	var spec job.Spec
 	cmd := &cobra.Command{
 		Use:   "job",
 		Short: "Submit a training job, from flags or a job file",
@@ -37,14 +39,19 @@ The job is read from flags, or from a YAML or JSON file (-f) with the flags give
 explicitly applied over it, and validated here before it is sent. With --wait the
 command follows the job like 'cnnctl watch' and fails if the job does.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := jf.build(cmd.Flags())
-			if err != nil {
+		// The spec is built and checked before anything is dialed, in
+		// PreRunE, so that a test can check a command line (the Kubernetes
+		// Jobs' in deploy/k8s) without a coordinator.
+		PreRunE: func(cmd *cobra.Command, _ []string) (err error) {
+			if spec, err = jf.build(cmd.Flags()); err != nil {
 				return err
 			}
 			if backend != "" && backend != "cpu" && backend != "cuda" {
 				return fmt.Errorf("--backend %q: want cpu or cuda (or empty to let the coordinator choose)", backend)
 			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.dial()
 			if err != nil {
 				return err
