@@ -67,7 +67,7 @@ type config struct {
 // run parses args, serves until ctx ends, then drains: the running job
 // stops at its latest checkpoint and the leadership passes to a standby.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseFlags(args, stderr)
+	cfg, err := parseFlags(args, os.Getenv, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
 		return nil
 	}
@@ -173,16 +173,14 @@ func serveHealth(addr string, h healthpb.HealthServer, logger *slog.Logger) (sto
 	return s.Stop, nil
 }
 
-// parseFlags reads the command line and, for the flags it leaves unset,
-// the environment; -h prints the help and returns pflag.ErrHelp.
-func parseFlags(args []string, stderr io.Writer) (config, error) {
+// newCommand is the coordinator's command, its flags bound to cfg and
+// their environment variables read through getenv.
+func newCommand(cfg *config, getenv func(string) string) *cobra.Command {
 	host, _ := os.Hostname()
 	defaultID := fmt.Sprintf("%s-%d", host, os.Getpid())
 	if host == "" {
 		defaultID = fmt.Sprintf("coordinator-%d", os.Getpid())
 	}
-	var cfg config
-	parsed := false
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run a dpcnn coordinator",
@@ -192,12 +190,8 @@ may be set by the environment variable named in its description instead.`,
 		Args:          envflag.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PreRunE:       func(cmd *cobra.Command, _ []string) error { return envflag.Apply(cmd.Flags(), os.Getenv) },
-		RunE:          func(*cobra.Command, []string) error { parsed = true; return nil },
+		PreRunE:       func(cmd *cobra.Command, _ []string) error { return envflag.Apply(cmd.Flags(), getenv) },
 	}
-	cmd.SetArgs(args)
-	cmd.SetOut(stderr)
-	cmd.SetErr(stderr)
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:7070", "gRPC listen address")
 	fs.StringVar(&cfg.advertise, "advertise", "", "address clients and workers dial, when not the listen address")
@@ -231,6 +225,20 @@ may be set by the environment variable named in its description instead.`,
 		"replicate", "DPCNN_REPLICATE", "replication-timeout", "DPCNN_REPLICATION_TIMEOUT",
 		"insecure", secure.EnvInsecure, "health-listen", "DPCNN_HEALTH_LISTEN",
 		"metrics-listen", "DPCNN_METRICS_LISTEN")
+	return cmd
+}
+
+// parseFlags reads the command line and, for the flags it leaves unset,
+// the environment (getenv: os.Getenv, or a test's); -h prints the help and
+// returns pflag.ErrHelp.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var cfg config
+	parsed := false
+	cmd := newCommand(&cfg, getenv)
+	cmd.RunE = func(*cobra.Command, []string) error { parsed = true; return nil }
+	cmd.SetArgs(args)
+	cmd.SetOut(stderr)
+	cmd.SetErr(stderr)
 	if err := cmd.Execute(); err != nil {
 		return config{}, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -128,7 +129,7 @@ func TestParseFlagsFromTheEnvironment(t *testing.T) {
 	t.Setenv("DPCNN_REPLICATE", "false")
 	t.Setenv("DPCNN_REPLICATION_TIMEOUT", "3s")
 	t.Setenv("DPCNN_THREADS", "2")
-	cfg, err := parseFlags([]string{"--threads", "1"}, &bytes.Buffer{})
+	cfg, err := parseFlags([]string{"--threads", "1"}, os.Getenv, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestParseFlagsFromTheEnvironment(t *testing.T) {
 	for name, value := range map[string]string{"DPCNN_REPLICATION_TIMEOUT": "soon", "DPCNN_REPLICATE": "perhaps", "DPCNN_THREADS": "many", "DPCNN_INSECURE": "yes please"} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv(name, value)
-			if _, err := parseFlags(nil, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), name+"=") {
+			if _, err := parseFlags(nil, os.Getenv, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), name+"=") {
 				t.Errorf("%s=%q: %v", name, value, err)
 			}
 		})
