@@ -143,7 +143,7 @@ named in its description instead.`,
 	if err := secureConfig(&cfg, tlsFiles, etcdFiles, serverName, insecure); err != nil {
 		return cfg, 0, "", err
 	}
-	cfg.Version = version()
+	cfg.Version = workerVersion()
 	return cfg, lvl, metricsListen, nil
 }
 
@@ -186,8 +186,17 @@ func defaultID() string {
 	return cluster.DefaultWorkerID(host, os.Getpid())
 }
 
-// version is the module version the binary was built from.
-func version() string {
+// version is set at build time with -ldflags "-X main.version=..."
+// (deploy/docker/build.sh stamps the git description), as in the
+// coordinator.
+var version string
+
+// workerVersion is the stamped version, else the module version the binary
+// was built from.
+func workerVersion() string {
+	if version != "" {
+		return version
+	}
 	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
 		return info.Main.Version
 	}
