@@ -225,10 +225,13 @@ users() {
 	while IFS= read -r f; do
 		d=$(dirname "$f")
 		while IFS= read -r c; do
-			[[ -n $c && -d $d/$c && $(cd "$d/$c" && pwd -P) == "$want" ]] && echo "${d#"$k8s"/}"
+			if [[ -n $c && -d $d/$c && $(cd "$d/$c" && pwd -P) == "$want" ]]; then
+				echo "${d#"$k8s"/}"
+			fi
 		done < <(awk '/^components:/ { on = 1; next } on && /^[^[:space:]#-]/ { on = 0 }
 			on && /^[[:space:]]*-[[:space:]]/ { sub(/^[[:space:]]*-[[:space:]]*/, ""); sub(/[[:space:]]*(#.*)?$/, ""); print }' "$f")
 	done < <(find "$k8s" \( -name kustomization.yaml -o -name kustomization.yml -o -name Kustomization \) | sort)
+	return 0 # none found is an answer, not an error (set -e, pipefail)
 }
 
 # Every folder under deploy/k8s with a kustomization, or the ones named.
