@@ -31,15 +31,18 @@
 #   3. kubectl apply --server-side --validate=strict   (for real)
 #   4. kubectl get of every rendered object (all must exist)
 # and the case passes when all four do. Any rejected object fails the run
-# (exit status 1) with the server's message; warnings (deprecations,
-# PodSecurity "would violate") are printed and listed but do not fail it.
+# (exit status 1) with the server's message. So does a PodSecurity
+# "would violate" warning (the namespace enforces a level: the pods made
+# from that template would be refused; K8S_CHECK_PSA=warn to only list
+# them); other warnings (deprecations) are printed and listed only.
 #
 # Output (the commands' output, PASS/FAIL per case, a summary) goes to
 # stdout; progress to stderr. Needs bash, openssl, python3 (free ports),
 # curl, and what scripts/k8s-tools.sh needs to build (Go, the module proxy).
 #
 # Environment: DPCNN_K8S_CACHE (as for k8s-tools.sh), K8S_CHECK_ON (the
-# overlay the jobs go on, default dev), K8S_CHECK_ROOT (a folder to check
+# overlay the jobs go on, default dev), K8S_CHECK_PSA=warn (PodSecurity
+# warnings do not fail), K8S_CHECK_ROOT (a folder to check
 # instead of deploy/k8s), K8S_CHECK_KEEP=1 (keep the
 # temporary folder, with the servers' logs).
 set -euo pipefail
@@ -289,6 +292,15 @@ step() {
 	while IFS= read -r w; do
 		[[ -n $w ]] && warnings+=("$case_name: $w")
 	done < <(grep '^Warning:' <<<"$out" | grep -v 'missing the kubectl.kubernetes.io/last-applied-configuration annotation' | sort -u || true)
+	# A pod template that would violate the PodSecurity level its
+	# namespace enforces is stored, with a warning, but every pod the
+	# controller then makes from it is refused: a failure, unless
+	# K8S_CHECK_PSA=warn.
+	if ((rc == 0)) && [[ ${K8S_CHECK_PSA:-} != warn ]] && grep -q '^Warning: would violate PodSecurity' <<<"$out"; then
+		echo "    => FAILED (PodSecurity: the pods would be refused)"
+		failures+=("$case_name: $name: $(grep '^Warning: would violate PodSecurity' <<<"$out" | sort -u | paste -sd'|' - | sed 's/|/ | /g')")
+		return 1
+	fi
 	if ((rc != 0)); then
 		echo "    => FAILED (exit $rc)"
 		# The server's messages, one line: without the warnings and the
