@@ -26,21 +26,9 @@ import (
 // folder on top (the Jobs run against an overlay's Services and Secrets).
 func kubernetesSets(t *testing.T) []*k8s.Set {
 	t.Helper()
-	var sets []*k8s.Set
-	for _, dir := range k8s.Overlays() {
-		s, err := k8s.Render(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, jdir := range k8s.Jobs() {
-			j, err := k8s.Render(jdir, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Objects = append(s.Objects, j.Objects...)
-		}
-		s.Dir = dir + " + jobs"
-		sets = append(sets, s)
+	sets, err := k8s.RenderOverlays(k8s.Jobs()...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return sets
 }
@@ -54,16 +42,13 @@ func kubernetesSets(t *testing.T) []*k8s.Set {
 func TestKubernetesJobsCommandLinesParse(t *testing.T) {
 	seen := 0
 	for _, s := range kubernetesSets(t) {
-		for _, pc := range s.PodsRunning("cnnctl") {
+		invs, err := s.Invocations("cnnctl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, inv := range invs {
 			seen++
-			env, err := s.Env(pc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			argv, err := pc.Argv(env)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pc, env, argv := inv.PodContainer, inv.Env, inv.Argv
 			for k, v := range env {
 				t.Setenv(k, v)
 			}
@@ -84,10 +69,8 @@ func TestKubernetesJobsCommandLinesParse(t *testing.T) {
 					known[v] = true
 				}
 			})
-			for k := range env {
-				if strings.HasPrefix(k, "DPCNN_") && !known[k] {
-					t.Errorf("%s: %s: %s is set but %s reads no such variable", s.Dir, pc, k, sub.CommandPath())
-				}
+			for _, k := range inv.Unread("DPCNN_", known) {
+				t.Errorf("%s: %s: %s is set but %s reads no such variable", s.Dir, pc, k, sub.CommandPath())
 			}
 			// The coordinator it dials is a Service of the overlay, on the
 			// Service's gRPC port.
@@ -153,15 +136,11 @@ func TestKubernetesSecretsFitTheManifests(t *testing.T) {
 	for _, s := range kubernetesSets(t) {
 		for _, p := range s.Pods() {
 			for i := range p.Spec.Containers {
-				pc := k8s.PodContainer{Pod: p, Container: &p.Spec.Containers[i]}
-				env, err := s.Env(pc)
+				inv, err := s.Invocation(k8s.PodContainer{Pod: p, Container: &p.Spec.Containers[i]})
 				if err != nil {
 					t.Fatal(err)
 				}
-				argv, err := pc.Argv(env)
-				if err != nil {
-					t.Fatal(err)
-				}
+				pc, env, argv := inv.PodContainer, inv.Env, inv.Argv
 				var files []string
 				for _, k := range []string{"DPCNN_TLS_CA", "DPCNN_TLS_CERT", "DPCNN_TLS_KEY", "DPCNN_TOKEN_FILE"} {
 					if v := env[k]; v != "" {

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -24,58 +23,48 @@ func TestKubernetesCoordinatorsParse(t *testing.T) {
 	known := map[string]bool{}
 	fs := newCommand(&config{}, nil).Flags()
 	fs.VisitAll(func(f *pflag.Flag) { known[envflag.Env(fs, f.Name)] = true })
+	invs, err := k8s.OverlayInvocations("coordinator")
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := 0
-	for _, dir := range k8s.Overlays() {
-		s, err := k8s.Render(dir, nil)
-		if err != nil {
-			t.Fatal(err)
+	for _, inv := range invs {
+		s, dir := inv.Set, inv.Set.Dir
+		seen++
+		pc, env := inv.PodContainer, inv.Env
+		for _, k := range inv.Unread("DPCNN_", known) {
+			t.Errorf("%s: %s: %s is set but the coordinator reads no such variable", dir, pc, k)
 		}
-		for _, pc := range s.PodsRunning("coordinator") {
-			seen++
-			env, err := s.Env(pc)
+		cfg, err := parseFlags(inv.Argv, func(k string) string { return env[k] }, io.Discard)
+		if err != nil {
+			t.Fatalf("%s: %s: coordinator %q: %v", dir, pc, inv.Argv, err)
+		}
+		port := func(what, addr, name string) {
+			t.Helper()
+			_, p, err := net.SplitHostPort(addr)
 			if err != nil {
-				t.Fatal(err)
+				t.Errorf("%s: %s: %s %q: %v", dir, pc, what, addr, err)
+				return
 			}
-			argv, err := pc.Argv(env)
-			if err != nil {
-				t.Fatal(err)
+			if want := pc.ContainerPort(name); want == 0 || p != strconv.Itoa(int(want)) {
+				t.Errorf("%s: %s: %s %q, but the container's %s port is %d", dir, pc, what, addr, name, want)
 			}
-			for k := range env {
-				if strings.HasPrefix(k, "DPCNN_") && !known[k] {
-					t.Errorf("%s: %s: %s is set but the coordinator reads no such variable", dir, pc, k)
-				}
-			}
-			cfg, err := parseFlags(argv, func(k string) string { return env[k] }, io.Discard)
-			if err != nil {
-				t.Fatalf("%s: %s: coordinator %q: %v", dir, pc, argv, err)
-			}
-			port := func(what, addr, name string) {
-				t.Helper()
-				_, p, err := net.SplitHostPort(addr)
-				if err != nil {
-					t.Errorf("%s: %s: %s %q: %v", dir, pc, what, addr, err)
-					return
-				}
-				if want := pc.ContainerPort(name); want == 0 || p != strconv.Itoa(int(want)) {
-					t.Errorf("%s: %s: %s %q, but the container's %s port is %d", dir, pc, what, addr, name, want)
-				}
-			}
-			port("--listen", cfg.listen, "grpc")
-			port("--advertise", cfg.advertise, "grpc")
-			port("--health-listen", cfg.healthListen, "health")
-			port("--metrics-listen", cfg.metricsListen, "metrics")
-			if host, _, _ := net.SplitHostPort(cfg.advertise); host != k8s.ExamplePodIP {
-				t.Errorf("%s: %s: advertises %q, want the pod IP", dir, pc, cfg.advertise)
-			}
-			if err := s.Writable(pc, cfg.dataDir); err != nil {
-				t.Error(err)
-			}
-			if cfg.serverName == "" || cfg.tls.Cert == "" || cfg.token == "" || cfg.etcd == "" {
-				t.Errorf("%s: %s: want TLS with a server name, a token file and etcd endpoints, got %+v", dir, pc, cfg)
-			}
-			if !cfg.replicate {
-				t.Errorf("%s: %s: replication off with an emptyDir per coordinator would lose checkpoints on failover", dir, pc)
-			}
+		}
+		port("--listen", cfg.listen, "grpc")
+		port("--advertise", cfg.advertise, "grpc")
+		port("--health-listen", cfg.healthListen, "health")
+		port("--metrics-listen", cfg.metricsListen, "metrics")
+		if host, _, _ := net.SplitHostPort(cfg.advertise); host != k8s.ExamplePodIP {
+			t.Errorf("%s: %s: advertises %q, want the pod IP", dir, pc, cfg.advertise)
+		}
+		if err := s.Writable(pc, cfg.dataDir); err != nil {
+			t.Error(err)
+		}
+		if cfg.serverName == "" || cfg.tls.Cert == "" || cfg.token == "" || cfg.etcd == "" {
+			t.Errorf("%s: %s: want TLS with a server name, a token file and etcd endpoints, got %+v", dir, pc, cfg)
+		}
+		if !cfg.replicate {
+			t.Errorf("%s: %s: replication off with an emptyDir per coordinator would lose checkpoints on failover", dir, pc)
 		}
 	}
 	if seen == 0 {

@@ -40,79 +40,69 @@ func TestKubernetesWorkersParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	invs, err := k8s.OverlayInvocations("worker")
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := 0
-	for _, dir := range k8s.Overlays() {
-		s, err := k8s.Render(dir, nil)
-		if err != nil {
-			t.Fatal(err)
+	for _, inv := range invs {
+		s, dir := inv.Set, inv.Set.Dir
+		seen++
+		pc, env, argv := inv.PodContainer, inv.Env, inv.Argv
+		for _, k := range inv.Unread("DPCNN_", known) {
+			t.Errorf("%s: %s: %s is set but the worker reads no such variable", dir, pc, k)
 		}
-		for _, pc := range s.PodsRunning("worker") {
-			seen++
-			env, err := s.Env(pc)
-			if err != nil {
+		// The pod's mounts, under a temporary root: Secret volumes
+		// hold the development set's files, and every path in the
+		// environment that lies on a mount is moved under the root.
+		root := t.TempDir()
+		for _, m := range pc.Container.VolumeMounts {
+			d := filepath.Join(root, m.MountPath)
+			if err := os.MkdirAll(d, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			argv, err := pc.Argv(env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k := range env {
-				if strings.HasPrefix(k, "DPCNN_") && !known[k] {
-					t.Errorf("%s: %s: %s is set but the worker reads no such variable", dir, pc, k)
+			for _, v := range pc.Spec.Volumes {
+				if v.Name == m.Name && v.Secret != nil {
+					if err := set.Write(d, true); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
-			// The pod's mounts, under a temporary root: Secret volumes
-			// hold the development set's files, and every path in the
-			// environment that lies on a mount is moved under the root.
-			root := t.TempDir()
+		}
+		getenv := func(k string) string {
+			v := env[k]
 			for _, m := range pc.Container.VolumeMounts {
-				d := filepath.Join(root, m.MountPath)
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				for _, v := range pc.Spec.Volumes {
-					if v.Name == m.Name && v.Secret != nil {
-						if err := set.Write(d, true); err != nil {
-							t.Fatal(err)
-						}
-					}
+				if v == m.MountPath || strings.HasPrefix(v, m.MountPath+"/") {
+					return filepath.Join(root, v)
 				}
 			}
-			getenv := func(k string) string {
-				v := env[k]
-				for _, m := range pc.Container.VolumeMounts {
-					if v == m.MountPath || strings.HasPrefix(v, m.MountPath+"/") {
-						return filepath.Join(root, v)
-					}
-				}
-				return v
-			}
-			cfg, _, metricsListen, err := parseConfig(argv, getenv, &bytes.Buffer{})
-			if err != nil {
-				t.Fatalf("%s: %s: worker %q: %v", dir, pc, argv, err)
-			}
-			if cfg.Coordinator != "" || len(cfg.EtcdEndpoints) == 0 {
-				t.Errorf("%s: %s: coordinator %q, etcd %v: want the leader found in etcd", dir, pc, cfg.Coordinator, cfg.EtcdEndpoints)
-			}
-			if cfg.DataDir != "" {
-				t.Errorf("%s: %s: reads MNIST from %s instead of fetching the coordinator's", dir, pc, cfg.DataDir)
-			}
-			if cfg.Credentials == nil {
-				t.Errorf("%s: %s: no TLS credentials", dir, pc)
-			}
-			if err := s.Writable(pc, env["DPCNN_CACHE_DIR"]); err != nil || env["DPCNN_CACHE_DIR"] == "" {
-				t.Errorf("%s: %s: cache folder %q: %v", dir, pc, env["DPCNN_CACHE_DIR"], err)
-			}
-			if lim := pc.Container.Resources.Limits.Cpu(); cfg.Threads != int(lim.Value()) {
-				t.Errorf("%s: %s: %d threads for a CPU limit of %s", dir, pc, cfg.Threads, lim)
-			}
-			if cfg.ID != env["DPCNN_WORKER_ID"] || cfg.ID == "" {
-				t.Errorf("%s: %s: worker id %q, want the pod's name", dir, pc, cfg.ID)
-			}
-			_, p, err := net.SplitHostPort(metricsListen)
-			if want := pc.ContainerPort("metrics"); err != nil || p != strconv.Itoa(int(want)) {
-				t.Errorf("%s: %s: --metrics-listen %q, container port metrics %d", dir, pc, metricsListen, want)
-			}
+			return v
+		}
+		cfg, _, metricsListen, err := parseConfig(argv, getenv, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%s: %s: worker %q: %v", dir, pc, argv, err)
+		}
+		if cfg.Coordinator != "" || len(cfg.EtcdEndpoints) == 0 {
+			t.Errorf("%s: %s: coordinator %q, etcd %v: want the leader found in etcd", dir, pc, cfg.Coordinator, cfg.EtcdEndpoints)
+		}
+		if cfg.DataDir != "" {
+			t.Errorf("%s: %s: reads MNIST from %s instead of fetching the coordinator's", dir, pc, cfg.DataDir)
+		}
+		if cfg.Credentials == nil {
+			t.Errorf("%s: %s: no TLS credentials", dir, pc)
+		}
+		if err := s.Writable(pc, env["DPCNN_CACHE_DIR"]); err != nil || env["DPCNN_CACHE_DIR"] == "" {
+			t.Errorf("%s: %s: cache folder %q: %v", dir, pc, env["DPCNN_CACHE_DIR"], err)
+		}
+		if lim := pc.Container.Resources.Limits.Cpu(); cfg.Threads != int(lim.Value()) {
+			t.Errorf("%s: %s: %d threads for a CPU limit of %s", dir, pc, cfg.Threads, lim)
+		}
+		if cfg.ID != env["DPCNN_WORKER_ID"] || cfg.ID == "" {
+			t.Errorf("%s: %s: worker id %q, want the pod's name", dir, pc, cfg.ID)
+		}
+		_, p, err := net.SplitHostPort(metricsListen)
+		if want := pc.ContainerPort("metrics"); err != nil || p != strconv.Itoa(int(want)) {
+			t.Errorf("%s: %s: --metrics-listen %q, container port metrics %d", dir, pc, metricsListen, want)
 		}
 	}
 	if seen == 0 {
