@@ -79,7 +79,11 @@ TIMEOUT=${K8S_NODE_TIMEOUT:-600}
 ns=dpcnn
 sock=$RUN/containerd/containerd.sock
 
-log() { echo "k8s-node: $(date +%H:%M:%S) $*" >&2; }
+# Progress goes to fd 3, a copy of stderr made at the start: a trap (the
+# teardown on a signal) may run while a function's stderr is redirected
+# to /dev/null (wait_for), and its messages must still be seen.
+exec 3>&2
+log() { echo "k8s-node: $(date +%H:%M:%S) $*" >&3; }
 die() {
 	log "FAILED: $*"
 	exit 1
