@@ -85,7 +85,7 @@ func (s *Server) SubmitJob(ctx context.Context, req *dpcnnv1.SubmitJobRequest) (
 	}
 	e := s.jobs[rec.ID]
 	if e == nil { // a new job (or one another leader created)
-		e = newJobEntry(rec)
+		e = newJobEntry(rec, l.term)
 		s.jobs[rec.ID] = e
 		e.publish(stateEvent(dpcnnv1.JobState_JOB_STATE_UNSPECIFIED, rec.Status.State, "submitted"), true)
 	}

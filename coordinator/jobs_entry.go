@@ -29,12 +29,18 @@ type jobEntry struct {
 	changed chan struct{} // closed (and replaced) when an event is added
 }
 
-func newJobEntry(rec keyspace.JobRecord) *jobEntry {
-	return &jobEntry{id: rec.ID, spec: rec.Spec, revision: rec.Revision, status: rec.Status, nextSeq: 1, changed: make(chan struct{})}
+// newJobEntry is a job's entry in a term. Its events are numbered from
+// term<<32 + 1, so that numbers grow across terms (terms are etcd
+// revisions, which grow): a watcher that resumes on the next leader after
+// the last event it saw (WatchJobRequest.AfterSequence) misses none of the
+// new leader's, whose numbering would otherwise start again below it.
+func newJobEntry(rec keyspace.JobRecord, term int64) *jobEntry {
+	return &jobEntry{id: rec.ID, spec: rec.Spec, revision: rec.Revision, status: rec.Status,
+		nextSeq: uint64(term)<<32 | 1, changed: make(chan struct{})}
 }
 
 // loadJobs reads every job from etcd for a new term.
-func (s *Server) loadJobs(ctx context.Context) (map[string]*jobEntry, error) {
+func (s *Server) loadJobs(ctx context.Context, term int64) (map[string]*jobEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	recs, err := keyspace.ListJobs(ctx, s.cfg.Etcd, s.cfg.Prefix)
@@ -43,7 +49,7 @@ func (s *Server) loadJobs(ctx context.Context) (map[string]*jobEntry, error) {
 	}
 	jobs := make(map[string]*jobEntry, len(recs))
 	for _, r := range recs {
-		e := newJobEntry(r)
+		e := newJobEntry(r, term)
 		// What an earlier leader's watchers saw is gone with it; its latest
 		// progress and, for an ended job, its end stand in for the history.
 		if r.Status.Step > 0 {

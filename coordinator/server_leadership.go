@@ -206,7 +206,8 @@ func (s *Server) runSession(ctx context.Context, sess *concurrency.Session, addr
 // job scheduler and the heartbeat monitor; at the end it stops them and
 // forgets the workers (they join the next leader afresh).
 func (s *Server) leadTerm(ctx context.Context, sess *concurrency.Session, election *concurrency.Election) {
-	jobs, err := s.loadJobs(ctx)
+	term := election.Rev()
+	jobs, err := s.loadJobs(ctx, term)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("load jobs after winning the election", "err", err)
@@ -216,7 +217,7 @@ func (s *Server) leadTerm(ctx context.Context, sess *concurrency.Session, electi
 	}
 	s.ownCheckpointPaths(jobs)
 	lctx, cancel := context.WithCancel(ctx)
-	l := &leadership{ctx: lctx, cancel: cancel, election: election, term: election.Rev(), since: time.Now(), wake: make(chan struct{}, 1)}
+	l := &leadership{ctx: lctx, cancel: cancel, election: election, term: term, since: time.Now(), wake: make(chan struct{}, 1)}
 	l.ids = newAssignmentIDs(l.term)
 	if !s.cfg.Replication.Disabled {
 		l.replicas = newReplicator(s, lctx)
@@ -304,9 +305,13 @@ func (s *Server) leading() *leadership {
 
 // notLeader is the UNAVAILABLE error of a coordinator that does not lead,
 // naming the leader when there is one.
+//
+// Every such refusal carries a LeaderResponse detail, its address empty
+// while no leader is known: clients tell by it that the call was refused
+// unread, and may send it again (to the leader it names, or later).
 func (s *Server) notLeader(ctx context.Context) error {
 	if down := s.etcdOutage(); !down.since.IsZero() {
-		return status.Errorf(codes.Unavailable, "coordinator %s does not lead: etcd unreachable since %s (%d attempts, retrying with backoff): %v",
+		return notLeading(&dpcnnv1.LeaderResponse{}, "coordinator %s does not lead: etcd unreachable since %s (%d attempts, retrying with backoff): %v",
 			s.cfg.ID, down.since.UTC().Format(time.RFC3339), down.attempts, down.err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -314,15 +319,21 @@ func (s *Server) notLeader(ctx context.Context) error {
 	l, err := keyspace.LeaderAddress(ctx, s.cfg.Etcd, s.cfg.Prefix)
 	switch {
 	case errors.Is(err, keyspace.ErrNoLeader):
-		return status.Errorf(codes.Unavailable, "coordinator %s does not lead: no coordinator leads (an election is under way)", s.cfg.ID)
+		return notLeading(&dpcnnv1.LeaderResponse{}, "coordinator %s does not lead: no coordinator leads (an election is under way)", s.cfg.ID)
 	case err != nil:
-		return status.Errorf(codes.Unavailable, "coordinator %s does not lead: %v", s.cfg.ID, err)
+		return notLeading(&dpcnnv1.LeaderResponse{}, "coordinator %s does not lead: %v", s.cfg.ID, err)
 	}
 	id := s.coordinatorAt(ctx, l.Address)
-	st := status.Newf(codes.Unavailable, "coordinator %s does not lead: the leader is %s at %s", s.cfg.ID, id, l.Address)
 	// The leader travels as a structured detail, for clients to follow;
 	// the message is for people.
-	if detailed, err := st.WithDetails(&dpcnnv1.LeaderResponse{CoordinatorId: id, Address: l.Address, Term: l.Term}); err == nil {
+	return notLeading(&dpcnnv1.LeaderResponse{CoordinatorId: id, Address: l.Address, Term: l.Term},
+		"coordinator %s does not lead: the leader is %s at %s", s.cfg.ID, id, l.Address)
+}
+
+// notLeading is an UNAVAILABLE refusal with leader as its detail.
+func notLeading(leader *dpcnnv1.LeaderResponse, format string, args ...any) error {
+	st := status.Newf(codes.Unavailable, format, args...)
+	if detailed, err := st.WithDetails(leader); err == nil {
 		st = detailed
 	}
 	return st.Err()

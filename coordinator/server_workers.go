@@ -94,7 +94,7 @@ func (w *workStream) checkBusy(busy []uint64) error {
 var (
 	errStreamReplaced = status.Error(codes.Aborted, "a newer Work stream of this worker replaced this one")
 	errHeartbeat      = status.Error(codes.DeadlineExceeded, "no heartbeat: the worker was taken for dead and its work reassigned")
-	errLostLead       = status.Error(codes.Unavailable, "the coordinator no longer leads; ask ClusterService.Leader for the new one")
+	errLostLead       = notLeading(&dpcnnv1.LeaderResponse{}, "the coordinator no longer leads; ask ClusterService.Leader for the new one")
 )
 
 // Join implements WorkerService.

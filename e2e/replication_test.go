@@ -59,7 +59,7 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 	startCoord("c1")
 	waitLeader(t, cli, "")
 	startCoord("c2")
-	waitKey(t, cli, cluster.CoordinatorKey(cluster.DefaultPrefix, "c2"))
+	standby := waitKey(t, cli, cluster.CoordinatorKey(cluster.DefaultPrefix, "c2"))
 	for i := range 3 {
 		id := fmt.Sprintf("w%d", i+1)
 		startProcess(t, id, filepath.Join(bin, "worker"), append([]string{"--etcd", endpoints, "--id", id, "--threads", "1",
@@ -93,6 +93,14 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// `cnnctl watch`, as a Kubernetes Job's `cnnctl submit job --wait` runs,
+	// given the standby's address (a Service reaches either coordinator):
+	// it follows the redirect to the leader, and when the leader dies it
+	// must go back to the address it was given, wait while no coordinator
+	// leads, and resume on the new leader to the job's end. It used to exit
+	// 1 at the kill ("the coordinator no longer leads").
+	cnnctlWatch := startProcess(t, "cnnctl watch", filepath.Join(bin, "cnnctl"),
+		append([]string{"watch", "replicated", "--coordinator", standby, "--leader-wait", "60s"}, tls.cnnctl...)...)
 	for final == dpcnnv1.JobState_JOB_STATE_UNSPECIFIED {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -168,6 +176,21 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 	if seen := killStep - resumedFrom; seen > interval || redone > interval || redone < recordAtKill.Step-resumedFrom {
 		t.Fatalf("steps redone: %d seen (the leader died after step %d, the new one resumed from %d), %d reported (the record had step %d); "+
 			"want the record's and at most one checkpoint interval (%d)", seen, killStep, resumedFrom, redone, recordAtKill.Step, interval)
+	}
+	select {
+	case <-cnnctlWatch.done:
+	case <-ctx.Done():
+		t.Fatal("cnnctl watch did not end with the job")
+	}
+	if code := cnnctlWatch.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(cnnctlWatch.out.String(), "succeeded") {
+		t.Errorf("cnnctl watch through the failover: exit %d, want 0 and the job's success:\n%s", code, cnnctlWatch.out.String())
+	}
+	// The new leader's first events reach the resumed watch: their
+	// numbers continue above the old leader's (they used to start again
+	// at 1, and a watch resuming after the last number it saw skipped
+	// them).
+	if !strings.Contains(cnnctlWatch.out.String(), "resuming the running job from its checkpoint") {
+		t.Errorf("cnnctl watch missed the new leader's first events:\n%s", cnnctlWatch.out.String())
 	}
 	status := runCommand(ctx, t, filepath.Join(bin, "cnnctl"), append([]string{"status", "replicated", "--coordinator", leader.Address}, tls.cnnctl...)...)
 	if want := fmt.Sprintf(", %d steps redone", redone); !strings.Contains(status, want) {

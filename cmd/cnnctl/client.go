@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/secure"
@@ -27,8 +28,9 @@ const defaultCoordinator = "127.0.0.1:7070"
 // clientFlags are the flags of every command that talks to a coordinator:
 // where it is, and how to prove who we are to it.
 type clientFlags struct {
-	addr    string
-	timeout time.Duration
+	addr       string
+	timeout    time.Duration
+	leaderWait time.Duration
 
 	tls        secure.Files
 	serverName string
@@ -41,6 +43,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	f.fs = fs
 	fs.StringVar(&f.addr, "coordinator", defaultCoordinator, "coordinator gRPC address host:port")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of each request (not of watching or downloading)")
+	fs.DurationVar(&f.leaderWait, "leader-wait", time.Minute, "how long to keep asking while no coordinator leads (an election, a failover, a cluster starting); 0: fail at once")
 	fs.StringVar(&f.tls.CA, "tls-ca", "", "CA certificate the coordinator's certificate must chain to")
 	fs.StringVar(&f.tls.Cert, "tls-cert", "", "client certificate to present, when the coordinator takes certificates instead of tokens")
 	fs.StringVar(&f.tls.Key, "tls-key", "", "the key of --tls-cert")
@@ -49,6 +52,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.insecure, "insecure", false, "allow plaintext when no --tls-ca is given, to a loopback coordinator only (1 or true)")
 	envflag.Vars(fs, "coordinator", "DPCNN_COORDINATOR", "tls-ca", "DPCNN_TLS_CA", "tls-cert", "DPCNN_TLS_CERT",
 		"tls-key", "DPCNN_TLS_KEY", "tls-server-name", "DPCNN_TLS_SERVER_NAME", "token-file", "DPCNN_TOKEN_FILE",
+		"leader-wait", "DPCNN_LEADER_WAIT",
 		"insecure", secure.EnvInsecure)
 }
 
@@ -83,11 +87,14 @@ func (f *clientFlags) dial() (*client, error) {
 	if f.timeout <= 0 {
 		return nil, fmt.Errorf("--timeout %s: must be positive", f.timeout)
 	}
+	if f.leaderWait < 0 {
+		return nil, fmt.Errorf("--leader-wait %s: must not be negative", f.leaderWait)
+	}
 	t, err := f.transport()
 	if err != nil {
 		return nil, err
 	}
-	c := &client{timeout: f.timeout, transport: t}
+	c := &client{origin: f.addr, timeout: f.timeout, leaderWait: f.leaderWait, transport: t}
 	if err := c.connect(f.addr); err != nil {
 		return nil, err
 	}
@@ -111,14 +118,17 @@ func checkHostPort(addr string) error {
 }
 
 // client calls a coordinator's JobService and ClusterService. A
-// coordinator that is not the leader answers UNAVAILABLE; the client then
-// asks it where the leader is and follows there, once.
+// coordinator that is not the leader answers UNAVAILABLE naming the leader;
+// the client follows there. While no coordinator leads (an election, a
+// failover, a cluster still starting), it keeps asking the address it was
+// given, for up to leaderWait.
 type client struct {
-	addr      string
-	conn      *grpc.ClientConn
-	timeout   time.Duration
-	transport secure.Client // TLS and token; checked again for every address dialed
-	followed  bool          // already moved to the leader once
+	origin     string // the address the user gave (a Service, in Kubernetes)
+	addr       string // the address dialed now
+	conn       *grpc.ClientConn
+	timeout    time.Duration
+	leaderWait time.Duration
+	transport  secure.Client // TLS and token; checked again for every address dialed
 }
 
 func (c *client) connect(addr string) error {
@@ -134,6 +144,9 @@ func (c *client) connect(addr string) error {
 	}
 	if c.conn != nil {
 		c.conn.Close()
+	}
+	if c.origin == "" {
+		c.origin = addr
 	}
 	c.addr, c.conn = addr, conn
 	return nil
@@ -158,25 +171,72 @@ func (c *client) unary(ctx context.Context, what string, call func(ctx context.C
 	})
 }
 
-// do runs call; when the coordinator answers UNAVAILABLE and names another
-// coordinator as the leader, it dials the leader and runs call again, once.
-// A call that streams must be safe to run again (watch resumes after the
-// last event it saw).
+// do runs call, a request that changes nothing unless a leader took it.
+// A refusal by a coordinator that does not lead is safe to try again: it
+// follows the leader the refusal names, or, while none leads, waits with
+// backoff and asks the address it was given again, for up to leaderWait.
 func (c *client) do(ctx context.Context, what string, call func(ctx context.Context) error) error {
-	err := call(ctx)
-	if status.Code(err) == codes.Unavailable && !c.followed && ctx.Err() == nil {
-		if leader := c.leaderAddress(ctx, err); leader != "" && leader != c.addr {
-			c.followed = true
+	return c.retry(ctx, what, call, refusedByNonLeader)
+}
+
+// stream runs call, a stream that resumes where it left off when run again
+// (watch resumes after the last event it saw): as do, and also when the
+// stream breaks because its coordinator went away or lost the lead.
+func (c *client) stream(ctx context.Context, what string, call func(ctx context.Context) error) error {
+	return c.retry(ctx, what, call, func(err error) bool { return status.Code(err) == codes.Unavailable })
+}
+
+// refusedByNonLeader says whether err is a coordinator's refusal because it
+// does not lead: an UNAVAILABLE carrying a LeaderResponse detail (whose
+// address is empty while no coordinator leads). A plain UNAVAILABLE may be
+// a connection lost after the leader took the request.
+func refusedByNonLeader(err error) bool {
+	if status.Code(err) != codes.Unavailable {
+		return false
+	}
+	for _, d := range status.Convert(err).Details() {
+		if _, ok := d.(*dpcnnv1.LeaderResponse); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *client) retry(ctx context.Context, what string, call func(ctx context.Context) error, again func(error) bool) error {
+	deadline := time.Now().Add(c.leaderWait)
+	wait := cluster.Backoff(100*time.Millisecond, 2*time.Second)
+	hops := 0 // leaders followed without a pause: a stale pair can name each other
+	for {
+		err := call(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !again(err) {
+			return fmt.Errorf("%s: %w", what, c.describe(err))
+		}
+		if leader := c.leaderAddress(ctx, err); leader != "" && leader != c.addr && hops < 2 {
+			hops++
 			if cerr := c.connect(leader); cerr != nil {
 				return fmt.Errorf("%s: %w", what, cerr)
 			}
-			err = call(ctx)
+			continue
+		}
+		if !time.Now().Before(deadline) {
+			if c.leaderWait > 0 {
+				return fmt.Errorf("%s: %w (no leader answered for --leader-wait %s)", what, c.describe(err), c.leaderWait)
+			}
+			return fmt.Errorf("%s: %w", what, c.describe(err))
+		}
+		hops = 0
+		if !cluster.Sleep(ctx, min(wait.NextBackOff(), time.Until(deadline))) {
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		if c.addr != c.origin {
+			if cerr := c.connect(c.origin); cerr != nil {
+				return fmt.Errorf("%s: %w", what, cerr)
+			}
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, c.describe(err))
-	}
-	return nil
 }
 
 // leaderAddress is where the leader is, as the coordinator that refused a

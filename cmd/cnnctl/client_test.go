@@ -31,10 +31,11 @@ type fakeCoordinator struct {
 	dpcnnv1.UnimplementedJobServiceServer
 	dpcnnv1.UnimplementedClusterServiceServer
 
-	follower bool
-	leader   string
-	file     []byte // what downloads send
-	fileSum  string // the SHA-256 downloads announce; default the true one
+	follower  bool
+	leader    string
+	leadAfter int    // > 0: a follower that leads from its leadAfter+1st call on (an election ends)
+	file      []byte // what downloads send
+	fileSum   string // the SHA-256 downloads announce; default the true one
 
 	mu        sync.Mutex
 	submitted []*dpcnnv1.SubmitJobRequest
@@ -44,8 +45,9 @@ type fakeCoordinator struct {
 func (f *fakeCoordinator) refuse() error {
 	f.mu.Lock()
 	f.calls++
+	elected := f.leadAfter > 0 && f.calls > f.leadAfter
 	f.mu.Unlock()
-	if f.follower {
+	if f.follower && !elected {
 		// As a coordinator refuses: the leader in a LeaderResponse detail
 		// (and, for people, in the message).
 		st, err := status.New(codes.Unavailable, "coordinator c-2 does not lead").
@@ -343,9 +345,32 @@ func TestClientFollowsLeader(t *testing.T) {
 	loopAddr := serveFake(t, loop)
 	loop.leader = loopAddr
 	other := serveFake(t, &fakeCoordinator{follower: true, leader: loopAddr})
-	_, err := runCLI(t, "status", "job-1", "--coordinator", other)
-	if err == nil || !strings.Contains(err.Error(), "is unavailable") || !strings.Contains(err.Error(), "does not lead") {
+	_, err := runCLI(t, "status", "job-1", "--coordinator", other, "--leader-wait", "300ms")
+	if err == nil || !strings.Contains(err.Error(), "is unavailable") || !strings.Contains(err.Error(), "does not lead") ||
+		!strings.Contains(err.Error(), "--leader-wait 300ms") {
 		t.Errorf("status via two followers: err = %v", err)
+	}
+}
+
+// While no coordinator leads (an election, a cluster still starting: the
+// refusals name no leader), the client asks again, with backoff, for up to
+// --leader-wait: a Kubernetes Job's `cnnctl submit job --wait` started
+// with the cluster failed in a second before this.
+func TestClientWaitsForALeader(t *testing.T) {
+	f := &fakeCoordinator{follower: true, leadAfter: 3}
+	addr := serveFake(t, f)
+	if _, err := runCLI(t, "submit", "job", "--net", "simple", "--coordinator", addr, "--leader-wait", "0"); err == nil ||
+		!strings.Contains(err.Error(), "does not lead") {
+		t.Fatalf("submit with --leader-wait 0 while none leads: err = %v", err)
+	}
+	got, err := runCLI(t, "submit", "job", "--net", "simple", "--coordinator", addr, "--leader-wait", "30s")
+	if err != nil || !strings.Contains(got, "submitted") {
+		t.Fatalf("submit while an election ends: %v\n%s", err, got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.submitted) != 1 || f.calls != 4 {
+		t.Errorf("%d submissions in %d calls, want 1 in 4 (3 refused)", len(f.submitted), f.calls)
 	}
 }
 

@@ -99,7 +99,7 @@ func (c *client) watch(ctx context.Context, jobID string, view *watchView) (*wat
 	if err != nil {
 		return res, err
 	}
-	err = c.do(ctx, "watch "+jobID, func(ctx context.Context) error {
+	err = c.stream(ctx, "watch "+jobID, func(ctx context.Context) error {
 		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: jobID, AfterSequence: last})
 		if err != nil {
 			return err
