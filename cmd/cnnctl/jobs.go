@@ -152,7 +152,12 @@ func newLogsCmd(e *env) *cobra.Command {
 coordinator and the workers (a worker lost with work in hand, work given out again,
 a slow worker, the coordinator that leads the job), evaluations, checkpoints and
 membership changes. Plain progress reports are not retained; 'cnnctl watch' follows
-them live. With --output json, every event is one line of JSON (the JobEvent message).`,
+them live. With --output json, every event is one line of JSON (the JobEvent message).
+
+The events are the leading coordinator's, kept in its memory: after a failover
+they start at the new leader's taking over the job ("coordinator X leads the
+job"), with its latest progress standing in for what came before. The job's
+status (state, checkpoints, evaluations) is in etcd and survives.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutputFormat(output); err != nil {
