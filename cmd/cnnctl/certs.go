@@ -72,6 +72,9 @@ mount into --out/secrets.yaml, for kubectl apply -f (ca.key goes in none).`,
 				}
 			}
 			if kubernetes != "" {
+				if !namespaceName.MatchString(kubernetes) {
+					return fmt.Errorf("--kubernetes %q: not a namespace name (lower-case letters, digits and '-', at most 63)", kubernetes)
+				}
 				if etcdMembers < 1 {
 					return fmt.Errorf("--etcd-members %d: want at least 1", etcdMembers)
 				}

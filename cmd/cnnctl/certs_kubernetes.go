@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"sigs.k8s.io/yaml"
 
@@ -13,6 +14,10 @@ import (
 // FileSecrets is the manifest `cnnctl certs --kubernetes` writes beside the
 // files: the Secrets deploy/k8s mounts, for `kubectl apply -f`.
 const FileSecrets = "secrets.yaml"
+
+// namespaceName is what Kubernetes takes as a namespace's name (an RFC 1123
+// label), which the certificates' names are made of.
+var namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // kubernetesSecrets says which files go into which Secret of deploy/k8s:
 // each holds what its pods need and no more (workers get neither the

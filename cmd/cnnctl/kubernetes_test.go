@@ -203,3 +203,39 @@ func verifyName(t *testing.T, certPEM []byte, name string) {
 		t.Errorf("certificate %q: %v", c.Subject.CommonName, err)
 	}
 }
+
+func TestCertsKubernetesRefusesBadInputAndKeepsASet(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kubernetes", "Bad_NS"}, `--kubernetes "Bad_NS": not a namespace name`},
+		{[]string{"--kubernetes", "dpcnn", "--etcd-members", "0"}, "--etcd-members 0"},
+	} {
+		_, err := runCLI(t, append([]string{"certs", "--out", filepath.Join(dir, "refused")}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("certs %v: err %v, want %q", c.args, err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "refused")); !os.IsNotExist(err) {
+		t.Errorf("a refused certs command wrote files: %v", err)
+	}
+	// --if-absent keeps the set there, and the Secrets carry it.
+	out := filepath.Join(dir, "certs")
+	mustRun(t, "certs", "--out", out, "--kubernetes", "dpcnn")
+	ca, _ := os.ReadFile(filepath.Join(out, secure.FileCA))
+	if got := mustRun(t, "certs", "--out", out, "--kubernetes", "dpcnn", "--if-absent"); !strings.Contains(got, "nothing written") {
+		t.Fatalf("certs --if-absent over a set:\n%s", got)
+	}
+	b, _ := os.ReadFile(filepath.Join(out, FileSecrets))
+	objs, err := k8s.DecodeAll(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if got := o.Value.(*corev1.Secret).Data[secure.FileCA]; string(got) != string(ca) {
+			t.Errorf("secret %s carries another CA than the set's", o.Name)
+		}
+	}
+}
