@@ -15,13 +15,11 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	keyspace "github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/dataset"
@@ -439,11 +437,12 @@ func (s *Server) Leader(ctx context.Context, _ *dpcnnv1.LeaderRequest) (*dpcnnv1
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	l, err := keyspace.LeaderAddress(ctx, s.cfg.Etcd, s.cfg.Prefix)
+	// Refusals that clients may ask again, as notLeader's are.
 	if errors.Is(err, keyspace.ErrNoLeader) {
-		return nil, status.Error(codes.Unavailable, "no coordinator leads (an election is under way)")
+		return nil, notLeading(&dpcnnv1.LeaderResponse{}, "no coordinator leads (an election is under way)")
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "coordinator %s: read the leader: %v", s.cfg.ID, err)
+		return nil, notLeading(&dpcnnv1.LeaderResponse{}, "coordinator %s: read the leader: %v", s.cfg.ID, err)
 	}
 	return &dpcnnv1.LeaderResponse{CoordinatorId: s.coordinatorAt(ctx, l.Address), Address: l.Address, Term: l.Term}, nil
 }

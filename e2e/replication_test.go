@@ -192,6 +192,12 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 	if !strings.Contains(cnnctlWatch.out.String(), "resuming the running job from its checkpoint") {
 		t.Errorf("cnnctl watch missed the new leader's first events:\n%s", cnnctlWatch.out.String())
 	}
+	// `cnnctl leader` names the new leader, asked at any coordinator (in
+	// Kubernetes its id is the pod to port-forward to).
+	if got, want := strings.TrimSpace(runCommand(ctx, t, filepath.Join(bin, "cnnctl"),
+		append([]string{"leader", "--id-only", "--coordinator", standby}, tls.cnnctl...)...)), leaderID(t, coords, leader); got != want {
+		t.Errorf("cnnctl leader --id-only = %q, want %s", got, want)
+	}
 	status := runCommand(ctx, t, filepath.Join(bin, "cnnctl"), append([]string{"status", "replicated", "--coordinator", leader.Address}, tls.cnnctl...)...)
 	if want := fmt.Sprintf(", %d steps redone", redone); !strings.Contains(status, want) {
 		t.Errorf("cnnctl status lacks %q:\n%s", want, status)

@@ -49,7 +49,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug detail to stderr")
 	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newExportCmd(e), newPredictCmd(e), newVizCmd(e))
 	root.AddCommand(newSubmitCmd(e), newStatusCmd(e), newListCmd(e), newWatchCmd(e), newCancelCmd(e),
-		newLogsCmd(e), newDownloadCmd(e), newWorkersCmd(e), newEtcdCmd(e), newBenchCmd(e))
+		newLogsCmd(e), newDownloadCmd(e), newWorkersCmd(e), newLeaderCmd(e), newEtcdCmd(e), newBenchCmd(e))
 	root.AddCommand(newCertsCmd(e))
 	return root
 }
