@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/cmd/internal/envflag"
@@ -169,6 +171,34 @@ func (c *client) unary(ctx context.Context, what string, call func(ctx context.C
 		defer cancel()
 		return call(ctx)
 	})
+}
+
+// getAndShow is a command that asks one thing and prints the answer: it
+// dials, runs get as one request (what names it in errors), and writes the
+// answer as JSON (output "json") or with text.
+func getAndShow[T proto.Message](ctx context.Context, e *env, cf *clientFlags, output, what string,
+	get func(ctx context.Context, c *client) (T, error), text func(w io.Writer, answer T)) error {
+	if err := checkOutputFormat(output); err != nil {
+		return err
+	}
+	c, err := cf.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var answer T
+	err = c.unary(ctx, what, func(ctx context.Context) (err error) {
+		answer, err = get(ctx, c)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		return writeJSON(e.stdout, answer)
+	}
+	text(e.stdout, answer)
+	return nil
 }
 
 // do runs call, a request that changes nothing unless a leader took it.

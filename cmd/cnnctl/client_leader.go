@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,35 +29,24 @@ reaches the leader from your own machine. While no coordinator leads, it waits
 for up to --leader-wait.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutputFormat(output); err != nil {
-				return err
+			if idOnly && output == "json" {
+				output = "text" // --id-only wins
 			}
-			c, err := cf.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var r *dpcnnv1.LeaderResponse
-			err = c.unary(cmd.Context(), "leader", func(ctx context.Context) (err error) {
-				r, err = c.cluster().Leader(ctx, &dpcnnv1.LeaderRequest{})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			switch {
-			case idOnly:
-				fmt.Fprintln(e.stdout, r.CoordinatorId)
-			case output == "json":
-				return writeJSON(e.stdout, r)
-			default:
-				since := ""
-				if r.SinceUnixNanos != 0 {
-					since = ", since " + time.Unix(0, r.SinceUnixNanos).Format(time.RFC3339)
-				}
-				fmt.Fprintf(e.stdout, "%s leads at %s (term %d%s)\n", orDash(r.CoordinatorId), r.Address, r.Term, since)
-			}
-			return nil
+			return getAndShow(cmd.Context(), e, &cf, output, "leader",
+				func(ctx context.Context, c *client) (*dpcnnv1.LeaderResponse, error) {
+					return c.cluster().Leader(ctx, &dpcnnv1.LeaderRequest{})
+				},
+				func(w io.Writer, r *dpcnnv1.LeaderResponse) {
+					if idOnly {
+						fmt.Fprintln(w, r.CoordinatorId)
+						return
+					}
+					since := ""
+					if r.SinceUnixNanos != 0 {
+						since = ", since " + time.Unix(0, r.SinceUnixNanos).Format(time.RFC3339)
+					}
+					fmt.Fprintf(w, "%s leads at %s (term %d%s)\n", orDash(r.CoordinatorId), r.Address, r.Term, since)
+				})
 		},
 	}
 	cf.register(cmd.Flags())

@@ -21,27 +21,11 @@ func newWorkersCmd(e *env) *cobra.Command {
 		Short: "List the workers the leading coordinator knows",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutputFormat(output); err != nil {
-				return err
-			}
-			c, err := cf.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var r *dpcnnv1.ListWorkersResponse
-			err = c.unary(cmd.Context(), "list workers", func(ctx context.Context) (err error) {
-				r, err = c.cluster().ListWorkers(ctx, &dpcnnv1.ListWorkersRequest{})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return writeJSON(e.stdout, r)
-			}
-			printWorkerTable(e.stdout, r.Workers, time.Now())
-			return nil
+			return getAndShow(cmd.Context(), e, &cf, output, "list workers",
+				func(ctx context.Context, c *client) (*dpcnnv1.ListWorkersResponse, error) {
+					return c.cluster().ListWorkers(ctx, &dpcnnv1.ListWorkersRequest{})
+				},
+				func(w io.Writer, r *dpcnnv1.ListWorkersResponse) { printWorkerTable(w, r.Workers, time.Now()) })
 		},
 	}
 	cf.register(cmd.Flags())

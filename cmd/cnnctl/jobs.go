@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,27 +22,11 @@ func newStatusCmd(e *env) *cobra.Command {
 		Short: "Show a job's state, progress, evaluation and checkpoint",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutputFormat(output); err != nil {
-				return err
-			}
-			c, err := cf.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var j *dpcnnv1.Job
-			err = c.unary(cmd.Context(), "status "+args[0], func(ctx context.Context) (err error) {
-				j, err = c.jobs().GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: args[0]})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return writeJSON(e.stdout, j)
-			}
-			printJob(e.stdout, j, time.Now())
-			return nil
+			return getAndShow(cmd.Context(), e, &cf, output, "status "+args[0],
+				func(ctx context.Context, c *client) (*dpcnnv1.Job, error) {
+					return c.jobs().GetJob(ctx, &dpcnnv1.GetJobRequest{JobId: args[0]})
+				},
+				func(w io.Writer, j *dpcnnv1.Job) { printJob(w, j, time.Now()) })
 		},
 	}
 	cf.register(cmd.Flags())
