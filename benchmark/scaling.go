@@ -1,0 +1,93 @@
+package benchmark
+
+// Scaling is the result of `cnnctl bench scaling`. Its JSON names are
+// fixed (scripts read them): {"net", "points": [{"workers",
+// "imagesPerSec", "stepMs", "phasesMs": {...}, "coordinatorMsPerWorker",
+// "efficiency"}, …]}, with the run's settings beside them.
+type Scaling struct {
+	Net string `json:"net"`
+	// Mode is "strong" (the global batch fixed: Batch) or "weak" (the
+	// batch per worker fixed: PerWorkerBatch, the global batch growing
+	// with the workers).
+	Mode           string `json:"mode"`
+	Batch          int    `json:"batch,omitempty"`
+	PerWorkerBatch int    `json:"perWorkerBatch,omitempty"`
+	MicroBatch     int    `json:"microBatch"`
+	// Steps is the number of steps timed in each round, after Warmup
+	// steps; Repeat the rounds at each worker count.
+	Steps  int64 `json:"steps"`
+	Warmup int64 `json:"warmup"`
+	Repeat int   `json:"repeat"`
+	// Synthetic says the workers skipped the math and answered with
+	// gradients of the job's true size after ComputeMs per micro-batch.
+	Synthetic bool    `json:"synthetic,omitempty"`
+	ComputeMs float64 `json:"computeMs,omitempty"`
+	// Emulated describes the emulated links when each worker ran in a
+	// network namespace of its own (--netem); nil otherwise.
+	Emulated *Link `json:"emulated,omitempty"`
+	// Cluster says where it ran: "embedded" (a local cluster in cnnctl's
+	// process) or the coordinator's address.
+	Cluster string `json:"cluster"`
+	// Machine describes the machine cnnctl ran on (CPU, cores, OS).
+	Machine string `json:"machine,omitempty"`
+	// CoordinatorMsPerAddedWorker is the slope of the coordinator's own
+	// time per step (broadcast, reduce and optimizer) against the worker
+	// count, fitted by least squares over the points; 0 with one point.
+	CoordinatorMsPerAddedWorker float64 `json:"coordinatorMsPerAddedWorker"`
+	Points                      []Point `json:"points"`
+}
+
+// Link is an emulated network link between each worker and the
+// switch, and between the switch and the coordinator.
+type Link struct {
+	BitsPerSec float64 `json:"bitsPerSec"`
+	LatencyMs  float64 `json:"latencyMs"`
+	// How says how the link was emulated, e.g. "tc netem" or "tc tbf
+	// rate, delay line in the sockets' path".
+	How string `json:"how"`
+}
+
+// Point is one worker count's figures: medians over the rounds.
+type Point struct {
+	Workers      int     `json:"workers"`
+	Batch        int     `json:"batch"` // global batch of each step
+	ImagesPerSec float64 `json:"imagesPerSec"`
+	StepMs       float64 `json:"stepMs"`
+	// StepMsSpread is the spread of the rounds' step times.
+	StepMsSpread Spread `json:"stepMsSpread"`
+	PhasesMs     Phases `json:"phasesMs"`
+	// CoordinatorMsPerWorker is the coordinator's own time per step
+	// (broadcast, reduce and optimizer) divided by the worker count.
+	CoordinatorMsPerWorker float64 `json:"coordinatorMsPerWorker"`
+	// Speedup is ImagesPerSec over the one-worker point's (or the
+	// smallest worker count's, scaled to one worker); Efficiency is
+	// Speedup over Workers (weak scaling: the per-worker throughput kept).
+	Speedup    float64 `json:"speedup"`
+	Efficiency float64 `json:"efficiency"`
+}
+
+// Phases is a step's time split where it is spent, in milliseconds: the
+// mean of the step's workers' compute (timed on the workers), the mean
+// transfer of a result (the coordinator's round trip less the worker's
+// time holding the assignment), the wait for the slowest worker (the rest
+// of the time the coordinator waited for results), and the coordinator's
+// reduce (results but the last), optimizer (the last result and the
+// update) and broadcast (sending the assignments). They add up to the
+// step time.
+type Phases struct {
+	Compute   float64 `json:"compute"`
+	Wait      float64 `json:"wait"`
+	Transfer  float64 `json:"transfer"`
+	Reduce    float64 `json:"reduce"`
+	Optimizer float64 `json:"optimizer"`
+	Broadcast float64 `json:"broadcast"`
+}
+
+// Coordinator is the coordinator's own time of the phases: broadcast,
+// reduce and optimizer.
+func (p Phases) Coordinator() float64 { return p.Broadcast + p.Reduce + p.Optimizer }
+
+// Sum is the total of the phases.
+func (p Phases) Sum() float64 {
+	return p.Compute + p.Wait + p.Transfer + p.Reduce + p.Optimizer + p.Broadcast
+}
