@@ -91,3 +91,32 @@ func (p Phases) Coordinator() float64 { return p.Broadcast + p.Reduce + p.Optimi
 func (p Phases) Sum() float64 {
 	return p.Compute + p.Wait + p.Transfer + p.Reduce + p.Optimizer + p.Broadcast
 }
+
+// Values are the phases in the order of their JSON names: compute, wait,
+// transfer, reduce, optimizer, broadcast.
+func (p Phases) Values() [6]float64 {
+	return [6]float64{p.Compute, p.Wait, p.Transfer, p.Reduce, p.Optimizer, p.Broadcast}
+}
+
+// PhasesOf is the inverse of Values.
+func PhasesOf(v [6]float64) Phases {
+	return Phases{Compute: v[0], Wait: v[1], Transfer: v[2], Reduce: v[3], Optimizer: v[4], Broadcast: v[5]}
+}
+
+// Add is the phases' sum, phase by phase.
+func (p Phases) Add(q Phases) Phases {
+	a, b := p.Values(), q.Values()
+	for i := range a {
+		a[i] += b[i]
+	}
+	return PhasesOf(a)
+}
+
+// Scale multiplies every phase by f.
+func (p Phases) Scale(f float64) Phases {
+	a := p.Values()
+	for i := range a {
+		a[i] *= f
+	}
+	return PhasesOf(a)
+}

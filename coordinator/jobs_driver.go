@@ -62,7 +62,10 @@ type driver struct {
 	dirty          bool // the status changed since it was last written
 	lastWrite      time.Time
 	grad           []float32 // received gradients, decoded
-	times          stepTimes // for the metrics
+	times          stepTimes // for the metrics and the progress reports
+	// paramsTensor is the latest parameter version sent, encoded once.
+	paramsTensor        *dpcnnv1.Tensor
+	paramsTensorVersion int64
 }
 
 // driverWorker is a worker in the engine and what its stream has been sent.
@@ -81,6 +84,9 @@ type (
 	workResult   struct {
 		ws *workStream
 		r  *dpcnnv1.WorkResult
+		// roundTrip is from the start of sending the assignment to the
+		// result's arrival; 0 when the sending was not seen.
+		roundTrip time.Duration
 	}
 	workFailure struct {
 		ws *workStream
@@ -220,6 +226,7 @@ func (d *driver) input(in driverInput) {
 		}
 	case workResult:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			d.resultTimed(in.r, in.roundTrip)
 			d.step(d.resultEvent(in.ws, in.r))
 		}
 	case workFailure:
@@ -350,6 +357,7 @@ func (d *driver) effect(ef train.Effect) {
 			d.log.Error("assignment for a worker not in the job", "worker", ef.Worker)
 			return
 		}
+		began := time.Now() // building it is part of the broadcast
 		var idx []int32
 		for _, mb := range ef.Micro {
 			idx = append(idx, mb.Indices...)
@@ -357,7 +365,6 @@ func (d *driver) effect(ef train.Effect) {
 		a := d.assignment(dw, ef.ID, ef.Epoch, ef.Step, ef.Step, ef.Params)
 		a.Work = &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtree: &dpcnnv1.Subtree{
 			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}
-		began := time.Now()
 		d.sendWork(dw, a)
 		if again := d.assignSent(ef.Leaves, time.Since(began)); again && d.backupFor == ef.Worker {
 			d.backupFor = "" // the straggler's copy, said already
@@ -375,8 +382,7 @@ func (d *driver) effect(ef train.Effect) {
 		d.sendWork(dw, a)
 		d.evalSent(ef.From)
 	case train.StepApplied:
-		d.stepTimed(ef)
-		d.stepApplied(ef)
+		d.stepApplied(ef, d.stepTimed(ef))
 	case train.EvalDone:
 		d.evalTimed(ef)
 		d.evalDone(ef)
@@ -436,7 +442,14 @@ func (d *driver) assignment(dw *driverWorker, id uint64, epoch, step, version in
 		dw.specSent = true
 	}
 	if dw.version != version {
-		a.Params = dpcnnv1.NewTensor("params", []int{len(params)}, params) // a copy: the engine's buffer changes
+		// One encoding of a version for every worker: messages only read
+		// it (gRPC marshals it on each stream's goroutine), and the copy
+		// outlives the engine's buffer, which the next step changes.
+		if d.paramsTensor == nil || d.paramsTensorVersion != version {
+			d.paramsTensor = dpcnnv1.NewTensor("params", []int{len(params)}, params)
+			d.paramsTensorVersion = version
+		}
+		a.Params = d.paramsTensor
 		dw.version = version
 	}
 	return a
@@ -463,7 +476,7 @@ func (d *driver) releaseWorkers() {
 	}
 }
 
-func (d *driver) stepApplied(ef train.StepApplied) {
+func (d *driver) stepApplied(ef train.StepApplied, phases *dpcnnv1.StepPhases) {
 	d.images += int64(ef.Images)
 	elapsed := d.now().Sub(d.started)
 	p := &dpcnnv1.JobProgress{
@@ -473,6 +486,7 @@ func (d *driver) stepApplied(ef train.StepApplied) {
 		ImagesPerSec: float64(d.images) / elapsed.Seconds(), ElapsedNanos: int64(elapsed),
 		LiveWorkers:    int32(len(d.workers)),
 		ImagesReissued: d.reissuedBefore + ef.ImagesReissued,
+		Phases:         phases,
 	}
 	if done := ef.Step - d.startStep; done > 0 {
 		p.EtaNanos = int64(elapsed) / done * (d.sched.Total - ef.Step)

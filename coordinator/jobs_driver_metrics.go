@@ -4,20 +4,28 @@ import (
 	"time"
 
 	"github.com/dpcnn/dpcnn/metrics"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/train"
 	"github.com/dpcnn/dpcnn/tree"
 )
 
-// stepTimes times the phases of the step in progress at the driver's
-// boundary with the engine, which has no clock of its own: the engine's
-// handling of the step's results (reduce, and the last one's, which ends
-// in the optimizer update), the sending of its assignments (broadcast),
-// and the wait from its first assignment to its last result. They are
+// stepTimes times the phases of the step in progress (see
+// dpcnnv1.StepPhases) at the driver's boundary with the engine, which has
+// no clock of its own: the engine's handling of the step's results
+// (reduce, and the last one's, which ends in the optimizer update), the
+// building and queuing of its assignments (broadcast), and, from the
+// results, the workers' compute and the network's part of each round
+// trip (transfer); the wait is what is left of the step. They are
 // measured on real time, not ServerConfig.Clock, which tests may stop.
 type stepTimes struct {
 	firstAssign time.Time     // zero until the step's first assignment is sent
 	reduce      time.Duration // engine time on the step's results but the last
-	broadcast   time.Duration // sending the step's assignments
+	broadcast   time.Duration // building and queuing the step's assignments
+	// Of the step's training results: how many, and the sums of their
+	// compute and transfer times (transfer of those whose round trip and
+	// time held are both known).
+	results, transfers int
+	compute, transfer  time.Duration
 	// Of the engine call now carrying out its effects: when it began,
 	// how long it took, and whether it took a result.
 	callStart   time.Time
@@ -79,14 +87,48 @@ func (d *driver) evalSent(from int) {
 	t.evalGiven[from] = true
 }
 
-// stepTimed records the applied step's phases and starts the next step's.
-func (d *driver) stepTimed(ef train.StepApplied) {
+// resultTimed notes a training result's compute time, as the worker timed
+// it, and its transfer: the round trip less the time the worker held the
+// assignment.
+func (d *driver) resultTimed(r *dpcnnv1.WorkResult, roundTrip time.Duration) {
+	if r.GetTrain() == nil {
+		return
+	}
+	t := &d.times
+	t.results++
+	t.compute += time.Duration(max(r.GetComputeNanos(), 0))
+	if held := time.Duration(r.GetHeldNanos()); held > 0 && roundTrip > 0 {
+		t.transfers++
+		t.transfer += max(roundTrip-held, 0)
+	}
+}
+
+// stepTimed records the applied step's phases, starts the next step's, and
+// returns the phases for the step's progress report (nil when the step was
+// not timed from its first assignment, as the first after a restart may
+// not be).
+func (d *driver) stepTimed(ef train.StepApplied) *dpcnnv1.StepPhases {
 	m, t := d.s.cfg.Metrics, &d.times
 	m.StepApplied(ef.Images, ef.Loss)
-	if t.callResult {
-		if !t.firstAssign.IsZero() {
-			m.Phase(metrics.PhaseWait, t.callStart.Sub(t.firstAssign))
+	var ph *dpcnnv1.StepPhases
+	if t.callResult && !t.firstAssign.IsZero() && t.results > 0 {
+		step := time.Since(t.firstAssign)
+		compute := t.compute / time.Duration(t.results)
+		var transfer time.Duration
+		if t.transfers > 0 {
+			transfer = t.transfer / time.Duration(t.transfers)
 		}
+		wait := max(step-compute-transfer-t.reduce-t.callTook-t.broadcast, 0)
+		ph = &dpcnnv1.StepPhases{
+			StepNanos: int64(step), ComputeNanos: int64(compute), WaitNanos: int64(wait), TransferNanos: int64(transfer),
+			ReduceNanos: int64(t.reduce), OptimizerNanos: int64(t.callTook), BroadcastNanos: int64(t.broadcast),
+			Results: int32(t.results),
+		}
+		m.Phase(metrics.PhaseCompute, compute)
+		m.Phase(metrics.PhaseTransfer, transfer)
+		m.Phase(metrics.PhaseWait, wait)
+	}
+	if t.callResult {
 		m.Phase(metrics.PhaseReduce, t.reduce)
 		m.Phase(metrics.PhaseOptimizer, t.callTook)
 	}
@@ -95,7 +137,9 @@ func (d *driver) stepTimed(ef train.StepApplied) {
 	}
 	t.applied = true
 	t.firstAssign, t.reduce, t.broadcast = time.Time{}, 0, 0
+	t.results, t.transfers, t.compute, t.transfer = 0, 0, 0, 0
 	clear(t.given)
+	return ph
 }
 
 // evalTimed records an evaluation's result and starts the next one's count.

@@ -43,9 +43,10 @@ type workStream struct {
 	lastSeen atomic.Int64 // unix nanos of the last message received
 
 	mu          sync.Mutex
-	outstanding map[uint64]bool // assignments sent and not yet answered or withdrawn
-	measured    float64         // images/s timed from its results; 0 until then
-	job         string          // the job whose driver took it in
+	outstanding map[uint64]bool      // assignments sent and not yet answered or withdrawn
+	sending     map[uint64]time.Time // when the sending of an outstanding assignment began
+	measured    float64              // images/s timed from its results; 0 until then
+	job         string               // the job whose driver took it in
 }
 
 // send queues m for the worker; it does nothing once the stream ended.
@@ -58,7 +59,41 @@ func (w *workStream) setOutstanding(id uint64, on bool) {
 		w.outstanding[id] = true
 	} else {
 		delete(w.outstanding, id)
+		delete(w.sending, id)
 	}
+}
+
+// sendingStarts notes that the sending of m begins, when m is an
+// assignment, so that its result's round trip can be timed.
+func (w *workStream) sendingStarts(m *dpcnnv1.CoordinatorMessage) {
+	a := m.GetAssignment()
+	if a == nil {
+		return
+	}
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.outstanding[a.AssignmentId] {
+		if w.sending == nil {
+			w.sending = map[uint64]time.Time{}
+		}
+		w.sending[a.AssignmentId] = now
+	}
+}
+
+// answered marks an assignment answered and returns the round trip from
+// the start of its sending (0 when that was not seen).
+func (w *workStream) answered(id uint64) time.Duration {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var rtt time.Duration
+	if at, ok := w.sending[id]; ok {
+		rtt = now.Sub(at)
+	}
+	delete(w.outstanding, id)
+	delete(w.sending, id)
+	return rtt
 }
 
 // checkBusy compares a heartbeat's list of the assignments the worker holds
@@ -200,6 +235,7 @@ func (s *Server) Work(stream grpc.BidiStreamingServer[dpcnnv1.WorkerMessage, dpc
 		case <-ws.out.Ready():
 			batch = ws.out.Take(batch[:0])
 			for _, m := range batch {
+				ws.sendingStarts(m)
 				if err := stream.Send(m); err != nil {
 					return err
 				}
@@ -277,8 +313,8 @@ func (s *Server) workerMessage(ws *workStream, m *dpcnnv1.WorkerMessage) error {
 		if k.Result == nil {
 			return status.Error(codes.InvalidArgument, "work: empty result")
 		}
-		ws.setOutstanding(k.Result.AssignmentId, false)
-		s.toDriver(ws, k.Result.JobId, workResult{ws, k.Result})
+		rtt := ws.answered(k.Result.AssignmentId)
+		s.toDriver(ws, k.Result.JobId, workResult{ws, k.Result, rtt})
 	case *dpcnnv1.WorkerMessage_Failure:
 		if k.Failure == nil {
 			return status.Error(codes.InvalidArgument, "work: empty failure")

@@ -43,6 +43,27 @@ type Config struct {
 	// times would count twice, and the coordinator has them already
 	// from their results.
 	Metrics *metrics.Metrics
+	// Synthetic, when positive, makes the workers synthetic: they skip
+	// the math and answer each micro-batch after this long with a gradient
+	// of the job's true size (worker.DaemonConfig.Synthetic).
+	Synthetic time.Duration
+	// WorkerNetwork, when set, carries the traffic between the
+	// coordinator and the workers over another network (a benchmark's
+	// emulated one); nil keeps it on 127.0.0.1.
+	WorkerNetwork *WorkerNetwork
+}
+
+// WorkerNetwork is a network of its own between the coordinator and the
+// workers: the coordinator accepts workers on Listener as well as on
+// 127.0.0.1 (where cnnctl reaches it), and each worker dials Address with
+// its own dialer.
+type WorkerNetwork struct {
+	// Listener is the coordinator's, in that network; Address the
+	// host:port the workers dial (its IP goes into the certificates).
+	Listener net.Listener
+	Address  string
+	// Dialer gives worker i (0-based) its dialer.
+	Dialer func(i int) func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Cluster is a whole cluster in this process: an embedded etcd, one
@@ -111,7 +132,15 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, err
 	}
 
-	pki, err := newLocalPKI(filepath.Join(cfg.Dir, "tls"))
+	var hosts []string
+	if wn := cfg.WorkerNetwork; wn != nil {
+		host, _, err := net.SplitHostPort(wn.Address)
+		if err != nil || wn.Listener == nil || wn.Dialer == nil {
+			return nil, fmt.Errorf("local cluster: worker network %q: want a listener, a dialer and a host:port address", wn.Address)
+		}
+		hosts = append(hosts, host)
+	}
+	pki, err := newLocalPKI(filepath.Join(cfg.Dir, "tls"), hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -151,10 +180,14 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("local cluster: coordinator: %w", err)
 	}
 	lc.Coordinator = lis.Addr().String()
+	var serveOn net.Listener = lis
+	if wn := cfg.WorkerNetwork; wn != nil {
+		serveOn = joinListeners(lis, wn.Listener)
+	}
 	cctx, stopCoordinator := context.WithCancel(context.WithoutCancel(ctx))
 	lc.stopCoordinator = stopCoordinator
 	lc.coordinator.Go(func() {
-		if err := srv.Serve(cctx, lis); err != nil {
+		if err := srv.Serve(cctx, serveOn); err != nil {
 			lc.fail(err)
 		} else if cctx.Err() == nil {
 			lc.fail(errors.New("local cluster: the coordinator stopped"))
@@ -182,6 +215,11 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			ImagesPerSec: -1,
 			Logger:       cfg.Logger,
 			Credentials:  credentials.NewTLS(pki.worker),
+			Synthetic:    cfg.Synthetic,
+		}
+		if wn := cfg.WorkerNetwork; wn != nil {
+			wcfg.Coordinator = wn.Address
+			wcfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(wn.Dialer(i))}
 		}
 		lc.workers.Go(func() {
 			defer backends.Close(b)
@@ -273,8 +311,8 @@ type localPKI struct {
 	worker            *tls.Config // dials the coordinator
 }
 
-func newLocalPKI(dir string) (*localPKI, error) {
-	set, err := secure.NewDevelopmentSet(nil, 7*24*time.Hour)
+func newLocalPKI(dir string, hosts []string) (*localPKI, error) {
+	set, err := secure.NewDevelopmentSet(hosts, 7*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("local cluster: %w", err)
 	}

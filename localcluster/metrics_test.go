@@ -111,7 +111,7 @@ func TestMetricsOfAJob(t *testing.T) {
 	want("dpcnn_train_steps_total", value("dpcnn_train_steps_total"), 4) // 200 images in batches of 50
 	want("dpcnn_train_images_total", value("dpcnn_train_images_total"), 200)
 	want("dpcnn_checkpoints_total", value("dpcnn_checkpoints_total"), 1)
-	for _, phase := range []string{metrics.PhaseWait, metrics.PhaseReduce, metrics.PhaseOptimizer, metrics.PhaseBroadcast, metrics.PhaseCheckpoint} {
+	for _, phase := range []string{metrics.PhaseCompute, metrics.PhaseTransfer, metrics.PhaseWait, metrics.PhaseReduce, metrics.PhaseOptimizer, metrics.PhaseBroadcast, metrics.PhaseCheckpoint} {
 		want(fmt.Sprintf("dpcnn_step_phase_seconds{phase=%q} count", phase), value("dpcnn_step_phase_seconds", "phase", phase), 1)
 	}
 	want("dpcnn_worker_microbatch_seconds count", value("dpcnn_worker_microbatch_seconds"), 1)

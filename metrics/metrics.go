@@ -14,11 +14,14 @@ import (
 
 // Phases of a training step, the values of dpcnn_step_phase_seconds'
 // label phase.
+// (dpcnnv1.StepPhases says how each is measured.)
 const (
-	PhaseWait       = "wait"       // from the step's first assignment to its last result
+	PhaseCompute    = "compute"    // the mean of the step's workers' compute, as they timed it
+	PhaseTransfer   = "transfer"   // the mean of the step's round trips less the workers' time holding the work
+	PhaseWait       = "wait"       // the rest of the step: waiting for the slowest worker
 	PhaseReduce     = "reduce"     // the engine taking the step's results in, but the last
 	PhaseOptimizer  = "optimizer"  // the engine's handling of the last result: final reduction and update
-	PhaseBroadcast  = "broadcast"  // sending the step's assignments
+	PhaseBroadcast  = "broadcast"  // building and queuing the step's assignments
 	PhaseCheckpoint = "checkpoint" // storing a checkpoint
 )
 

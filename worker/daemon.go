@@ -74,6 +74,14 @@ type DaemonConfig struct {
 	// 0, Run measures it at start with a few micro-batches of the deep
 	// network; when negative, the worker reports none.
 	ImagesPerSec float64
+	// Synthetic, when positive, makes a synthetic worker: it skips the
+	// math and answers each micro-batch after this long with a gradient of
+	// the job's true size (fixed values; its evaluations count nothing
+	// correct). Everything else, from the stream to the coordinator's
+	// reduction, is the real thing: benchmarks use it to measure the
+	// coordinator with more workers than the machine could compute for.
+	// It joins with no speed of its own unless ImagesPerSec gives one.
+	Synthetic time.Duration
 	// EvalBatch is the batch size of evaluations (default 256).
 	EvalBatch int
 
@@ -230,9 +238,10 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 	}
 	d.jobs = newJobs(cfg.ID, d.backend, cfg.EvalBatch)
 	d.jobs.metrics = cfg.Metrics
+	d.jobs.synthetic = cfg.Synthetic
 
 	d.speed = max(cfg.ImagesPerSec, 0)
-	if cfg.ImagesPerSec == 0 {
+	if cfg.ImagesPerSec == 0 && cfg.Synthetic <= 0 {
 		if d.speed, err = MeasureSpeed(d.backend); err != nil {
 			return nil, fmt.Errorf("worker %s: %w", cfg.ID, err)
 		}

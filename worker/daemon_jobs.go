@@ -25,6 +25,17 @@ type jobs struct {
 	evalBatch int
 	byID      map[string]*jobRun
 	metrics   *metrics.Metrics
+	synthetic time.Duration // > 0: skip the math (DaemonConfig.Synthetic)
+}
+
+// replica is what computes a job's work: a Computer, or a synthetic
+// worker's stand-in.
+type replica interface {
+	tree.Replica
+	ParamCount() int
+	SetParams(flat []float32) error
+	Evaluate(set *dataset.Set, from, to int) (correct int, err error)
+	Close() error
 }
 
 func newJobs(worker string, b kernels.Backend[float32], evalBatch int) *jobs {
@@ -37,9 +48,12 @@ type jobRun struct {
 	specJSON []byte
 	spec     job.Spec
 	leaves   int // micro-batches per step: the leaves of a step's reduction tree
-	comp     *Computer
-	worker   string
-	metrics  *metrics.Metrics
+	comp     replica
+	// evalPiece is how many test samples an evaluation takes between
+	// looks at its context: a few batches of the replica's size.
+	evalPiece int
+	worker    string
+	metrics   *metrics.Metrics
 
 	params     []float32 // decode buffer of Assignment.params
 	version    uint64    // of the parameters in comp, when haveParams
@@ -107,19 +121,25 @@ func (js *jobs) build(id string, specJSON []byte, train *dataset.Set) (*jobRun, 
 	if err != nil {
 		return nil, fmt.Errorf("job %q: %w", id, err)
 	}
-	comp, err := NewComputer(spec, js.backend, train, js.evalBatch)
+	var comp replica
+	if js.synthetic > 0 {
+		comp, err = newSyntheticReplica(spec, js.synthetic)
+	} else {
+		comp, err = NewComputer(spec, js.backend, train, js.evalBatch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("job %q: %w", id, err)
 	}
 	return &jobRun{
-		id:       id,
-		specJSON: bytes.Clone(specJSON),
-		spec:     spec,
-		leaves:   spec.Batch / spec.MicroBatch,
-		comp:     comp,
-		params:   make([]float32, comp.ParamCount()),
-		worker:   js.worker,
-		metrics:  js.metrics,
+		id:        id,
+		specJSON:  bytes.Clone(specJSON),
+		spec:      spec,
+		leaves:    spec.Batch / spec.MicroBatch,
+		comp:      comp,
+		evalPiece: 4 * max(spec.MicroBatch, js.evalBatch),
+		params:    make([]float32, comp.ParamCount()),
+		worker:    js.worker,
+		metrics:   js.metrics,
 	}, nil
 }
 
@@ -198,7 +218,7 @@ func (j *jobRun) evaluate(ctx context.Context, a *dpcnnv1.Assignment, test *data
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		hi := min(lo+4*len(j.comp.labels), int(end)) // a few batches of the replica's size
+		hi := min(lo+j.evalPiece, int(end))
 		n, err := j.comp.Evaluate(test, lo, hi)
 		if err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
@@ -22,7 +23,8 @@ type workQueue struct {
 // queuedWork is an assignment, or the release of a job.
 type queuedWork struct {
 	a       *dpcnnv1.Assignment
-	release string // when a is nil: the job to forget
+	release string    // when a is nil: the job to forget
+	arrived time.Time // when the stream received it: results report the time held since
 
 	cancelled bool
 	stop      context.CancelFunc // stops the computation, while it runs

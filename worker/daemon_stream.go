@@ -83,7 +83,7 @@ func (d *daemon) work(ctx context.Context, client dpcnnv1.WorkerServiceClient, r
 			received.Store(true)
 			switch k := m.GetKind().(type) {
 			case *dpcnnv1.CoordinatorMessage_Assignment:
-				s.queue.push(&queuedWork{a: k.Assignment})
+				s.queue.push(&queuedWork{a: k.Assignment, arrived: time.Now()})
 			case *dpcnnv1.CoordinatorMessage_Cancel:
 				s.queue.cancel(k.Cancel)
 			}
@@ -278,6 +278,7 @@ func (s *stream) compute(ctx, item context.Context, w *queuedWork, j *jobRun) er
 		if err != nil {
 			return err
 		}
+		msg.GetResult().HeldNanos = time.Since(w.arrived).Nanoseconds()
 		if err := s.send(msg); err != nil {
 			return fmt.Errorf("%w: step %d: gradients of leaves [%d, %d): %w", errSend, a.GetStep()+1,
 				sub.GetFirstLeaf(), sub.GetFirstLeaf()+sub.GetLeafCount(), err)
@@ -288,6 +289,7 @@ func (s *stream) compute(ctx, item context.Context, w *queuedWork, j *jobRun) er
 		if err != nil {
 			return err
 		}
+		msg.GetResult().HeldNanos = time.Since(w.arrived).Nanoseconds()
 		if err := s.send(msg); err != nil {
 			return fmt.Errorf("%w: evaluation: %w", errSend, err)
 		}

@@ -116,13 +116,14 @@ named in its description instead.`,
 	fs.StringVar(&etcdFiles.Key, "etcd-key", "", "the key of --etcd-cert")
 	fs.BoolVar(&insecure, "insecure", false, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only (1 or true)")
 	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics on /metrics, in plaintext, on this address (host:port); empty: none")
+	fs.DurationVar(&cfg.Synthetic, "synthetic", 0, "benchmarks only: skip the math and answer each micro-batch after this long (e.g. 20ms) with a gradient of the job's true size; 0: compute for real")
 	envflag.Vars(fs,
 		"coordinator", envCoordinator, "etcd", envEtcd, "etcd-prefix", envEtcdPrefix, "id", envID,
 		"address", envAddress, "backend", envBackend, "threads", envThreads, "data", dataset.EnvMNISTDir,
 		"cache-dir", envCacheDir, "drain-timeout", envDrainTimeout, "log-level", envLogLevel,
 		"tls-ca", envTLSCA, "tls-cert", envTLSCert, "tls-key", envTLSKey, "tls-server-name", envServerName,
 		"etcd-ca", envEtcdCA, "etcd-cert", envEtcdCert, "etcd-key", envEtcdKey, "insecure", secure.EnvInsecure,
-		"metrics-listen", "DPCNN_METRICS_LISTEN")
+		"metrics-listen", "DPCNN_METRICS_LISTEN", "synthetic", "DPCNN_SYNTHETIC")
 	if err := cmd.Execute(); err != nil {
 		return cfg, 0, "", err
 	}
@@ -136,6 +137,9 @@ named in its description instead.`,
 	cfg.EtcdEndpoints = cluster.SplitEndpoints(etcd)
 	if cfg.Coordinator == "" && len(cfg.EtcdEndpoints) == 0 {
 		return cfg, 0, "", fmt.Errorf("no coordinator: give --coordinator (%s) or --etcd (%s)", envCoordinator, envEtcd)
+	}
+	if cfg.Synthetic < 0 {
+		return cfg, 0, "", fmt.Errorf("--synthetic %s: must not be negative", cfg.Synthetic)
 	}
 	if cfg.DrainTimeout <= 0 {
 		return cfg, 0, "", fmt.Errorf("--drain-timeout %v: must be positive", cfg.DrainTimeout)

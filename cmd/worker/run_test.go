@@ -88,6 +88,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--coordinator", "c:1"}, map[string]string{envThreads: "many"}, "DPCNN_THREADS"},
 		{[]string{"--coordinator", "c:1", "--log-level", "loud"}, nil, "--log-level"},
 		{[]string{"--coordinator", "c:1", "--drain-timeout", "0s"}, nil, "--drain-timeout"},
+		{[]string{"--coordinator", "c:1", "--synthetic", "-5ms"}, nil, "--synthetic"},
 		// Transport security: TLS, or plaintext on loopback when asked for.
 		{[]string{"--coordinator", "127.0.0.1:1"}, nil, "no transport security"},
 		{[]string{"--coordinator", "c:1", "--insecure"}, nil, "plaintext is allowed only on a loopback address"},

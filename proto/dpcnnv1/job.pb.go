@@ -417,8 +417,11 @@ type JobProgress struct {
 	// assignment had waited; empty while none has.
 	Straggler          string `protobuf:"bytes,16,opt,name=straggler,proto3" json:"straggler,omitempty"`
 	StragglerWaitNanos int64  `protobuf:"varint,17,opt,name=straggler_wait_nanos,json=stragglerWaitNanos,proto3" json:"straggler_wait_nanos,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Phases is the step's time split where each part was spent (revision
+	// 3; absent from older coordinators).
+	Phases        *StepPhases `protobuf:"bytes,18,opt,name=phases,proto3" json:"phases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobProgress) Reset() {
@@ -570,6 +573,126 @@ func (x *JobProgress) GetStragglerWaitNanos() int64 {
 	return 0
 }
 
+func (x *JobProgress) GetPhases() *StepPhases {
+	if x != nil {
+		return x.Phases
+	}
+	return nil
+}
+
+// StepPhases is one step's time, from the sending of its first assignment
+// to its update, split where each part was spent. Compute and transfer are
+// means over the step's results: compute as the workers timed it,
+// transfer as the coordinator's round trip (from the start of sending the
+// assignment to the result's arrival) less the worker's time holding the
+// assignment (WorkResult.held_nanos). Reduce, optimizer and broadcast are
+// the coordinator's own: its engine taking in the results but the last,
+// the last one and the update, and building and queuing the assignments.
+// Wait is the rest of the step: the coordinator waiting beyond the mean
+// worker for the slowest one. The six add up to step_nanos, except where a
+// worker computed while the coordinator was still sending to others (wait
+// is then 0 and the sum exceeds step_nanos by that overlap).
+type StepPhases struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	StepNanos      int64                  `protobuf:"varint,1,opt,name=step_nanos,json=stepNanos,proto3" json:"step_nanos,omitempty"`
+	ComputeNanos   int64                  `protobuf:"varint,2,opt,name=compute_nanos,json=computeNanos,proto3" json:"compute_nanos,omitempty"`
+	WaitNanos      int64                  `protobuf:"varint,3,opt,name=wait_nanos,json=waitNanos,proto3" json:"wait_nanos,omitempty"`
+	TransferNanos  int64                  `protobuf:"varint,4,opt,name=transfer_nanos,json=transferNanos,proto3" json:"transfer_nanos,omitempty"`
+	ReduceNanos    int64                  `protobuf:"varint,5,opt,name=reduce_nanos,json=reduceNanos,proto3" json:"reduce_nanos,omitempty"`
+	OptimizerNanos int64                  `protobuf:"varint,6,opt,name=optimizer_nanos,json=optimizerNanos,proto3" json:"optimizer_nanos,omitempty"`
+	BroadcastNanos int64                  `protobuf:"varint,7,opt,name=broadcast_nanos,json=broadcastNanos,proto3" json:"broadcast_nanos,omitempty"`
+	// Results is the number of results the step took in.
+	Results       int32 `protobuf:"varint,8,opt,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepPhases) Reset() {
+	*x = StepPhases{}
+	mi := &file_dpcnn_v1_job_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepPhases) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepPhases) ProtoMessage() {}
+
+func (x *StepPhases) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_job_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepPhases.ProtoReflect.Descriptor instead.
+func (*StepPhases) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StepPhases) GetStepNanos() int64 {
+	if x != nil {
+		return x.StepNanos
+	}
+	return 0
+}
+
+func (x *StepPhases) GetComputeNanos() int64 {
+	if x != nil {
+		return x.ComputeNanos
+	}
+	return 0
+}
+
+func (x *StepPhases) GetWaitNanos() int64 {
+	if x != nil {
+		return x.WaitNanos
+	}
+	return 0
+}
+
+func (x *StepPhases) GetTransferNanos() int64 {
+	if x != nil {
+		return x.TransferNanos
+	}
+	return 0
+}
+
+func (x *StepPhases) GetReduceNanos() int64 {
+	if x != nil {
+		return x.ReduceNanos
+	}
+	return 0
+}
+
+func (x *StepPhases) GetOptimizerNanos() int64 {
+	if x != nil {
+		return x.OptimizerNanos
+	}
+	return 0
+}
+
+func (x *StepPhases) GetBroadcastNanos() int64 {
+	if x != nil {
+		return x.BroadcastNanos
+	}
+	return 0
+}
+
+func (x *StepPhases) GetResults() int32 {
+	if x != nil {
+		return x.Results
+	}
+	return 0
+}
+
 // Evaluation is the model's accuracy on the test set after a step.
 type Evaluation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -589,7 +712,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[2]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +724,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[2]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +737,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Evaluation) GetEpoch() int64 {
@@ -676,7 +799,7 @@ type CheckpointInfo struct {
 
 func (x *CheckpointInfo) Reset() {
 	*x = CheckpointInfo{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[3]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +811,7 @@ func (x *CheckpointInfo) String() string {
 func (*CheckpointInfo) ProtoMessage() {}
 
 func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[3]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +824,7 @@ func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointInfo.ProtoReflect.Descriptor instead.
 func (*CheckpointInfo) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CheckpointInfo) GetStep() int64 {
@@ -768,7 +891,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[4]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +903,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[4]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +916,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitJobRequest) GetSpec() []byte {
@@ -827,7 +950,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[5]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +962,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[5]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +975,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -877,7 +1000,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[6]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1012,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[6]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1025,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListJobsRequest) GetStates() []JobState {
@@ -938,7 +1061,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[7]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1073,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[7]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1086,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -992,7 +1115,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[8]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1127,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[8]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1140,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1048,7 +1171,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[9]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1183,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[9]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1196,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchJobRequest) GetJobId() string {
@@ -1104,7 +1227,7 @@ type ListJobEventsRequest struct {
 
 func (x *ListJobEventsRequest) Reset() {
 	*x = ListJobEventsRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[10]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1239,7 @@ func (x *ListJobEventsRequest) String() string {
 func (*ListJobEventsRequest) ProtoMessage() {}
 
 func (x *ListJobEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[10]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1252,7 @@ func (x *ListJobEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobEventsRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListJobEventsRequest) GetJobId() string {
@@ -1166,7 +1289,7 @@ type ListJobEventsResponse struct {
 
 func (x *ListJobEventsResponse) Reset() {
 	*x = ListJobEventsResponse{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[11]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1301,7 @@ func (x *ListJobEventsResponse) String() string {
 func (*ListJobEventsResponse) ProtoMessage() {}
 
 func (x *ListJobEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[11]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1314,7 @@ func (x *ListJobEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobEventsResponse) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListJobEventsResponse) GetEvents() []*JobEvent {
@@ -1233,7 +1356,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[12]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1368,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[12]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1381,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobEvent) GetSequence() uint64 {
@@ -1389,7 +1512,7 @@ type StateChange struct {
 
 func (x *StateChange) Reset() {
 	*x = StateChange{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[13]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1524,7 @@ func (x *StateChange) String() string {
 func (*StateChange) ProtoMessage() {}
 
 func (x *StateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[13]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1537,7 @@ func (x *StateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChange.ProtoReflect.Descriptor instead.
 func (*StateChange) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StateChange) GetOldState() JobState {
@@ -1452,7 +1575,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[14]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1587,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[14]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1600,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogLine) GetLevel() LogLevel {
@@ -1516,7 +1639,7 @@ type WorkersChanged struct {
 
 func (x *WorkersChanged) Reset() {
 	*x = WorkersChanged{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[15]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1651,7 @@ func (x *WorkersChanged) String() string {
 func (*WorkersChanged) ProtoMessage() {}
 
 func (x *WorkersChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[15]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1664,7 @@ func (x *WorkersChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkersChanged.ProtoReflect.Descriptor instead.
 func (*WorkersChanged) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WorkersChanged) GetLive() int32 {
@@ -1578,7 +1701,7 @@ type DownloadModelRequest struct {
 
 func (x *DownloadModelRequest) Reset() {
 	*x = DownloadModelRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[16]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1713,7 @@ func (x *DownloadModelRequest) String() string {
 func (*DownloadModelRequest) ProtoMessage() {}
 
 func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[16]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1726,7 @@ func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadModelRequest.ProtoReflect.Descriptor instead.
 func (*DownloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DownloadModelRequest) GetJobId() string {
@@ -1638,7 +1761,7 @@ type DownloadCheckpointRequest struct {
 
 func (x *DownloadCheckpointRequest) Reset() {
 	*x = DownloadCheckpointRequest{}
-	mi := &file_dpcnn_v1_job_proto_msgTypes[17]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1773,7 @@ func (x *DownloadCheckpointRequest) String() string {
 func (*DownloadCheckpointRequest) ProtoMessage() {}
 
 func (x *DownloadCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_job_proto_msgTypes[17]
+	mi := &file_dpcnn_v1_job_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1786,7 @@ func (x *DownloadCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DownloadCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{17}
+	return file_dpcnn_v1_job_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DownloadCheckpointRequest) GetJobId() string {
@@ -1694,7 +1817,7 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\x11latest_checkpoint\x18\f \x01(\v2\x18.dpcnn.v1.CheckpointInfoR\x10latestCheckpoint\x12:\n" +
 	"\vcheckpoints\x18\r \x03(\v2\x18.dpcnn.v1.CheckpointInfoR\vcheckpoints\x12\x1f\n" +
 	"\vwaiting_for\x18\x0e \x01(\tR\n" +
-	"waitingFor\"\xe1\x04\n" +
+	"waitingFor\"\x8f\x05\n" +
 	"\vJobProgress\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x16\n" +
 	"\x06epochs\x18\x02 \x01(\x03R\x06epochs\x12\"\n" +
@@ -1717,7 +1840,20 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\x0fimages_reissued\x18\x0e \x01(\x03R\x0eimagesReissued\x12!\n" +
 	"\fsteps_redone\x18\x0f \x01(\x03R\vstepsRedone\x12\x1c\n" +
 	"\tstraggler\x18\x10 \x01(\tR\tstraggler\x120\n" +
-	"\x14straggler_wait_nanos\x18\x11 \x01(\x03R\x12stragglerWaitNanos\"\x9c\x01\n" +
+	"\x14straggler_wait_nanos\x18\x11 \x01(\x03R\x12stragglerWaitNanos\x12,\n" +
+	"\x06phases\x18\x12 \x01(\v2\x14.dpcnn.v1.StepPhasesR\x06phases\"\xa5\x02\n" +
+	"\n" +
+	"StepPhases\x12\x1d\n" +
+	"\n" +
+	"step_nanos\x18\x01 \x01(\x03R\tstepNanos\x12#\n" +
+	"\rcompute_nanos\x18\x02 \x01(\x03R\fcomputeNanos\x12\x1d\n" +
+	"\n" +
+	"wait_nanos\x18\x03 \x01(\x03R\twaitNanos\x12%\n" +
+	"\x0etransfer_nanos\x18\x04 \x01(\x03R\rtransferNanos\x12!\n" +
+	"\freduce_nanos\x18\x05 \x01(\x03R\vreduceNanos\x12'\n" +
+	"\x0foptimizer_nanos\x18\x06 \x01(\x03R\x0eoptimizerNanos\x12'\n" +
+	"\x0fbroadcast_nanos\x18\a \x01(\x03R\x0ebroadcastNanos\x12\x18\n" +
+	"\aresults\x18\b \x01(\x05R\aresults\"\x9c\x01\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x1f\n" +
@@ -1831,71 +1967,73 @@ func file_dpcnn_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_dpcnn_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dpcnn_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_dpcnn_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_dpcnn_v1_job_proto_goTypes = []any{
 	(JobState)(0),                     // 0: dpcnn.v1.JobState
 	(LogLevel)(0),                     // 1: dpcnn.v1.LogLevel
 	(ModelFormat)(0),                  // 2: dpcnn.v1.ModelFormat
 	(*Job)(nil),                       // 3: dpcnn.v1.Job
 	(*JobProgress)(nil),               // 4: dpcnn.v1.JobProgress
-	(*Evaluation)(nil),                // 5: dpcnn.v1.Evaluation
-	(*CheckpointInfo)(nil),            // 6: dpcnn.v1.CheckpointInfo
-	(*SubmitJobRequest)(nil),          // 7: dpcnn.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),             // 8: dpcnn.v1.GetJobRequest
-	(*ListJobsRequest)(nil),           // 9: dpcnn.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 10: dpcnn.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),          // 11: dpcnn.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),           // 12: dpcnn.v1.WatchJobRequest
-	(*ListJobEventsRequest)(nil),      // 13: dpcnn.v1.ListJobEventsRequest
-	(*ListJobEventsResponse)(nil),     // 14: dpcnn.v1.ListJobEventsResponse
-	(*JobEvent)(nil),                  // 15: dpcnn.v1.JobEvent
-	(*StateChange)(nil),               // 16: dpcnn.v1.StateChange
-	(*LogLine)(nil),                   // 17: dpcnn.v1.LogLine
-	(*WorkersChanged)(nil),            // 18: dpcnn.v1.WorkersChanged
-	(*DownloadModelRequest)(nil),      // 19: dpcnn.v1.DownloadModelRequest
-	(*DownloadCheckpointRequest)(nil), // 20: dpcnn.v1.DownloadCheckpointRequest
-	(*FileChunk)(nil),                 // 21: dpcnn.v1.FileChunk
+	(*StepPhases)(nil),                // 5: dpcnn.v1.StepPhases
+	(*Evaluation)(nil),                // 6: dpcnn.v1.Evaluation
+	(*CheckpointInfo)(nil),            // 7: dpcnn.v1.CheckpointInfo
+	(*SubmitJobRequest)(nil),          // 8: dpcnn.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),             // 9: dpcnn.v1.GetJobRequest
+	(*ListJobsRequest)(nil),           // 10: dpcnn.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 11: dpcnn.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),          // 12: dpcnn.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),           // 13: dpcnn.v1.WatchJobRequest
+	(*ListJobEventsRequest)(nil),      // 14: dpcnn.v1.ListJobEventsRequest
+	(*ListJobEventsResponse)(nil),     // 15: dpcnn.v1.ListJobEventsResponse
+	(*JobEvent)(nil),                  // 16: dpcnn.v1.JobEvent
+	(*StateChange)(nil),               // 17: dpcnn.v1.StateChange
+	(*LogLine)(nil),                   // 18: dpcnn.v1.LogLine
+	(*WorkersChanged)(nil),            // 19: dpcnn.v1.WorkersChanged
+	(*DownloadModelRequest)(nil),      // 20: dpcnn.v1.DownloadModelRequest
+	(*DownloadCheckpointRequest)(nil), // 21: dpcnn.v1.DownloadCheckpointRequest
+	(*FileChunk)(nil),                 // 22: dpcnn.v1.FileChunk
 }
 var file_dpcnn_v1_job_proto_depIdxs = []int32{
 	0,  // 0: dpcnn.v1.Job.state:type_name -> dpcnn.v1.JobState
 	4,  // 1: dpcnn.v1.Job.progress:type_name -> dpcnn.v1.JobProgress
-	5,  // 2: dpcnn.v1.Job.last_evaluation:type_name -> dpcnn.v1.Evaluation
-	6,  // 3: dpcnn.v1.Job.latest_checkpoint:type_name -> dpcnn.v1.CheckpointInfo
-	6,  // 4: dpcnn.v1.Job.checkpoints:type_name -> dpcnn.v1.CheckpointInfo
-	5,  // 5: dpcnn.v1.JobProgress.evaluation:type_name -> dpcnn.v1.Evaluation
-	0,  // 6: dpcnn.v1.ListJobsRequest.states:type_name -> dpcnn.v1.JobState
-	3,  // 7: dpcnn.v1.ListJobsResponse.jobs:type_name -> dpcnn.v1.Job
-	15, // 8: dpcnn.v1.ListJobEventsResponse.events:type_name -> dpcnn.v1.JobEvent
-	4,  // 9: dpcnn.v1.JobEvent.progress:type_name -> dpcnn.v1.JobProgress
-	16, // 10: dpcnn.v1.JobEvent.state_change:type_name -> dpcnn.v1.StateChange
-	17, // 11: dpcnn.v1.JobEvent.log:type_name -> dpcnn.v1.LogLine
-	6,  // 12: dpcnn.v1.JobEvent.checkpoint:type_name -> dpcnn.v1.CheckpointInfo
-	18, // 13: dpcnn.v1.JobEvent.workers_changed:type_name -> dpcnn.v1.WorkersChanged
-	0,  // 14: dpcnn.v1.StateChange.old_state:type_name -> dpcnn.v1.JobState
-	0,  // 15: dpcnn.v1.StateChange.new_state:type_name -> dpcnn.v1.JobState
-	1,  // 16: dpcnn.v1.LogLine.level:type_name -> dpcnn.v1.LogLevel
-	2,  // 17: dpcnn.v1.DownloadModelRequest.format:type_name -> dpcnn.v1.ModelFormat
-	7,  // 18: dpcnn.v1.JobService.SubmitJob:input_type -> dpcnn.v1.SubmitJobRequest
-	8,  // 19: dpcnn.v1.JobService.GetJob:input_type -> dpcnn.v1.GetJobRequest
-	9,  // 20: dpcnn.v1.JobService.ListJobs:input_type -> dpcnn.v1.ListJobsRequest
-	11, // 21: dpcnn.v1.JobService.CancelJob:input_type -> dpcnn.v1.CancelJobRequest
-	12, // 22: dpcnn.v1.JobService.WatchJob:input_type -> dpcnn.v1.WatchJobRequest
-	13, // 23: dpcnn.v1.JobService.ListJobEvents:input_type -> dpcnn.v1.ListJobEventsRequest
-	19, // 24: dpcnn.v1.JobService.DownloadModel:input_type -> dpcnn.v1.DownloadModelRequest
-	20, // 25: dpcnn.v1.JobService.DownloadCheckpoint:input_type -> dpcnn.v1.DownloadCheckpointRequest
-	3,  // 26: dpcnn.v1.JobService.SubmitJob:output_type -> dpcnn.v1.Job
-	3,  // 27: dpcnn.v1.JobService.GetJob:output_type -> dpcnn.v1.Job
-	10, // 28: dpcnn.v1.JobService.ListJobs:output_type -> dpcnn.v1.ListJobsResponse
-	3,  // 29: dpcnn.v1.JobService.CancelJob:output_type -> dpcnn.v1.Job
-	15, // 30: dpcnn.v1.JobService.WatchJob:output_type -> dpcnn.v1.JobEvent
-	14, // 31: dpcnn.v1.JobService.ListJobEvents:output_type -> dpcnn.v1.ListJobEventsResponse
-	21, // 32: dpcnn.v1.JobService.DownloadModel:output_type -> dpcnn.v1.FileChunk
-	21, // 33: dpcnn.v1.JobService.DownloadCheckpoint:output_type -> dpcnn.v1.FileChunk
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	6,  // 2: dpcnn.v1.Job.last_evaluation:type_name -> dpcnn.v1.Evaluation
+	7,  // 3: dpcnn.v1.Job.latest_checkpoint:type_name -> dpcnn.v1.CheckpointInfo
+	7,  // 4: dpcnn.v1.Job.checkpoints:type_name -> dpcnn.v1.CheckpointInfo
+	6,  // 5: dpcnn.v1.JobProgress.evaluation:type_name -> dpcnn.v1.Evaluation
+	5,  // 6: dpcnn.v1.JobProgress.phases:type_name -> dpcnn.v1.StepPhases
+	0,  // 7: dpcnn.v1.ListJobsRequest.states:type_name -> dpcnn.v1.JobState
+	3,  // 8: dpcnn.v1.ListJobsResponse.jobs:type_name -> dpcnn.v1.Job
+	16, // 9: dpcnn.v1.ListJobEventsResponse.events:type_name -> dpcnn.v1.JobEvent
+	4,  // 10: dpcnn.v1.JobEvent.progress:type_name -> dpcnn.v1.JobProgress
+	17, // 11: dpcnn.v1.JobEvent.state_change:type_name -> dpcnn.v1.StateChange
+	18, // 12: dpcnn.v1.JobEvent.log:type_name -> dpcnn.v1.LogLine
+	7,  // 13: dpcnn.v1.JobEvent.checkpoint:type_name -> dpcnn.v1.CheckpointInfo
+	19, // 14: dpcnn.v1.JobEvent.workers_changed:type_name -> dpcnn.v1.WorkersChanged
+	0,  // 15: dpcnn.v1.StateChange.old_state:type_name -> dpcnn.v1.JobState
+	0,  // 16: dpcnn.v1.StateChange.new_state:type_name -> dpcnn.v1.JobState
+	1,  // 17: dpcnn.v1.LogLine.level:type_name -> dpcnn.v1.LogLevel
+	2,  // 18: dpcnn.v1.DownloadModelRequest.format:type_name -> dpcnn.v1.ModelFormat
+	8,  // 19: dpcnn.v1.JobService.SubmitJob:input_type -> dpcnn.v1.SubmitJobRequest
+	9,  // 20: dpcnn.v1.JobService.GetJob:input_type -> dpcnn.v1.GetJobRequest
+	10, // 21: dpcnn.v1.JobService.ListJobs:input_type -> dpcnn.v1.ListJobsRequest
+	12, // 22: dpcnn.v1.JobService.CancelJob:input_type -> dpcnn.v1.CancelJobRequest
+	13, // 23: dpcnn.v1.JobService.WatchJob:input_type -> dpcnn.v1.WatchJobRequest
+	14, // 24: dpcnn.v1.JobService.ListJobEvents:input_type -> dpcnn.v1.ListJobEventsRequest
+	20, // 25: dpcnn.v1.JobService.DownloadModel:input_type -> dpcnn.v1.DownloadModelRequest
+	21, // 26: dpcnn.v1.JobService.DownloadCheckpoint:input_type -> dpcnn.v1.DownloadCheckpointRequest
+	3,  // 27: dpcnn.v1.JobService.SubmitJob:output_type -> dpcnn.v1.Job
+	3,  // 28: dpcnn.v1.JobService.GetJob:output_type -> dpcnn.v1.Job
+	11, // 29: dpcnn.v1.JobService.ListJobs:output_type -> dpcnn.v1.ListJobsResponse
+	3,  // 30: dpcnn.v1.JobService.CancelJob:output_type -> dpcnn.v1.Job
+	16, // 31: dpcnn.v1.JobService.WatchJob:output_type -> dpcnn.v1.JobEvent
+	15, // 32: dpcnn.v1.JobService.ListJobEvents:output_type -> dpcnn.v1.ListJobEventsResponse
+	22, // 33: dpcnn.v1.JobService.DownloadModel:output_type -> dpcnn.v1.FileChunk
+	22, // 34: dpcnn.v1.JobService.DownloadCheckpoint:output_type -> dpcnn.v1.FileChunk
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_dpcnn_v1_job_proto_init() }
@@ -1904,7 +2042,7 @@ func file_dpcnn_v1_job_proto_init() {
 		return
 	}
 	file_dpcnn_v1_common_proto_init()
-	file_dpcnn_v1_job_proto_msgTypes[12].OneofWrappers = []any{
+	file_dpcnn_v1_job_proto_msgTypes[13].OneofWrappers = []any{
 		(*JobEvent_Progress)(nil),
 		(*JobEvent_StateChange)(nil),
 		(*JobEvent_Log)(nil),
@@ -1917,7 +2055,7 @@ func file_dpcnn_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dpcnn_v1_job_proto_rawDesc), len(file_dpcnn_v1_job_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1076,7 +1076,12 @@ type WorkResult struct {
 	// ComputeNanos is the time the worker spent computing this piece (not
 	// waiting or sending); the coordinator estimates the worker's speed from
 	// it.
-	ComputeNanos  int64 `protobuf:"varint,5,opt,name=compute_nanos,json=computeNanos,proto3" json:"compute_nanos,omitempty"`
+	ComputeNanos int64 `protobuf:"varint,5,opt,name=compute_nanos,json=computeNanos,proto3" json:"compute_nanos,omitempty"`
+	// HeldNanos is the time from the assignment's arrival on the worker's
+	// stream to the sending of this result (compute, and the waits and
+	// decoding around it), so the coordinator can tell the network's part of
+	// its round trip from the worker's (revision 3; 0 from older workers).
+	HeldNanos     int64 `protobuf:"varint,6,opt,name=held_nanos,json=heldNanos,proto3" json:"held_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1153,6 +1158,13 @@ func (x *WorkResult) GetEval() *EvalCount {
 func (x *WorkResult) GetComputeNanos() int64 {
 	if x != nil {
 		return x.ComputeNanos
+	}
+	return 0
+}
+
+func (x *WorkResult) GetHeldNanos() int64 {
+	if x != nil {
+		return x.HeldNanos
 	}
 	return 0
 }
@@ -1396,14 +1408,16 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12%\n" +
 	"\x0eassignment_ids\x18\x02 \x03(\x04R\rassignmentIds\x12\x1f\n" +
 	"\vrelease_job\x18\x03 \x01(\bR\n" +
-	"releaseJob\"\xd6\x01\n" +
+	"releaseJob\"\xf5\x01\n" +
 	"\n" +
 	"WorkResult\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\x04R\fassignmentId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x121\n" +
 	"\x05train\x18\x03 \x01(\v2\x19.dpcnn.v1.SubtreeGradientH\x00R\x05train\x12)\n" +
 	"\x04eval\x18\x04 \x01(\v2\x13.dpcnn.v1.EvalCountH\x00R\x04eval\x12#\n" +
-	"\rcompute_nanos\x18\x05 \x01(\x03R\fcomputeNanosB\t\n" +
+	"\rcompute_nanos\x18\x05 \x01(\x03R\fcomputeNanos\x12\x1d\n" +
+	"\n" +
+	"held_nanos\x18\x06 \x01(\x03R\theldNanosB\t\n" +
 	"\aoutcome\"\xc4\x01\n" +
 	"\x0fSubtreeGradient\x12\x1d\n" +
 	"\n" +
