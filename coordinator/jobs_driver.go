@@ -143,6 +143,7 @@ func (d *driver) run() {
 	if d.spec.MinWorkers > 0 {
 		cfg.MinWorkers = d.spec.MinWorkers
 	}
+	cfg.MaxWorkers = d.spec.MaxWorkers
 	if dl := d.spec.DeadlineDuration(); dl > 0 {
 		cfg.Deadline = dl
 	}

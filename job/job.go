@@ -49,11 +49,14 @@ type Spec struct {
 
 	// How the job copes with its workers; neither changes its result.
 	// MinWorkers pauses training (the job waits, saying why) while fewer
-	// workers are live (default 1). Deadline, when set, is how long a
+	// workers are live (default 1). MaxWorkers, when set, gives work to at
+	// most that many of the live workers, the earliest to join (a
+	// benchmark's worker count on a bigger cluster). Deadline, when set, is how long a
 	// worker may keep an assignment before a copy goes to another worker,
 	// as a Go duration ("30s"); unset, it adapts to each worker: 4 times
 	// the time its queue should take at its measured speed, at least 2 s.
 	MinWorkers int    `json:"minWorkers,omitempty"`
+	MaxWorkers int    `json:"maxWorkers,omitempty"`
 	Deadline   string `json:"deadline,omitempty"`
 }
 
@@ -160,6 +163,9 @@ func (s Spec) Validate() error {
 	}
 	if s.MinWorkers < 0 {
 		bad("job: minWorkers %d: must not be negative", s.MinWorkers)
+	}
+	if s.MaxWorkers < 0 || (s.MaxWorkers > 0 && s.MaxWorkers < max(s.MinWorkers, 1)) {
+		bad("job: maxWorkers %d: must be at least minWorkers (%d) and 1, or 0 for no limit", s.MaxWorkers, max(s.MinWorkers, 1))
 	}
 	if s.Deadline != "" {
 		if d, err := time.ParseDuration(s.Deadline); err != nil {

@@ -45,8 +45,13 @@ func TestParseRejects(t *testing.T) {
 		{"trainLimit: 50\nbatch: 100\n", "smaller than one batch"},
 		{"batch: [1]\n", "cannot unmarshal"},
 		{"minWorkers: -2\n", "minWorkers -2"},
+		{"maxWorkers: -1\n", "maxWorkers -1"},
+		{"minWorkers: 4\nmaxWorkers: 3\n", "maxWorkers 3: must be at least minWorkers (4)"},
 		{"deadline: soon\n", `deadline "soon": not a duration`},
 		{"deadline: -3s\n", "must be positive"},
+	}
+	if s, err := Parse([]byte("minWorkers: 3\nmaxWorkers: 3\n")); err != nil || s.MaxWorkers != 3 {
+		t.Errorf("minWorkers 3, maxWorkers 3: %+v, %v", s, err)
 	}
 	if s, err := Parse([]byte("minWorkers: 3\ndeadline: 1m30s\n")); err != nil || s.MinWorkers != 3 || s.DeadlineDuration() != 90*time.Second {
 		t.Errorf("minWorkers 3, deadline 1m30s: %+v, %v", s, err)

@@ -48,6 +48,9 @@ type EngineConfig struct {
 	// MinWorkers is the number of workers below which training pauses
 	// (default 1).
 	MinWorkers int
+	// MaxWorkers, when positive, is the most workers given work: the
+	// earliest to join of those not flagged (0: all of them).
+	MaxWorkers int
 	// Deadline, when set, is how long any assignment may stay outstanding
 	// before a copy of it is given to another worker (the first result
 	// wins). Otherwise the deadline is DeadlineFactor times the time the

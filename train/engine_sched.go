@@ -145,11 +145,16 @@ func (e *Engine) lose(id string) {
 	e.workers = slices.DeleteFunc(e.workers, func(x *workerState) bool { return x == w })
 }
 
-// available lists the workers that may be given work, in join order (a
-// scratch slice, valid until the next call).
+// available lists the workers that may be given work, in join order, at
+// most MaxWorkers of them (a scratch slice, valid until the next call).
+// The limit takes the earliest to join, so the same workers keep the work
+// while they live, and a later one steps in for one lost or flagged.
 func (e *Engine) available() []*workerState {
 	e.avail = e.avail[:0]
 	for _, w := range e.workers {
+		if max := e.cfg.MaxWorkers; max > 0 && len(e.avail) == max {
+			break
+		}
 		if w.flagged == nil {
 			e.avail = append(e.avail, w)
 		}

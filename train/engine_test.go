@@ -962,3 +962,49 @@ func TestShares(t *testing.T) {
 		}
 	}
 }
+
+// With MaxWorkers the engine gives work to the earliest workers to join,
+// no more; a later one steps in for one that is lost, and the result is
+// the reference's bits.
+func TestEngineMaxWorkers(t *testing.T) {
+	spec := engineJob()
+	ref := referenceRun(t, spec)
+	for _, seed := range engineSeeds() {
+		c := newCluster(t, "max workers", seed, spec, EngineConfig{MaxWorkers: 2})
+		c.join("a", 100)
+		c.join("b", 100)
+		c.join("c", 100)
+		c.start(nil)
+		lostAt := -1
+		c.after = func() {
+			if lostAt < 0 && c.eng.StepsApplied() == 2 && len(c.worker("b").inbox) > 0 {
+				lostAt = len(c.log)
+				c.lose("b")
+			}
+		}
+		c.run()
+		if lostAt < 0 {
+			c.fatalf("worker b never lost mid-step")
+		}
+		for i, ef := range c.log {
+			a, ok := ef.(Assign)
+			if !ok {
+				continue
+			}
+			if i < lostAt && a.Worker == "c" {
+				c.fatalf("assignment %d to c, the third worker, while a and b were live", a.ID)
+			}
+			if i >= lostAt && a.Worker == "b" {
+				c.fatalf("assignment %d to b after it was lost", a.ID)
+			}
+		}
+		gotC := false
+		for _, a := range effectsOf[Assign](c.log[lostAt:]) {
+			gotC = gotC || a.Worker == "c"
+		}
+		if !gotC {
+			c.fatalf("c never stepped in for b")
+		}
+		c.wantDone(ref)
+	}
+}

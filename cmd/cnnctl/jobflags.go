@@ -35,6 +35,7 @@ func (f *jobFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&s.TestLimit, "test-limit", 0, "evaluate on the first N test images only (0: all 10000)")
 	fs.IntVar(&s.EvalEvery, "eval-every", 1, "evaluate on the test set every N epochs")
 	fs.IntVar(&s.MinWorkers, "min-workers", 0, "pause training while fewer workers are live (0: 1)")
+	fs.IntVar(&s.MaxWorkers, "max-workers", 0, "give work to at most this many live workers, the earliest to join (0: all)")
 	fs.StringVar(&s.Deadline, "deadline", "", "how long a worker may keep an assignment before a copy goes to another, e.g. 30s (default: 4x its expected time, at least 2s)")
 	fs.Float64Var(&s.Augment.RotateDeg, "rotate", 0, "augment: rotate by up to ± this many degrees")
 	fs.Float64Var(&s.Augment.ShiftPx, "shift", 0, "augment: shift by up to ± this many pixels on each axis")
