@@ -38,6 +38,7 @@ var mayImport = map[string][]string{
 	"backends":             {"kernels", "kernels/cuda"},
 	"metrics":              {},
 	"benchmark":            {},
+	"netlab":               {},
 	"worker":               {"backends", "cluster", "dataset", "job", "kernels", "metrics", "model", "proto/dpcnnv1", "secure", "tree"},
 	"coordinator":          {"train", "tree", "cluster", "dataset", "job", "kernels", "metrics", "model", "proto/dpcnnv1", "secure"},
 	"localcluster":         {"backends", "cluster", "coordinator", "dataset", "job", "kernels", "metrics", "model", "proto/dpcnnv1", "secure", "train", "tree", "worker"},
