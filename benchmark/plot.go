@@ -76,6 +76,7 @@ var (
 		color.RGBA{0x40, 0x90, 0x40, 0xff}, color.RGBA{0xe0, 0xb0, 0x30, 0xff}, color.RGBA{0x40, 0x80, 0xd0, 0xff},
 		color.RGBA{0xc0, 0x50, 0x40, 0xff}, color.RGBA{0x90, 0x50, 0xb0, 0xff}, color.RGBA{0x60, 0x60, 0x60, 0xff},
 	}
+	dashes     = []vg.Length{vg.Points(4), vg.Points(3)}
 	phaseNames = [6]string{"compute", "wait", "transfer", "reduce", "optimizer", "broadcast"}
 )
 
@@ -105,7 +106,7 @@ func throughputPlots(s Scaling, title string) ([]*plot.Plot, error) {
 		}
 		line.Color, points.Color = l.colour, l.colour
 		if l.dashed {
-			line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			line.Dashes = dashes
 		}
 		l.p.Add(line, points)
 		if l.name != "" {
