@@ -65,9 +65,7 @@ the reached runs' times (the fastest and slowest dropped) with the spread.`,
 	fs.StringVar(&o.plotDir, "plot", "", "write a PNG of accuracy against wall time (accuracy-time.png) into this folder")
 	fs.IntVar(&o.plotWidth, "plot-width", 1000, "width of the plot in pixels")
 	fs.IntVar(&o.plotHeight, "plot-height", 600, "height of the plot in pixels")
-	fs.StringVar(&o.cluster.train.dataDir, "data", "", "embedded cluster: folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
-	fs.StringVar(&o.cluster.train.backend, "backend", "cpu", "embedded cluster: compute backend: cpu, cuda, auto or reference")
-	fs.IntVar(&o.cluster.train.threads, "threads", 0, "embedded cluster: CPU threads in all, shared among the workers (0: all cores)")
+	o.cluster.train.registerEmbedded(fs)
 	return cmd
 }
 
@@ -157,53 +155,30 @@ func (o *benchAccuracyOptions) timeToAccuracy(ctx context.Context, e *env, spec 
 	}
 	defer target.close()
 	c := target.client
-	var j *dpcnnv1.Job
-	err = c.unary(ctx, "submit job", func(ctx context.Context) (err error) {
-		j, err = c.jobs().SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON()})
-		return err
-	})
-	if err != nil {
-		return run, target.name, err
-	}
+	// A checkpoint and the evaluation of its step may come in either
+	// order; once both are in, the run's figures and the parameters that
+	// reached the target are pinned, and the rest of the job would only
+	// spend time.
 	ckStep := int64(-1)
-	err = c.stream(ctx, "watch "+j.Id, func(ctx context.Context) error {
-		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: j.Id})
-		if err != nil {
-			return err
+	_, err = runBenchJob(ctx, c, spec, func(event *dpcnnv1.JobEvent) (bool, error) {
+		reachedNow := false
+		if ev := event.GetProgress().GetEvaluation(); ev != nil && !run.Reached {
+			now := time.Since(start).Seconds()
+			run.Curve = append(run.Curve, benchmark.AccuracyPoint{Seconds: now, Step: ev.GlobalStep, Accuracy: ev.TestAccuracy})
+			run.BestAccuracy = max(run.BestAccuracy, ev.TestAccuracy)
+			run.Seconds, run.Step, run.Epoch = now, ev.GlobalStep, ev.Epoch
+			run.Reached = ev.TestAccuracy >= o.target
+			reachedNow = run.Reached && ckStep == run.Step
 		}
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				return err
-			}
-			// A checkpoint and the evaluation of its step may come in
-			// either order; once both are in, the run's figures and the
-			// parameters that reached the target are pinned, and the
-			// rest of the job would only spend time.
-			reachedNow := false
-			if ev := ev.GetProgress().GetEvaluation(); ev != nil && !run.Reached {
-				now := time.Since(start).Seconds()
-				run.Curve = append(run.Curve, benchmark.AccuracyPoint{Seconds: now, Step: ev.GlobalStep, Accuracy: ev.TestAccuracy})
-				run.BestAccuracy = max(run.BestAccuracy, ev.TestAccuracy)
-				run.Seconds, run.Step, run.Epoch = now, ev.GlobalStep, ev.Epoch
-				run.Reached = ev.TestAccuracy >= o.target
-				reachedNow = run.Reached && ckStep == run.Step
-			}
-			if ck := ev.GetCheckpoint(); ck != nil && (!run.Reached || ck.Step == run.Step) {
-				run.ParamsSHA256, ckStep = ck.ParamsSha256, ck.Step
-				reachedNow = run.Reached
-			}
-			if reachedNow {
-				_, err := c.jobs().CancelJob(ctx, &dpcnnv1.CancelJobRequest{JobId: j.Id, Reason: "bench accuracy: target reached"})
-				return err
-			}
-			if sc := ev.GetStateChange(); sc != nil && sc.NewState.Ended() {
-				if sc.NewState != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
-					return fmt.Errorf("job %s %s: %s", j.Id, sc.NewState.Word(), sc.Reason)
-				}
-				return nil
-			}
+		if ck := event.GetCheckpoint(); ck != nil && (!run.Reached || ck.Step == run.Step) {
+			run.ParamsSHA256, ckStep = ck.ParamsSha256, ck.Step
+			reachedNow = run.Reached
 		}
+		if !reachedNow {
+			return false, nil
+		}
+		_, err := c.jobs().CancelJob(ctx, &dpcnnv1.CancelJobRequest{JobId: event.JobId, Reason: "bench accuracy: target reached"})
+		return true, err
 	})
 	if !run.Reached {
 		run.Seconds = time.Since(start).Seconds()

@@ -170,35 +170,12 @@ func benchLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 		return 0, err
 	}
 	defer c.Close()
-	var j *dpcnnv1.Job
-	err = c.unary(ctx, "submit job", func(ctx context.Context) (err error) {
-		j, err = c.jobs().SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON()})
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
 	var at stepClock
-	err = c.do(ctx, "watch "+j.Id, func(ctx context.Context) error {
-		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: j.Id})
-		if err != nil {
-			return err
+	_, err = runBenchJob(ctx, c, spec, func(ev *dpcnnv1.JobEvent) (bool, error) {
+		if p := ev.GetProgress(); p != nil {
+			at.record(p.GlobalStep, time.Duration(p.ElapsedNanos))
 		}
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				return err
-			}
-			if p := ev.GetProgress(); p != nil {
-				at.record(p.GlobalStep, time.Duration(p.ElapsedNanos))
-			}
-			if sc := ev.GetStateChange(); sc != nil && sc.NewState.Ended() {
-				if sc.NewState != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
-					return fmt.Errorf("job %s %s: %s", j.Id, sc.NewState.Word(), sc.Reason)
-				}
-				return nil
-			}
-		}
+		return false, nil
 	})
 	if err != nil {
 		return 0, err

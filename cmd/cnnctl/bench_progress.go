@@ -3,11 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 )
 
 // benchProgress shows a benchmark's runs done: a bar when out is a
@@ -18,18 +15,7 @@ type benchProgress struct {
 }
 
 func newBenchProgress(out io.Writer, runs int) *benchProgress {
-	p := &benchProgress{out: out}
-	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.bar = progressbar.NewOptions(runs,
-			progressbar.OptionSetWriter(out),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionClearOnFinish(),
-		)
-	}
-	return p
+	return &benchProgress{out: out, bar: terminalBar(out, int64(runs))}
 }
 
 // done counts a run, described by line.

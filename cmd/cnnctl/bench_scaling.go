@@ -102,9 +102,7 @@ real cluster instead, which must have the largest count of workers live.`,
 	fs.StringVar(&o.plotDir, "plot", "", "write PNG plots (throughput and efficiency, phases) into this folder")
 	fs.IntVar(&o.plotWidth, "plot-width", 1000, "width of the plots in pixels")
 	fs.IntVar(&o.plotHeight, "plot-height", 600, "height of the plots in pixels")
-	fs.StringVar(&o.train.dataDir, "data", "", "embedded cluster: folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
-	fs.StringVar(&o.train.backend, "backend", "cpu", "embedded cluster: compute backend: cpu, cuda, auto or reference")
-	fs.IntVar(&o.train.threads, "threads", 0, "embedded cluster: CPU threads in all, shared among the workers (0: all cores)")
+	o.train.registerEmbedded(fs)
 	return cmd
 }
 
@@ -277,43 +275,20 @@ type stepFigures struct {
 // runTimedJob submits spec, watches it to its end, and returns the
 // figures of steps warmup+1 … warmup+steps.
 func runTimedJob(ctx context.Context, c *client, spec job.Spec, warmup, steps int64) (stepFigures, error) {
-	var j *dpcnnv1.Job
-	err := c.unary(ctx, "submit job", func(ctx context.Context) (err error) {
-		j, err = c.jobs().SubmitJob(ctx, &dpcnnv1.SubmitJobRequest{Spec: spec.JSON()})
-		return err
-	})
-	if err != nil {
-		return stepFigures{}, err
-	}
 	var at stepClock
 	var sum benchmark.Phases
 	timed := 0
-	err = c.stream(ctx, "watch "+j.Id, func(ctx context.Context) error {
-		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: j.Id})
-		if err != nil {
-			return err
-		}
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				return err
-			}
-			if pr := ev.GetProgress(); pr != nil && pr.GlobalStep > 0 {
-				if _, seen := at[pr.GlobalStep]; !seen {
-					at.record(pr.GlobalStep, time.Duration(pr.ElapsedNanos))
-					if pr.GlobalStep > warmup && pr.GlobalStep <= warmup+steps && pr.Phases != nil {
-						sum = sum.Add(phasesMs(pr.Phases))
-						timed++
-					}
+	id, err := runBenchJob(ctx, c, spec, func(ev *dpcnnv1.JobEvent) (bool, error) {
+		if pr := ev.GetProgress(); pr != nil && pr.GlobalStep > 0 {
+			if _, seen := at[pr.GlobalStep]; !seen {
+				at.record(pr.GlobalStep, time.Duration(pr.ElapsedNanos))
+				if pr.GlobalStep > warmup && pr.GlobalStep <= warmup+steps && pr.Phases != nil {
+					sum = sum.Add(phasesMs(pr.Phases))
+					timed++
 				}
 			}
-			if sc := ev.GetStateChange(); sc != nil && sc.NewState.Ended() {
-				if sc.NewState != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
-					return fmt.Errorf("job %s %s: %s", j.Id, sc.NewState.Word(), sc.Reason)
-				}
-				return nil
-			}
 		}
+		return false, nil
 	})
 	if err != nil {
 		return stepFigures{}, err
@@ -323,7 +298,7 @@ func runTimedJob(ctx context.Context, c *client, spec job.Spec, warmup, steps in
 		return stepFigures{}, err
 	}
 	if timed == 0 {
-		return stepFigures{}, fmt.Errorf("job %s: the coordinator reported no step phases (a coordinator older than revision 3 of the protocol?)", j.Id)
+		return stepFigures{}, fmt.Errorf("job %s: the coordinator reported no step phases (a coordinator older than revision 3 of the protocol?)", id)
 	}
 	return stepFigures{stepMs: ms(per), phases: sum.Scale(1 / float64(timed))}, nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/dpcnn/dpcnn/benchmark"
 	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/localcluster"
@@ -84,6 +86,14 @@ func (o *benchScalingOptions) openTarget(ctx context.Context, e *env, p *scaling
 	t.closers = append(t.closers, func() { c.Close() })
 	t.client, t.name = c, "embedded"
 	return t, nil
+}
+
+// registerEmbedded registers the flags of an embedded cluster that a
+// benchmark starts: its data, backend and threads.
+func (o *trainOptions) registerEmbedded(fs *pflag.FlagSet) {
+	fs.StringVar(&o.dataDir, "data", "", "embedded cluster: folder with the MNIST IDX files (default: $DPCNN_MNIST_DIR, else the GoMNIST Go module)")
+	fs.StringVar(&o.backend, "backend", "cpu", "embedded cluster: compute backend: cpu, cuda, auto or reference")
+	fs.IntVar(&o.threads, "threads", 0, "embedded cluster: CPU threads in all, shared among the workers (0: all cores)")
 }
 
 // emulatedNetwork makes a network lab with the coordinator and each of

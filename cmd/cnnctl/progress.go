@@ -21,18 +21,24 @@ type progressPrinter struct {
 }
 
 func newProgressPrinter(out io.Writer, totalSteps int64, conditions string) *progressPrinter {
-	p := &progressPrinter{out: out, conditions: conditions}
-	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.bar = progressbar.NewOptions64(totalSteps,
-			progressbar.OptionSetWriter(out),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionClearOnFinish(),
-		)
+	return &progressPrinter{out: out, conditions: conditions, bar: terminalBar(out, totalSteps)}
+}
+
+// terminalBar is a progress bar of total counts on out when out is a
+// terminal; nil otherwise (where plain lines serve a log better).
+func terminalBar(out io.Writer, total int64) *progressbar.ProgressBar {
+	f, ok := out.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
 	}
-	return p
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(out),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
 }
 
 func (p *progressPrinter) report(pr train.Progress) {
