@@ -2,7 +2,6 @@ package benchmark
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"image/color"
 	"io"
@@ -93,22 +92,12 @@ func WriteAccuracyTable(w io.Writer, a Accuracy) error {
 }
 
 // WriteAccuracyJSON writes a as indented JSON.
-func WriteAccuracyJSON(w io.Writer, a Accuracy) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(a)
-}
+func WriteAccuracyJSON(w io.Writer, a Accuracy) error { return writeJSON(w, a) }
 
 // ReadAccuracyJSON reads what WriteAccuracyJSON wrote, refusing unknown
 // fields.
 func ReadAccuracyJSON(r io.Reader) (Accuracy, error) {
-	var a Accuracy
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
-		return Accuracy{}, fmt.Errorf("benchmark: reading an accuracy result: %w", err)
-	}
-	return a, nil
+	return readJSON[Accuracy](r, "an accuracy result")
 }
 
 // AccuracyCSVHeader is the first row WriteAccuracyCSV writes.

@@ -63,23 +63,28 @@ func WriteScalingTable(w io.Writer, s Scaling) error {
 }
 
 // WriteScalingJSON writes s as indented JSON of the fixed schema.
-func WriteScalingJSON(w io.Writer, s Scaling) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(s)
-}
+func WriteScalingJSON(w io.Writer, s Scaling) error { return writeJSON(w, s) }
 
 // ReadScalingJSON reads what WriteScalingJSON wrote, refusing fields it
 // does not know (a result of another version of the schema says so
 // instead of reading as zeros).
-func ReadScalingJSON(r io.Reader) (Scaling, error) {
-	var s Scaling
+func ReadScalingJSON(r io.Reader) (Scaling, error) { return readJSON[Scaling](r, "a scaling result") }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func readJSON[T any](r io.Reader, what string) (T, error) {
+	var v T
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return Scaling{}, fmt.Errorf("benchmark: reading a scaling result: %w", err)
+	if err := dec.Decode(&v); err != nil {
+		var zero T
+		return zero, fmt.Errorf("benchmark: reading %s: %w", what, err)
 	}
-	return s, nil
+	return v, nil
 }
 
 // ScalingCSVHeader is the first row WriteScalingCSV writes.
