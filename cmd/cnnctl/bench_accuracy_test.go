@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/csv"
 	"image/png"
 	"os"
@@ -86,20 +85,11 @@ func TestBenchAccuracyCountsRunsNotReached(t *testing.T) {
 }
 
 func TestBenchAccuracyRefusesBadFlags(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
+	wantRefusals(t, []string{"bench", "accuracy"}, []refusal{
 		{[]string{"--target", "1.5"}, "--target 1.5"},
 		{[]string{"--target", "0"}, "--target 0"},
 		{[]string{"--seeds", "0"}, "--seeds 0"},
 		{[]string{"--json", "--csv"}, "choose one"},
 		{[]string{"--eval-every", "2"}, "--eval-every 2"},
-	} {
-		var out, errOut bytes.Buffer
-		err := run(t.Context(), append([]string{"bench", "accuracy"}, c.args...), &out, &errOut)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
-		}
-	}
+	})
 }

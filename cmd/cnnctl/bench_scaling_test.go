@@ -133,10 +133,7 @@ func TestBenchScalingCSV(t *testing.T) {
 }
 
 func TestBenchScalingRefusesBadFlags(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
+	wantRefusals(t, []string{"bench", "scaling"}, []refusal{
 		{[]string{"--workers", "0,2"}, "--workers"},
 		{[]string{"--workers", "2,2"}, "given twice"},
 		{[]string{"--repeat", "0"}, "--repeat 0"},
@@ -149,12 +146,7 @@ func TestBenchScalingRefusesBadFlags(t *testing.T) {
 		{[]string{"--per-worker-batch", "30", "--micro-batch", "25"}, "not a multiple"},
 		{[]string{"--json", "--csv"}, "choose one"},
 		{[]string{"--coordinator", "127.0.0.1:1", "--synthetic", "--compute-ms", "3"}, "real cluster"},
-	} {
-		_, stderr, err := runCLISplit(t, append([]string{"bench", "scaling"}, tc.args...)...)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("bench scaling %v: error %v, want one naming %q\n%s", tc.args, err, tc.want, stderr)
-		}
-	}
+	})
 }
 
 func TestParseBitRate(t *testing.T) {

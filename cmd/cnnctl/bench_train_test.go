@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,20 +32,31 @@ func TestBenchTrain(t *testing.T) {
 	}
 }
 
+// refusal is a command line a command must refuse, and a part of the
+// error that names the problem.
+type refusal struct {
+	args []string
+	want string
+}
+
+// wantRefusals runs each command line after command and checks it fails
+// with an error naming its problem.
+func wantRefusals(t *testing.T, command []string, cases []refusal) {
+	t.Helper()
+	for _, tc := range cases {
+		_, stderr, err := runCLISplit(t, append(slices.Clone(command), tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: error %v, want one naming %q\n%s", command, tc.args, err, tc.want, stderr)
+		}
+	}
+}
+
 func TestBenchTrainRefusesBadFlags(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
+	wantRefusals(t, []string{"bench", "train"}, []refusal{
 		{[]string{"--batch", "0"}, "--batch 0"},
 		{[]string{"--steps", "0"}, "--steps 0"},
 		{[]string{"--threads", "-1"}, "--threads -1"},
 		{[]string{"--net", "nonet"}, "nonet"},
 		{[]string{"--backend", "abacus"}, "abacus"},
-	} {
-		got, err := runCLI(t, append([]string{"bench", "train"}, tc.args...)...)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("bench train %v: error %v, want one naming %q\n%s", tc.args, err, tc.want, got)
-		}
-	}
+	})
 }
