@@ -121,7 +121,9 @@ func TestChaos(t *testing.T) {
 		workerRecovery  time.Duration // the longest wait for the next step
 		leaderKilled    bool
 		leaderKilledAt  time.Time
-		leaderKillSeen  int64 // the last step seen applied before the leader died
+		leaderKillSeen  int64  // the last step seen applied before the leader died
+		deadLeaderKey   string // the killed leader's election key
+		reconnects      int
 		leaderRecovery  time.Duration
 		resumedFrom     int64 = -1
 		finalState      dpcnnv1.JobState
@@ -142,8 +144,16 @@ func TestChaos(t *testing.T) {
 			if !leaderKilled || errors.Is(err, io.EOF) && finalState != 0 {
 				t.Fatalf("watch: %v (replay: %s)", err, replay)
 			}
-			// The leader is gone: follow the job to the next one.
-			leader, jobs, stream = watchOnNewLeader(ctx, t, cli, tls, leader.Key, "chaos")
+			// The leader is gone: follow the job to the next one. The
+			// next one may refuse the watch until it has taken the job
+			// over (its election key is first before it leads), so a
+			// refusal by the new leader is retried on it after a pause,
+			// and only the dead leader's key is ruled out.
+			if reconnects++; reconnects > 1 {
+				t.Logf("watch on %s: %v; retrying", leader.Address, err)
+				time.Sleep(100 * time.Millisecond)
+			}
+			leader, jobs, stream = watchOnNewLeader(ctx, t, cli, tls, deadLeaderKey, "chaos")
 			continue
 		}
 		switch k := ev.Kind.(type) {
@@ -181,6 +191,7 @@ func TestChaos(t *testing.T) {
 				t.Logf("killing the leader %s (pid %d) at %s", id, coords[id].cmd.Process.Pid, leader.Address)
 				coords[id].kill(t)
 				leaderKilled, leaderKilledAt, waitingForLeadr, leaderKillSeen = true, time.Now(), true, lastStep
+				deadLeaderKey = leader.Key
 				log = append(log, fmt.Sprintf("step %d: killed the leader %s", lastStep, id))
 				startCoord(fmt.Sprintf("c%d", len(coords)+1)) // a new standby
 			case lastStep >= nextKill && !waitingForLeadr && lastStep < int64(spec.Epochs*24-2) && actions == 2:
