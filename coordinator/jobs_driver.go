@@ -484,6 +484,7 @@ func (d *driver) stepApplied(ef train.StepApplied, phases *dpcnnv1.StepPhases) {
 		Epoch: ef.Epoch + 1, Epochs: d.sched.Epochs(),
 		StepInEpoch: int64(ef.InEpoch + 1), StepsPerEpoch: d.sched.PerEpoch,
 		GlobalStep: ef.Step, TotalSteps: d.sched.Total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,
+		LearningRate: ef.LR,
 		ImagesPerSec: float64(d.images) / elapsed.Seconds(), ElapsedNanos: int64(elapsed),
 		LiveWorkers:    int32(len(d.workers)),
 		ImagesReissued: d.reissuedBefore + ef.ImagesReissued,

@@ -129,6 +129,8 @@ func (s Spec) Validate() error {
 	}
 	if err := s.Optimizer.Validate(); err != nil {
 		bad("job: optimizer: %w", err)
+	} else if w := s.Optimizer.Schedule.WarmupEpochs; s.Epochs > 0 && w >= float64(s.Epochs) {
+		bad("job: optimizer: schedule warmupEpochs %v: must be shorter than the job's %d epochs", w, s.Epochs)
 	}
 	if s.Epochs < 0 {
 		bad("job: epochs %d: must not be negative", s.Epochs)

@@ -19,7 +19,7 @@ func BenchmarkTrainStep(b *testing.B) {
 				b.Fatal(err)
 			}
 			net.InitParams(1)
-			opt, err := NewOptimizer(OptimizerSpec{}, net.Params())
+			opt, err := NewOptimizer(OptimizerSpec{}, net.Params(), Horizon{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -59,7 +59,7 @@ func BenchmarkDeepCPU(b *testing.B) {
 		b.Fatal(err)
 	}
 	net.InitParams(1)
-	opt, err := NewOptimizer(OptimizerSpec{Type: "adam"}, net.Params())
+	opt, err := NewOptimizer(OptimizerSpec{Type: "adam"}, net.Params(), Horizon{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -187,7 +187,7 @@ func TestCheckpointResumesNetwork(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opt, err := NewOptimizer[float32](OptimizerSpec{Type: OptAdam}, net.Params())
+		opt, err := NewOptimizer[float32](OptimizerSpec{Type: OptAdam}, net.Params(), Horizon{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -167,7 +167,7 @@ func TestTrainingDeterminism(t *testing.T) {
 	run := func() Params[float64] {
 		net := newTestNetwork[float64](t, "deep", batch)
 		net.InitParams(99)
-		opt, err := NewOptimizer(OptimizerSpec{Type: OptAdam}, net.Params())
+		opt, err := NewOptimizer(OptimizerSpec{Type: OptAdam}, net.Params(), Horizon{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +258,7 @@ func TestLossAndBackwardAllocateNothing(t *testing.T) {
 	const batch = 4
 	net := newTestNetwork[float32](t, "lenet", batch)
 	net.InitParams(1)
-	opt, err := NewOptimizer(OptimizerSpec{}, net.Params())
+	opt, err := NewOptimizer(OptimizerSpec{}, net.Params(), Horizon{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/dpcnn/dpcnn/kernels"
 )
@@ -70,6 +71,13 @@ func (s OptimizerSpec) Validate() error {
 		return fail("momentum does not apply")
 	case (s.Beta1 != 0 || s.Beta2 != 0 || s.Eps != 0) && t != OptAdam:
 		return fail("beta1, beta2 and eps apply to adam only")
+	case !(s.WeightDecay >= 0) || s.WeightDecay >= 1:
+		return fail("weightDecay %v: must be in [0, 1)", s.WeightDecay)
+	case !(s.ClipNorm >= 0) || math.IsInf(s.ClipNorm, 0):
+		return fail("clipNorm %v: must be a positive number (0: no clipping)", s.ClipNorm)
+	}
+	if err := s.Schedule.Validate(s.WithDefaults().LR); err != nil {
+		return fail("%v", err)
 	}
 	return nil
 }
@@ -89,13 +97,18 @@ func slotNames(typ string) []string {
 }
 
 // NewOptimizer validates the spec, fills in its defaults and returns an
-// optimizer for the parameter set, with its state at zero.
-func NewOptimizer[T kernels.Float](s OptimizerSpec, ps Params[T]) (Optimizer[T], error) {
+// optimizer for the parameter set, with its state at zero, for a job of
+// the length h. h may be zero when the schedule does not depend on it (a
+// constant rate).
+func NewOptimizer[T kernels.Float](s OptimizerSpec, ps Params[T], h Horizon) (Optimizer[T], error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	s = s.WithDefaults()
-	o := &optimizer[T]{spec: s, slotNames: slotNames(s.Type)}
+	if err := s.Schedule.CheckHorizon(h); err != nil {
+		return nil, fmt.Errorf("model: optimizer %s: %w", s.Type, err)
+	}
+	o := &optimizer[T]{spec: s, horizon: h, slotNames: slotNames(s.Type)}
 	for _, p := range ps {
 		o.names = append(o.names, p.Name)
 		o.shapes = append(o.shapes, slices.Clone(p.Shape))
@@ -112,6 +125,7 @@ func NewOptimizer[T kernels.Float](s OptimizerSpec, ps Params[T]) (Optimizer[T],
 // the Backend update they call.
 type optimizer[T kernels.Float] struct {
 	spec      OptimizerSpec
+	horizon   Horizon
 	slotNames []string
 	steps     int64
 	names     []string // of the parameters, for State and Restore
@@ -121,8 +135,11 @@ type optimizer[T kernels.Float] struct {
 
 func (o *optimizer[T]) Spec() OptimizerSpec { return o.spec }
 
-// Update applies one step. ps must be the parameter set the optimizer was
-// made for.
+func (o *optimizer[T]) Rate() float64 { return o.spec.Schedule.Rate(o.spec.LR, o.steps, o.horizon) }
+
+// Update applies one step: clipping, decay, then the type's update, all at
+// the schedule's rate for this step. ps must be the parameter set the
+// optimizer was made for.
 func (o *optimizer[T]) Update(b kernels.Backend[T], ps Params[T]) {
 	if len(ps) != len(o.slots) {
 		panic(fmt.Sprintf("model: optimizer for %d parameters updating %d", len(o.slots), len(ps)))
@@ -132,19 +149,63 @@ func (o *optimizer[T]) Update(b kernels.Backend[T], ps Params[T]) {
 		if len(p.Value) != len(p.Grad) || (len(o.slotNames) > 0 && len(p.Value) != len(o.slots[i][0])) {
 			panic(fmt.Sprintf("model: optimizer: parameter %d (%s) does not match the one the optimizer was made for", i, p.Name))
 		}
+	}
+	lr := o.Rate()
+	if s.ClipNorm > 0 {
+		clipGrads(ps, s.ClipNorm)
+	}
+	for i, p := range ps {
+		if s.WeightDecay > 0 && strings.HasSuffix(p.Name, ".W") {
+			decay(p.Value, float64(lr*s.WeightDecay))
+		}
 		switch s.Type {
 		case OptSGD:
-			b.SGDUpdate(s.LR, p.Value, p.Grad)
+			b.SGDUpdate(lr, p.Value, p.Grad)
 		case OptMomentum:
-			b.MomentumUpdate(s.LR, s.Momentum, p.Value, p.Grad, o.slots[i][0])
+			b.MomentumUpdate(lr, s.Momentum, p.Value, p.Grad, o.slots[i][0])
 		case OptAdaGrad:
-			b.AdaGradUpdate(s.LR, p.Value, p.Grad, o.slots[i][0])
+			b.AdaGradUpdate(lr, p.Value, p.Grad, o.slots[i][0])
 		case OptAdam:
-			a := kernels.AdamParams{LR: s.LR, Beta1: s.Beta1, Beta2: s.Beta2, Eps: s.Eps, T: int(o.steps + 1)}
+			a := kernels.AdamParams{LR: lr, Beta1: s.Beta1, Beta2: s.Beta2, Eps: s.Eps, T: int(o.steps + 1)}
 			b.AdamUpdate(a, p.Value, p.Grad, o.slots[i][0], o.slots[i][1])
 		}
 	}
 	o.steps++
+}
+
+// GradNorm is the global L2 norm of the parameters' gradients, summed in
+// float64 in parameter order (the same bits on every machine).
+func GradNorm[T kernels.Float](ps Params[T]) float64 {
+	var sum float64
+	for _, p := range ps {
+		for _, g := range p.Grad {
+			sum += float64(float64(g) * float64(g))
+		}
+	}
+	return math.Sqrt(sum)
+}
+
+// clipGrads scales every gradient by limit/norm when the global norm is
+// above limit, each product rounded once.
+func clipGrads[T kernels.Float](ps Params[T], limit float64) {
+	norm := GradNorm(ps)
+	if !(norm > limit) {
+		return
+	}
+	scale := limit / norm
+	for _, p := range ps {
+		for j, g := range p.Grad {
+			p.Grad[j] = T(float64(g) * scale)
+		}
+	}
+}
+
+// decay multiplies every value by 1 − f, each product rounded once.
+func decay[T kernels.Float](v []T, f float64) {
+	keep := 1 - f
+	for j, x := range v {
+		v[j] = T(float64(x) * keep)
+	}
 }
 
 func (o *optimizer[T]) State() OptimizerState {

@@ -57,7 +57,7 @@ func TestOptimizerOneStep(t *testing.T) {
 				want[i] = append(want[i], c.step(p.Value[j], p.Grad[j]))
 			}
 		}
-		o, err := NewOptimizer(c.spec, ps)
+		o, err := NewOptimizer(c.spec, ps, Horizon{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestOptimizerOneStep(t *testing.T) {
 // TestMomentumTwoSteps checks that the velocity carries over.
 func TestMomentumTwoSteps(t *testing.T) {
 	ps := testParams()
-	o, err := NewOptimizer(OptimizerSpec{Type: OptMomentum, LR: 0.1, Momentum: 0.5}, ps)
+	o, err := NewOptimizer(OptimizerSpec{Type: OptMomentum, LR: 0.1, Momentum: 0.5}, ps, Horizon{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestMomentumTwoSteps(t *testing.T) {
 func TestAdamBook(t *testing.T) {
 	const lr, beta1, beta2 = 0.001, 0.9, 0.999
 	ps := testParams()
-	o, err := NewOptimizer(OptimizerSpec{}, ps) // all defaults: Adam
+	o, err := NewOptimizer(OptimizerSpec{}, ps, Horizon{}) // all defaults: Adam
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestOptimizerStateRoundTrip(t *testing.T) {
 	b := kernels.NewReference[float64]()
 	for _, typ := range []string{OptSGD, OptMomentum, OptAdaGrad, OptAdam} {
 		psA := testParams()
-		a, err := NewOptimizer(OptimizerSpec{Type: typ}, psA)
+		a, err := NewOptimizer(OptimizerSpec{Type: typ}, psA, Horizon{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestOptimizerStateRoundTrip(t *testing.T) {
 		for i := range psB {
 			copy(psB[i].Value, psA[i].Value)
 		}
-		c, err := NewOptimizer(OptimizerSpec{Type: typ}, psB)
+		c, err := NewOptimizer(OptimizerSpec{Type: typ}, psB, Horizon{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +182,7 @@ func TestOptimizerStateRoundTrip(t *testing.T) {
 
 func TestOptimizerRestoreMismatch(t *testing.T) {
 	ps := testParams()
-	o, err := NewOptimizer(OptimizerSpec{Type: OptAdam}, ps)
+	o, err := NewOptimizer(OptimizerSpec{Type: OptAdam}, ps, Horizon{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestOptimizerSpecValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one containing %q", c.spec, err, c.want)
 		}
-		if _, err := NewOptimizer(c.spec, testParams()); err == nil {
+		if _, err := NewOptimizer(c.spec, testParams(), Horizon{}); err == nil {
 			t.Errorf("%+v: NewOptimizer accepted it", c.spec)
 		}
 	}

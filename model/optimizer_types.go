@@ -12,7 +12,8 @@ const (
 
 // OptimizerSpec selects an optimizer and its hyper-parameters. Zero fields
 // take the book's defaults: lr 0.001 for Adam and 0.01 for the others,
-// momentum 0.9, β1 0.9, β2 0.999, eps 1e-7.
+// momentum 0.9, β1 0.9, β2 0.999, eps 1e-7, a constant rate, no weight
+// decay, no clipping.
 type OptimizerSpec struct {
 	Type     string  `json:"type"`
 	LR       float64 `json:"lr,omitempty"`
@@ -20,6 +21,16 @@ type OptimizerSpec struct {
 	Beta1    float64 `json:"beta1,omitempty"`
 	Beta2    float64 `json:"beta2,omitempty"`
 	Eps      float64 `json:"eps,omitempty"`
+	// Schedule varies the rate over the job, from LR as its base.
+	Schedule LRSchedule `json:"schedule,omitzero"`
+	// WeightDecay, decoupled from the gradient (AdamW; Loshchilov and
+	// Hutter), shrinks every weight by the factor 1 − rate·WeightDecay
+	// before each update, the rate being the schedule's. It applies to the
+	// conv and affine weights (".W"), not to biases.
+	WeightDecay float64 `json:"weightDecay,omitempty"`
+	// ClipNorm, when set, scales the step's mean gradient down to that
+	// global L2 norm (over every parameter) when it is longer.
+	ClipNorm float64 `json:"clipNorm,omitempty"`
 }
 
 // OptimizerState is everything an optimizer carries between steps, in a form
@@ -35,8 +46,11 @@ type OptimizerState struct {
 type Optimizer[T kernels.Float] interface {
 	// Spec is the optimizer's configuration with defaults filled in.
 	Spec() OptimizerSpec
-	// Update applies one step to every parameter from its Grad.
+	// Update applies one step to every parameter from its Grad (which
+	// clipping may scale in place).
 	Update(b kernels.Backend[T], ps Params[T])
+	// Rate is the learning rate the next Update applies.
+	Rate() float64
 	// State returns a copy of the optimizer's state.
 	State() OptimizerState
 	// Restore replaces the state; it fails, changing nothing, when the

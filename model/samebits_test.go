@@ -125,7 +125,7 @@ func sameBitsTrain(t *testing.T, net string, batch, steps int) string {
 			p.Value[j] = float32(float64(2*philox.ToUniform(s.Uint32(uint32(j)))-1) * r)
 		}
 	}
-	opt, err := NewOptimizer(OptimizerSpec{Type: OptAdam}, n.Params())
+	opt, err := NewOptimizer(OptimizerSpec{Type: OptAdam}, n.Params(), Horizon{})
 	if err != nil {
 		t.Fatal(err)
 	}

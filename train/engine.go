@@ -209,7 +209,11 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 	}
 	holder.InitParams(spec.Seed)
 	params := holder.Params()
-	opt, err := model.NewOptimizer[float32](spec.Optimizer, params)
+	sched, err := spec.Schedule(trainLen)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	opt, err := model.NewOptimizer[float32](spec.Optimizer, params, model.Horizon{PerEpoch: sched.PerEpoch, Total: sched.Total})
 	if err != nil {
 		return nil, err
 	}
@@ -218,10 +222,6 @@ func newJobState(spec job.Spec, b kernels.Backend[float32], trainLen, testLen in
 		testLen = min(testLen, spec.TestLimit)
 	}
 	plan, err := dataset.NewPlan(trainLen, spec.Batch, spec.MicroBatch, spec.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	sched, err := spec.Schedule(trainLen)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}

@@ -130,6 +130,7 @@ type StepApplied struct {
 	InEpoch       int   // the step's 0-based index within its epoch
 	Loss          float64
 	TrainAccuracy float64
+	LR            float64 // the learning rate the step applied
 	Images        int
 	EpochDone     bool // the step was the last of its epoch
 	// ImagesReissued counts the training images given out more than once

@@ -221,6 +221,7 @@ func (e *Engine) applyStep() {
 	for i, g := range sum {
 		grads[i] = g * scale // the mean gradient, each one product rounded once
 	}
+	lr := j.opt.Rate()
 	j.opt.Update(e.backend, j.params)
 	j.step++
 	j.snapshot()
@@ -237,7 +238,7 @@ func (e *Engine) applyStep() {
 	checkpointDue := last || (epochDone && j.epoch%int64(j.spec.CheckpointEvery) == 0)
 	j.applied += int64(j.spec.Batch)
 	e.emit(StepApplied{
-		Step: j.step, Epoch: r.epoch, InEpoch: r.inEpoch, Loss: loss, TrainAccuracy: float64(r.correct) / batch,
+		Step: j.step, Epoch: r.epoch, InEpoch: r.inEpoch, Loss: loss, TrainAccuracy: float64(r.correct) / batch, LR: lr,
 		Images: j.spec.Batch, EpochDone: epochDone, Evaluate: evalDue, ImagesReissued: j.issued - j.applied,
 	})
 	if checkpointDue {

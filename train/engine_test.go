@@ -93,15 +93,15 @@ func referenceRun(t *testing.T, spec job.Spec) reference {
 	}
 	holder.InitParams(spec.Seed)
 	params := holder.Params()
-	opt, err := model.NewOptimizer[float32](spec.Optimizer, params)
-	if err != nil {
-		t.Fatal(err)
-	}
 	comp, err := worker.NewComputer(spec, b, train, spec.MicroBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
 	plan, err := dataset.NewPlan(min(train.Len(), spec.TrainLimit), spec.Batch, spec.MicroBatch, spec.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := model.NewOptimizer[float32](spec.Optimizer, params, model.Horizon{PerEpoch: int64(plan.StepsPerEpoch()), Total: spec.Steps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -910,6 +910,68 @@ func TestEngineCheckpointResume(t *testing.T) {
 	if f := effectsOf[JobFinished](got); len(f) != 1 || f[0].Result.Steps != 6 || len(got) != 1 {
 		done.fatalf("resumed from the final checkpoint: %s, want JobFinished after 6 steps", describe(got))
 	}
+}
+
+// A job with a learning-rate schedule, decoupled weight decay and gradient
+// clipping applies each step at the schedule's rate for that step, reports
+// the rate, gives the reference's bits on several workers, and a run
+// resumed from its mid-job checkpoint continues on the same rates to the
+// same bits (the schedule is a pure function of the optimizer's step
+// count, which the checkpoint holds).
+func TestEngineScheduleResume(t *testing.T) {
+	spec := engineJob()
+	spec.Optimizer = model.OptimizerSpec{
+		LR: 0.003, WeightDecay: 0.01, ClipNorm: 0.5,
+		Schedule: model.LRSchedule{Type: model.ScheduleCosine, WarmupEpochs: 0.5, MinLR: 1e-4},
+	}
+	ref := referenceRun(t, spec)
+	if constant := referenceRun(t, engineJob()); constant.hash == ref.hash {
+		t.Fatal("the schedule, decay and clipping changed nothing")
+	}
+	c := newCluster(t, "scheduled", 1, spec, EngineConfig{})
+	c.join("a", 100)
+	c.join("b", 50)
+	c.start(nil)
+	c.run()
+	c.wantDone(ref)
+	h := model.Horizon{PerEpoch: 4, Total: 6} // 200 samples in batches of 50, 6 steps
+	for _, a := range c.applied {
+		if want := spec.Optimizer.Schedule.Rate(0.003, a.Step-1, h); a.LR != want {
+			c.fatalf("step %d applied at rate %v, want %v", a.Step, a.LR, want)
+		}
+	}
+	if c.applied[0].LR >= c.applied[1].LR || c.applied[5].LR >= c.applied[2].LR {
+		c.fatalf("rates %v: want a ramp up, then a fall", ratesOf(c.applied))
+	}
+
+	var buf bytes.Buffer
+	if err := model.WriteCheckpoint(&buf, c.checkpoints[0]); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := model.ReadCheckpoint(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Step != 4 || ck.Optimizer.Schedule != spec.Optimizer.Schedule {
+		t.Fatalf("checkpoint at step %d with schedule %+v, want step 4 with %+v", ck.Step, ck.Optimizer.Schedule, spec.Optimizer.Schedule)
+	}
+	r := newCluster(t, "scheduled, resumed at step 4", 2, spec, EngineConfig{})
+	r.join("x", 0)
+	r.join("y", 0)
+	r.start(ck)
+	r.run()
+	r.wantDone(ref)
+	if got, want := ratesOf(r.applied), ratesOf(c.applied[4:]); !slices.Equal(got, want) {
+		r.fatalf("resumed run's rates %v, want %v", got, want)
+	}
+}
+
+func ratesOf(steps []StepApplied) []float64 {
+	var out []float64
+	for _, s := range steps {
+		out = append(out, s.LR)
+	}
+	return out
 }
 
 // A bad job or checkpoint fails the job; a second job while one runs is

@@ -32,6 +32,7 @@ type Progress struct {
 	GlobalStep, Steps   int64 // optimizer steps applied so far, and the total
 	Loss                float64
 	TrainAccuracy       float64
+	LR                  float64 // the learning rate the step applied
 	ImagesPerSec        float64
 	Elapsed             time.Duration
 	// Evaluated is set on the report that follows an evaluation.
@@ -133,7 +134,7 @@ func (t *Trainer) Run(ctx context.Context, w Workers, report func(Progress), che
 			elapsed := t.clock().Sub(start)
 			p := Progress{
 				Epoch: ef.Epoch + 1, Epochs: epochs, Step: ef.InEpoch + 1, StepsPerEpoch: int(perEpoch),
-				GlobalStep: ef.Step, Steps: total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy,
+				GlobalStep: ef.Step, Steps: total, Loss: ef.Loss, TrainAccuracy: ef.TrainAccuracy, LR: ef.LR,
 				ImagesPerSec: float64(images) / elapsed.Seconds(), Elapsed: elapsed,
 			}
 			res.FinalLoss = ef.Loss

@@ -24,6 +24,8 @@ type Point struct {
 	Elapsed time.Duration // training time when reported
 	// Loss and TrainAccuracy are the step's own, over its global batch.
 	Loss, TrainAccuracy float64
+	// LR is the learning rate the step applied; 0 when unknown.
+	LR float64
 	// TestAccuracy is meaningful only when Evaluated: not every step is
 	// followed by an evaluation.
 	TestAccuracy float64

@@ -129,7 +129,7 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 		return benchTrainResult{}, err
 	}
 	net.InitParams(1)
-	opt, err := model.NewOptimizer(model.OptimizerSpec{Type: "adam"}, net.Params())
+	opt, err := model.NewOptimizer(model.OptimizerSpec{Type: "adam"}, net.Params(), model.Horizon{})
 	if err != nil {
 		return benchTrainResult{}, err
 	}

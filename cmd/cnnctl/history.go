@@ -21,9 +21,10 @@ import (
 //
 //	{"format":"dpcnn-history-v1","trainAccuracyConditions":"dropout on"}
 //	{"step":1,"epoch":1,"elapsedSeconds":0.0213,"loss":2.3051,"trainAccuracy":0.08}
-//	{"step":4,"epoch":1,"elapsedSeconds":0.0851,"loss":1.9012,"trainAccuracy":0.42,"testAccuracy":0.57}
+//	{"step":4,"epoch":1,"elapsedSeconds":0.0851,"loss":1.9012,"trainAccuracy":0.42,"lr":0.001,"testAccuracy":0.57}
 //
-// testAccuracy is there on the steps after which the model was evaluated.
+// testAccuracy is there on the steps after which the model was evaluated;
+// lr, the rate the step applied, where the run reported it.
 // A loss or accuracy that is not a finite number (a diverged run) is
 // null, as JSON has no NaN. Each line is written as its report arrives,
 // so the file of a run still training can be drawn too.
@@ -43,6 +44,7 @@ type historyLine struct {
 	ElapsedSeconds float64  `json:"elapsedSeconds"`
 	Loss           *float64 `json:"loss"`
 	TrainAccuracy  *float64 `json:"trainAccuracy"`
+	LR             float64  `json:"lr,omitempty"`
 	TestAccuracy   *float64 `json:"testAccuracy,omitempty"`
 }
 
@@ -115,7 +117,7 @@ func (h *historyWriter) add(p viz.Point) {
 		return
 	}
 	l := historyLine{Step: p.Step, Epoch: p.Epoch, ElapsedSeconds: p.Elapsed.Seconds(),
-		Loss: finite(p.Loss), TrainAccuracy: finite(p.TrainAccuracy)}
+		Loss: finite(p.Loss), TrainAccuracy: finite(p.TrainAccuracy), LR: p.LR}
 	if p.Evaluated {
 		l.TestAccuracy = finite(p.TestAccuracy)
 	}
@@ -125,7 +127,7 @@ func (h *historyWriter) add(p viz.Point) {
 // addTrain writes an in-process run's report.
 func (h *historyWriter) addTrain(p train.Progress) {
 	h.add(viz.Point{Step: p.GlobalStep, Epoch: p.Epoch, Elapsed: p.Elapsed, Loss: p.Loss,
-		TrainAccuracy: p.TrainAccuracy, Evaluated: p.Evaluated, TestAccuracy: p.TestAccuracy})
+		TrainAccuracy: p.TrainAccuracy, LR: p.LR, Evaluated: p.Evaluated, TestAccuracy: p.TestAccuracy})
 }
 
 // addEvent writes a job's progress event; other events are no history.
@@ -178,7 +180,7 @@ func (q *historySeq) next(p viz.Point) (viz.Point, bool) {
 // evaluation alone, with no step of its own, has epoch 0.
 func progressPoint(p *dpcnnv1.JobProgress) viz.Point {
 	pt := viz.Point{Step: p.GlobalStep, Epoch: p.Epoch, Elapsed: time.Duration(p.ElapsedNanos),
-		Loss: p.Loss, TrainAccuracy: p.TrainAccuracy}
+		Loss: p.Loss, TrainAccuracy: p.TrainAccuracy, LR: p.LearningRate}
 	if e := p.Evaluation; e != nil {
 		pt.Evaluated, pt.TestAccuracy = true, e.TestAccuracy
 	}
@@ -247,7 +249,7 @@ func readHistory(path string) (viz.History, error) {
 			return h, fmt.Errorf("%s:%d: step %d, epoch %d, %gs elapsed: none may be negative", path, n, l.Step, l.Epoch, l.ElapsedSeconds)
 		}
 		p := viz.Point{Step: l.Step, Epoch: l.Epoch, Elapsed: time.Duration(l.ElapsedSeconds * float64(time.Second)),
-			Loss: orNaN(l.Loss), TrainAccuracy: orNaN(l.TrainAccuracy)}
+			Loss: orNaN(l.Loss), TrainAccuracy: orNaN(l.TrainAccuracy), LR: l.LR}
 		if l.TestAccuracy != nil {
 			p.Evaluated, p.TestAccuracy = true, *l.TestAccuracy
 		}

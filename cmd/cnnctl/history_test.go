@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/viz"
 )
@@ -78,7 +79,8 @@ func checkPNGSize(t *testing.T, path string, width, height int) {
 // draws: 200 images in batches of 50 are 4 steps, evaluated after the
 // last.
 func TestTrainWritesHistoryCurves(t *testing.T) {
-	args := []string{"train", "--net", "simple", "--epochs", "1", "--batch", "50", "--train-limit", "200", "--test-limit", "100", "--rotate", "5"}
+	args := []string{"train", "--net", "simple", "--epochs", "1", "--batch", "50", "--train-limit", "200", "--test-limit", "100", "--rotate", "5",
+		"--lr", "0.004", "--schedule", "cosine"}
 	for _, mode := range []struct {
 		name  string
 		flags []string
@@ -103,14 +105,23 @@ func TestTrainWritesHistoryCurves(t *testing.T) {
 			if mode.flags != nil && len(lines) != 4 || len(lines) < 1 || len(lines) > 4 {
 				t.Fatalf("%d lines of steps, want 4:\n%v", len(lines), lines)
 			}
-			prev := 0.0
+			prev, prevLR := 0.0, 1.0
 			for i, l := range lines {
 				step, _ := l["step"].(float64)
 				_, evaluated := l["testAccuracy"]
 				if step <= prev || l["epoch"] != 1.0 || l["loss"] == nil || l["trainAccuracy"] == nil || evaluated != (i == len(lines)-1) {
 					t.Errorf("line %d: %v", i+2, l)
 				}
-				prev = step
+				// The cosine schedule's rates, from the base down.
+				lr, _ := l["lr"].(float64)
+				if want := (model.LRSchedule{Type: model.ScheduleCosine}).Rate(0.004, int64(step)-1, model.Horizon{PerEpoch: 4, Total: 4}); lr != want || lr >= prevLR {
+					t.Errorf("line %d: lr %v, want %v, below the last line's %v", i+2, lr, want, prevLR)
+				}
+				prev, prevLR = step, lr
+			}
+			// (In process, where every step reports.)
+			if !strings.Contains(out, " lr 0.004 ") && mode.flags != nil {
+				t.Errorf("the progress lines do not show the first step's rate 0.004:\n%s", out)
 			}
 			if last := lines[len(lines)-1]; last["step"] != 4.0 {
 				t.Errorf("the last line is of step %v, want 4", last["step"])
@@ -221,7 +232,7 @@ func TestHistoryCorruptLine(t *testing.T) {
 	}{
 		{"truncated", header + good + `{"step":2,"epoch":1,"elaps`, "bad.jsonl:3: "},
 		{"not json", header + good + good + "step 3 loss 2\n", "bad.jsonl:4: "},
-		{"unknown field", header + `{"step":1,"epoch":1,"elapsedSeconds":0.5,"loss":2.3,"trainAccuracy":0.1,"lr":0.1}` + "\n", `bad.jsonl:2: json: unknown field "lr"`},
+		{"unknown field", header + `{"step":1,"epoch":1,"elapsedSeconds":0.5,"loss":2.3,"trainAccuracy":0.1,"momentum":0.9}` + "\n", `bad.jsonl:2: json: unknown field "momentum"`},
 		{"two values", header + strings.TrimSpace(good) + good, "bad.jsonl:2: more than one JSON value"},
 		{"negative step", header + `{"step":-1,"epoch":1,"elapsedSeconds":0.5,"loss":2.3,"trainAccuracy":0.1}` + "\n", "bad.jsonl:2: step -1"},
 		{"no header", good, "bad.jsonl:1: not a training history"},

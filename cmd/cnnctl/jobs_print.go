@@ -146,12 +146,21 @@ func trainAccuracyText(acc float64, conditions string) string {
 // progressText is one line of a progress report; conditions are the
 // training accuracy's (job.Spec.TrainAccuracyConditions).
 func progressText(p *dpcnnv1.JobProgress, conditions string) string {
-	s := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f %s %.0f img/s",
-		p.Epoch, p.Epochs, p.StepInEpoch, p.StepsPerEpoch, p.Loss, trainAccuracyText(p.TrainAccuracy, conditions), p.ImagesPerSec)
+	s := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f %s%s %.0f img/s",
+		p.Epoch, p.Epochs, p.StepInEpoch, p.StepsPerEpoch, p.Loss, trainAccuracyText(p.TrainAccuracy, conditions), rateText(p.LearningRate), p.ImagesPerSec)
 	if p.EtaNanos > 0 {
 		s += " eta " + time.Duration(p.EtaNanos).Round(time.Second).String()
 	}
 	return s + fmt.Sprintf(" workers %d", p.LiveWorkers)
+}
+
+// rateText is the learning rate of a progress line, " lr 0.000812"; empty
+// when unknown (a coordinator older than the field).
+func rateText(lr float64) string {
+	if lr <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" lr %.3g", lr)
 }
 
 // evaluationText is the line of an evaluation.

@@ -42,8 +42,8 @@ func terminalBar(out io.Writer, total int64) *progressbar.ProgressBar {
 }
 
 func (p *progressPrinter) report(pr train.Progress) {
-	line := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f %s %.0f img/s",
-		pr.Epoch, pr.Epochs, pr.Step, pr.StepsPerEpoch, pr.Loss, trainAccuracyText(pr.TrainAccuracy, p.conditions), pr.ImagesPerSec)
+	line := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f %s%s %.0f img/s",
+		pr.Epoch, pr.Epochs, pr.Step, pr.StepsPerEpoch, pr.Loss, trainAccuracyText(pr.TrainAccuracy, p.conditions), rateText(pr.LR), pr.ImagesPerSec)
 	if p.bar != nil {
 		p.bar.Describe(line)
 		p.bar.Set64(pr.GlobalStep)

@@ -52,7 +52,7 @@ func benchTrainDeep(b *testing.B, backend kernels.Backend[float32], batch int) {
 	}
 	defer net.Close()
 	net.InitParams(1)
-	opt, err := model.NewOptimizer(model.OptimizerSpec{}, net.Params())
+	opt, err := model.NewOptimizer(model.OptimizerSpec{}, net.Params(), model.Horizon{})
 	if err != nil {
 		b.Fatal(err)
 	}

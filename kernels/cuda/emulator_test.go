@@ -467,7 +467,7 @@ func TestEmulatedTransferVolume(t *testing.T) {
 				t.Fatal(err)
 			}
 			net.InitParams(1)
-			opt, err := model.NewOptimizer(model.OptimizerSpec{}, net.Params())
+			opt, err := model.NewOptimizer(model.OptimizerSpec{}, net.Params(), model.Horizon{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -419,7 +419,10 @@ type JobProgress struct {
 	StragglerWaitNanos int64  `protobuf:"varint,17,opt,name=straggler_wait_nanos,json=stragglerWaitNanos,proto3" json:"straggler_wait_nanos,omitempty"`
 	// Phases is the step's time split where each part was spent (revision
 	// 3; absent from older coordinators).
-	Phases        *StepPhases `protobuf:"bytes,18,opt,name=phases,proto3" json:"phases,omitempty"`
+	Phases *StepPhases `protobuf:"bytes,18,opt,name=phases,proto3" json:"phases,omitempty"`
+	// LearningRate is the rate the step applied, as the job's schedule set
+	// it (0 from older coordinators).
+	LearningRate  float64 `protobuf:"fixed64,19,opt,name=learning_rate,json=learningRate,proto3" json:"learning_rate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +581,13 @@ func (x *JobProgress) GetPhases() *StepPhases {
 		return x.Phases
 	}
 	return nil
+}
+
+func (x *JobProgress) GetLearningRate() float64 {
+	if x != nil {
+		return x.LearningRate
+	}
+	return 0
 }
 
 // StepPhases is one step's time, from the sending of its first assignment
@@ -1817,7 +1827,7 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\x11latest_checkpoint\x18\f \x01(\v2\x18.dpcnn.v1.CheckpointInfoR\x10latestCheckpoint\x12:\n" +
 	"\vcheckpoints\x18\r \x03(\v2\x18.dpcnn.v1.CheckpointInfoR\vcheckpoints\x12\x1f\n" +
 	"\vwaiting_for\x18\x0e \x01(\tR\n" +
-	"waitingFor\"\x8f\x05\n" +
+	"waitingFor\"\xb4\x05\n" +
 	"\vJobProgress\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x16\n" +
 	"\x06epochs\x18\x02 \x01(\x03R\x06epochs\x12\"\n" +
@@ -1841,7 +1851,8 @@ const file_dpcnn_v1_job_proto_rawDesc = "" +
 	"\fsteps_redone\x18\x0f \x01(\x03R\vstepsRedone\x12\x1c\n" +
 	"\tstraggler\x18\x10 \x01(\tR\tstraggler\x120\n" +
 	"\x14straggler_wait_nanos\x18\x11 \x01(\x03R\x12stragglerWaitNanos\x12,\n" +
-	"\x06phases\x18\x12 \x01(\v2\x14.dpcnn.v1.StepPhasesR\x06phases\"\xa5\x02\n" +
+	"\x06phases\x18\x12 \x01(\v2\x14.dpcnn.v1.StepPhasesR\x06phases\x12#\n" +
+	"\rlearning_rate\x18\x13 \x01(\x01R\flearningRate\"\xa5\x02\n" +
 	"\n" +
 	"StepPhases\x12\x1d\n" +
 	"\n" +
