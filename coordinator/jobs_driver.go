@@ -378,7 +378,7 @@ func (d *driver) effect(ef train.Effect) {
 			d.log.Error("evaluation for a worker not in the job", "worker", ef.Worker)
 			return
 		}
-		a := d.assignment(dw, ef.ID, d.eng.EpochsDone(), ef.Version, ef.Version, ef.Params)
+		a := d.assignment(dw, ef.ID, d.eng.EpochsDone(), ef.Version, ef.ParamsVersion, ef.Params)
 		a.Work = &dpcnnv1.Assignment_Eval{Eval: &dpcnnv1.EvalWork{Begin: int64(ef.From), End: int64(ef.To)}}
 		d.sendWork(dw, a)
 		d.evalSent(ef.From)

@@ -107,7 +107,7 @@ func (d *driver) writeModel() {
 	}
 	path := filepath.Join(d.s.jobDir(d.id), modelFileName)
 	err := writeFileAtomic(path, func(w io.Writer) error {
-		return model.ExportONNX(w, d.lastCkpt.Spec, d.lastCkpt.Params, model.ONNXOptions{ProducerVersion: d.s.cfg.Version})
+		return model.ExportONNX(w, d.lastCkpt.Spec, d.lastCkpt.ModelParams(), model.ONNXOptions{ProducerVersion: d.s.cfg.Version})
 	})
 	if err != nil {
 		d.logLine(dpcnnv1.LogLevel_LOG_LEVEL_WARN, fmt.Sprintf("write the final model: %v", err))

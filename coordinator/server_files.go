@@ -136,7 +136,7 @@ func (s *Server) DownloadModel(req *dpcnnv1.DownloadModelRequest, stream grpc.Se
 		return checkpointReadError(req.JobId, path, err)
 	}
 	var buf bytes.Buffer
-	if err := model.ExportONNX(&buf, c.Spec, c.Params, model.ONNXOptions{Logits: req.Logits, ProducerVersion: s.cfg.Version}); err != nil {
+	if err := model.ExportONNX(&buf, c.Spec, c.ModelParams(), model.ONNXOptions{Logits: req.Logits, ProducerVersion: s.cfg.Version}); err != nil {
 		return status.Errorf(codes.Internal, "job %s: %v", req.JobId, err)
 	}
 	return sendBytes(stream, modelFileName, buf.Bytes())

@@ -403,7 +403,7 @@ func validateCheckpoint(c *Checkpoint) error {
 		return err
 	}
 	typ := c.Optimizer.WithDefaults().Type
-	slotsPer := slotNames(typ)
+	slotsPer := slotNames(c.Optimizer)
 	if got, want := len(c.OptimizerState.Slots), len(c.Params)*len(slotsPer); got != want {
 		return fmt.Errorf("%d optimizer slots, optimizer %s keeps %d", got, typ, want)
 	}

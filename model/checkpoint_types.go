@@ -41,3 +41,35 @@ func (c *Checkpoint) ParamsSHA256() string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// Average returns the moving average of the parameters the checkpoint's
+// optimizer keeps (OptimizerSpec.EMA), as tensors named like them, or nil
+// when it keeps none.
+func (c *Checkpoint) Average() []Tensor {
+	if c.Optimizer.EMA.Decay == 0 {
+		return nil
+	}
+	names := slotNames(c.Optimizer)
+	per := len(names)
+	if per == 0 || len(c.OptimizerState.Slots) != per*len(c.Params) {
+		return nil // ReadCheckpoint refuses such a file; this is a hand-made one
+	}
+	out := make([]Tensor, len(c.Params))
+	for i, p := range c.Params {
+		s := c.OptimizerState.Slots[i*per+per-1]
+		out[i] = Tensor{Name: p.Name, Shape: s.Shape, Data: s.Data}
+	}
+	return out
+}
+
+// ModelParams returns the parameters that are the job's model: the moving
+// average when the job evaluates it (EMASpec.Evaluate), else the raw
+// parameters. Evaluation, export and prediction read these.
+func (c *Checkpoint) ModelParams() []Tensor {
+	if c.Optimizer.EMA.Evaluate {
+		if avg := c.Average(); avg != nil {
+			return avg
+		}
+	}
+	return c.Params
+}

@@ -75,6 +75,10 @@ func (s OptimizerSpec) Validate() error {
 		return fail("weightDecay %v: must be in [0, 1)", s.WeightDecay)
 	case !(s.ClipNorm >= 0) || math.IsInf(s.ClipNorm, 0):
 		return fail("clipNorm %v: must be a positive number (0: no clipping)", s.ClipNorm)
+	case !(s.EMA.Decay >= 0) || s.EMA.Decay >= 1:
+		return fail("ema decay %v: must be in (0, 1), e.g. 0.999", s.EMA.Decay)
+	case s.EMA.Evaluate && s.EMA.Decay == 0:
+		return fail("ema evaluate: no average is kept without a decay")
 	}
 	if err := s.Schedule.Validate(s.WithDefaults().LR); err != nil {
 		return fail("%v", err)
@@ -82,18 +86,22 @@ func (s OptimizerSpec) Validate() error {
 	return nil
 }
 
-// slotNames are the per-parameter state of each optimizer type, in the
-// order State lists them.
-func slotNames(typ string) []string {
-	switch typ {
+// slotNames are the per-parameter state of an optimizer, in the order
+// State lists them: its type's, then the moving average's.
+func slotNames(s OptimizerSpec) []string {
+	var names []string
+	switch s.WithDefaults().Type {
 	case OptMomentum:
-		return []string{"v"}
+		names = []string{"v"}
 	case OptAdaGrad:
-		return []string{"h"}
+		names = []string{"h"}
 	case OptAdam:
-		return []string{"m", "v"}
+		names = []string{"m", "v"}
 	}
-	return nil
+	if s.EMA.Decay > 0 {
+		names = append(names, EMASlot)
+	}
+	return names
 }
 
 // NewOptimizer validates the spec, fills in its defaults and returns an
@@ -108,7 +116,7 @@ func NewOptimizer[T kernels.Float](s OptimizerSpec, ps Params[T], h Horizon) (Op
 	if err := s.Schedule.CheckHorizon(h); err != nil {
 		return nil, fmt.Errorf("model: optimizer %s: %w", s.Type, err)
 	}
-	o := &optimizer[T]{spec: s, horizon: h, slotNames: slotNames(s.Type)}
+	o := &optimizer[T]{spec: s, horizon: h, slotNames: slotNames(s)}
 	for _, p := range ps {
 		o.names = append(o.names, p.Name)
 		o.shapes = append(o.shapes, slices.Clone(p.Shape))
@@ -154,6 +162,11 @@ func (o *optimizer[T]) Update(b kernels.Backend[T], ps Params[T]) {
 	if s.ClipNorm > 0 {
 		clipGrads(ps, s.ClipNorm)
 	}
+	if s.EMA.Decay > 0 && o.steps == 0 {
+		for i, p := range ps {
+			copy(o.slots[i][len(o.slotNames)-1], p.Value) // the average starts at the initial parameters
+		}
+	}
 	for i, p := range ps {
 		if s.WeightDecay > 0 && strings.HasSuffix(p.Name, ".W") {
 			decay(p.Value, float64(lr*s.WeightDecay))
@@ -171,6 +184,39 @@ func (o *optimizer[T]) Update(b kernels.Backend[T], ps Params[T]) {
 		}
 	}
 	o.steps++
+	if s.EMA.Decay > 0 {
+		d := min(s.EMA.Decay, float64(1+o.steps)/float64(10+o.steps))
+		for i, p := range ps {
+			average(o.slots[i][len(o.slotNames)-1], p.Value, 1-d)
+		}
+	}
+}
+
+// average moves avg toward v by the fraction f: avg += f·(v − avg), the
+// product rounded before the sum.
+func average[T kernels.Float](avg, v []T, f float64) {
+	for j, x := range v {
+		a := float64(avg[j])
+		avg[j] = T(a + float64(f*(float64(x)-a)))
+	}
+}
+
+// Average returns the moving average of the parameters as tensors named
+// like them, or nil when the optimizer keeps none.
+func (o *optimizer[T]) Average() []Tensor {
+	if o.spec.EMA.Decay == 0 {
+		return nil
+	}
+	out := make([]Tensor, len(o.slots))
+	for i, slots := range o.slots {
+		avg := slots[len(o.slotNames)-1]
+		t := Tensor{Name: o.names[i], Shape: slices.Clone(o.shapes[i]), Data: make([]float32, len(avg))}
+		for j, v := range avg {
+			t.Data[j] = float32(v)
+		}
+		out[i] = t
+	}
+	return out
 }
 
 // GradNorm is the global L2 norm of the parameters' gradients, summed in

@@ -258,3 +258,61 @@ func TestOptimizerSpecValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestOptimizerEMA checks the moving average against its formula by hand
+// over two SGD steps: it starts at the initial parameters and moves by
+// 1 − min(decay, (1+t)/(10+t)) toward them after update t; it is a slot
+// of the state, and a checkpoint's model when the job evaluates it.
+func TestOptimizerEMA(t *testing.T) {
+	b := kernels.NewReference[float64]()
+	ps := testParams()
+	spec := OptimizerSpec{Type: OptSGD, LR: 0.1, EMA: EMASpec{Decay: 0.5, Evaluate: true}}
+	o, err := NewOptimizer(spec, ps, Horizon{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	avg := make([][]float64, len(ps))
+	for i, p := range ps {
+		avg[i] = append([]float64(nil), p.Value...)
+	}
+	for step := int64(1); step <= 2; step++ {
+		o.Update(b, ps)
+		d := min(0.5, float64(1+step)/float64(10+step)) // 2/11, then 0.5
+		for i, p := range ps {
+			for j, v := range p.Value {
+				avg[i][j] += (1 - d) * (v - avg[i][j])
+			}
+		}
+	}
+	got := o.Average()
+	for i, p := range ps {
+		if got[i].Name != p.Name {
+			t.Fatalf("average %d is named %q, want %q", i, got[i].Name, p.Name)
+		}
+		for j := range p.Value {
+			if !closeTo(float64(got[i].Data[j]), float64(float32(avg[i][j]))) {
+				t.Errorf("average of %s[%d] = %v, want %v", p.Name, j, got[i].Data[j], avg[i][j])
+			}
+		}
+	}
+	st := o.State()
+	if len(st.Slots) != 2 || st.Slots[0].Name != "conv1.W.ema" {
+		t.Fatalf("state slots %d, first %q: want one ema slot a parameter", len(st.Slots), st.Slots[0].Name)
+	}
+	c := &Checkpoint{Optimizer: o.Spec(), OptimizerState: st, Params: []Tensor{{Name: "conv1.W", Shape: []int{1, 1, 1, 3}}, {Name: "conv1.b", Shape: []int{2}}}}
+	if m := c.ModelParams(); &m[0].Data[0] != &st.Slots[0].Data[0] {
+		t.Errorf("ModelParams of a job that evaluates the average is not the average")
+	}
+	c.Optimizer.EMA.Evaluate = false
+	if m := c.ModelParams(); m[0].Data != nil {
+		t.Errorf("ModelParams of a job that evaluates its raw parameters is not them")
+	}
+	if (&Checkpoint{}).Average() != nil {
+		t.Errorf("a checkpoint without an average has one")
+	}
+	for _, bad := range []EMASpec{{Decay: 1}, {Decay: -0.1}, {Evaluate: true}} {
+		if err := (OptimizerSpec{EMA: bad}).Validate(); err == nil {
+			t.Errorf("ema %+v accepted", bad)
+		}
+	}
+}

@@ -31,7 +31,28 @@ type OptimizerSpec struct {
 	// ClipNorm, when set, scales the step's mean gradient down to that
 	// global L2 norm (over every parameter) when it is longer.
 	ClipNorm float64 `json:"clipNorm,omitempty"`
+	// EMA, when its Decay is set, keeps an exponential moving average of
+	// the parameters beside them (an optimizer slot, "<param>.ema", so
+	// checkpoints hold it and a resumed job continues it exactly).
+	EMA EMASpec `json:"ema,omitzero"`
 }
+
+// EMASpec is the moving average of the parameters. After update t (1 for
+// the first), avg += (1 − d)(param − avg) with d = min(Decay, (1+t)/(10+t)),
+// TensorFlow's ExponentialMovingAverage with num_updates: the average
+// starts at the initial parameters and follows them closely until enough
+// steps have passed for Decay to mean what it says.
+type EMASpec struct {
+	// Decay in (0, 1), typically 0.999 to 0.9999; 0 keeps no average.
+	Decay float64 `json:"decay,omitempty"`
+	// Evaluate makes the average the job's model: its evaluations, its
+	// exported model and what cnnctl eval, predict and export read from
+	// its checkpoints use the average in place of the raw parameters.
+	Evaluate bool `json:"evaluate,omitempty"`
+}
+
+// EMASlot is the optimizer slot that holds a parameter's moving average.
+const EMASlot = "ema"
 
 // OptimizerState is everything an optimizer carries between steps, in a form
 // checkpoints can store: the number of updates applied (Adam's t) and its
@@ -51,6 +72,9 @@ type Optimizer[T kernels.Float] interface {
 	Update(b kernels.Backend[T], ps Params[T])
 	// Rate is the learning rate the next Update applies.
 	Rate() float64
+	// Average is the moving average of the parameters (OptimizerSpec.EMA)
+	// as tensors named like them, or nil when none is kept.
+	Average() []Tensor
 	// State returns a copy of the optimizer's state.
 	State() OptimizerState
 	// Restore replaces the state; it fails, changing nothing, when the

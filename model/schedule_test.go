@@ -176,12 +176,12 @@ func TestOptimizerDecayAndClip(t *testing.T) {
 }
 
 // TestOptimizerScheduleResumes: an optimizer restored from the state of one
-// that ran k steps applies the same rates and reaches the same bits as one
-// that ran straight through. (float32, the type checkpoints hold the
+// that ran k steps applies the same rates and reaches the same bits, in its
+// parameters and their moving average, as one that ran straight through. (float32, the type checkpoints hold the
 // slots in.)
 func TestOptimizerScheduleResumes(t *testing.T) {
 	b := kernels.NewReference[float32]()
-	spec := OptimizerSpec{LR: 0.01, WeightDecay: 0.1, ClipNorm: 0.3, Schedule: LRSchedule{Type: ScheduleOneCycle}}
+	spec := OptimizerSpec{LR: 0.01, WeightDecay: 0.1, ClipNorm: 0.3, Schedule: LRSchedule{Type: ScheduleOneCycle}, EMA: EMASpec{Decay: 0.8}}
 	h := Horizon{PerEpoch: 3, Total: 9}
 	grads := func(ps Params[float32], step int) {
 		for i, p := range ps {
@@ -226,6 +226,14 @@ func TestOptimizerScheduleResumes(t *testing.T) {
 		for j := range straight[i].Value {
 			if resumed[i].Value[j] != straight[i].Value[j] {
 				t.Fatalf("%s[%d]: resumed %v, straight %v", straight[i].Name, j, resumed[i].Value[j], straight[i].Value[j])
+			}
+		}
+	}
+	ra, sa := r.Average(), o.Average()
+	for i := range sa {
+		for j := range sa[i].Data {
+			if ra[i].Data[j] != sa[i].Data[j] {
+				t.Fatalf("average of %s[%d]: resumed %v, straight %v", sa[i].Name, j, ra[i].Data[j], sa[i].Data[j])
 			}
 		}
 	}

@@ -112,6 +112,9 @@ type jobState struct {
 	step  int64     // optimizer steps applied
 	epoch int64     // epochs completed
 	flat  []float32 // the parameters after step updates, as sent to workers
+	// avgFlat is the moving average of the parameters, as sent to workers
+	// for evaluation when the job evaluates it (model.EMASpec.Evaluate).
+	avgFlat []float32
 
 	train           *round // the step in flight, if any
 	eval            *round // the evaluation in flight, if any

@@ -145,14 +145,22 @@ type StepApplied struct {
 }
 
 // Evaluate asks a worker how many of test samples [From, To) the model with
-// Params (version Version) classifies correctly, answered by EvalReceived.
+// Params (after Version steps) classifies correctly, answered by
+// EvalReceived. ParamsVersion is the number Params are known by, for a
+// worker that holds them already: Version for the raw parameters,
+// Version|AverageVersion for their moving average (model.EMASpec).
 type Evaluate struct {
-	Worker   string
-	ID       uint64
-	Version  int64
-	From, To int
-	Params   []float32
+	Worker        string
+	ID            uint64
+	Version       int64
+	ParamsVersion int64
+	From, To      int
+	Params        []float32
 }
+
+// AverageVersion marks the version of a moving average of the parameters,
+// which a worker must not take for the parameters of the same step.
+const AverageVersion = int64(1) << 62
 
 // EvalDone reports a finished evaluation of the whole test set.
 type EvalDone struct {

@@ -216,6 +216,12 @@ func (e *Engine) startStep() {
 // test set, as one pending item.
 func (e *Engine) startEval() {
 	j := e.job
+	if j.spec.Optimizer.EMA.Evaluate {
+		j.avgFlat = j.avgFlat[:0]
+		for _, t := range j.opt.Average() {
+			j.avgFlat = append(j.avgFlat, t.Data...)
+		}
+	}
 	j.eval = &round{
 		eval: true, version: j.step, epoch: j.epoch, unit: 1,
 		items: []*workItem{{lo: 0, hi: j.testLen}}, left: 1,
@@ -342,7 +348,11 @@ func (e *Engine) issue(w *workerState, r *round, it *workItem) {
 	it.holders = append(it.holders, a)
 	j.outstanding = append(j.outstanding, a)
 	if r.eval {
-		e.emit(Evaluate{Worker: w.id, ID: a.id, Version: r.version, From: it.lo, To: it.hi, Params: j.flat})
+		params, version := j.flat, r.version
+		if j.spec.Optimizer.EMA.Evaluate {
+			params, version = j.avgFlat, r.version|AverageVersion
+		}
+		e.emit(Evaluate{Worker: w.id, ID: a.id, Version: r.version, ParamsVersion: version, From: it.lo, To: it.hi, Params: params})
 		return
 	}
 	e.emit(Assign{

@@ -65,7 +65,8 @@ func dropoutJob() job.Spec {
 type reference struct {
 	hash     [32]byte
 	losses   []float64 // per step
-	accuracy float64   // of the final parameters on the test set
+	accuracy float64   // of the final parameters (or their average, model.EMASpec.Evaluate) on the test set
+	average  [32]byte  // of the parameters' moving average, when the job evaluates it
 }
 
 var references = map[string]reference{}
@@ -137,7 +138,15 @@ func referenceRun(t *testing.T, spec job.Spec) reference {
 	}
 	flatten()
 	ref.hash = paramHash(flat)
-	comp.SetParams(flat)
+	evaluated := flat
+	if spec.Optimizer.EMA.Evaluate {
+		evaluated = nil
+		for _, a := range opt.Average() {
+			evaluated = append(evaluated, a.Data...)
+		}
+		ref.average = paramHash(evaluated)
+	}
+	comp.SetParams(evaluated)
 	testLen := min(test.Len(), spec.TestLimit)
 	correct, err := comp.Evaluate(test, 0, testLen)
 	if err != nil {
@@ -964,6 +973,67 @@ func TestEngineScheduleResume(t *testing.T) {
 	if got, want := ratesOf(r.applied), ratesOf(c.applied[4:]); !slices.Equal(got, want) {
 		r.fatalf("resumed run's rates %v, want %v", got, want)
 	}
+}
+
+// A job that evaluates the moving average of its parameters sends workers
+// the average, under a version of its own (so no worker takes it for the
+// step's parameters), reports the average's accuracy, stores the average
+// in its checkpoints as the model, and a resumed run continues the average
+// to the same bits.
+func TestEngineEMA(t *testing.T) {
+	spec := engineJob()
+	spec.Optimizer.EMA = model.EMASpec{Decay: 0.9, Evaluate: true}
+	ref := referenceRun(t, spec)
+	check := func(c *cluster) {
+		c.t.Helper()
+		c.wantDone(ref)
+		if c.finished.TestAccuracy != ref.accuracy {
+			c.fatalf("test accuracy %v, the reference's average scores %v", c.finished.TestAccuracy, ref.accuracy)
+		}
+		last := c.checkpoints[len(c.checkpoints)-1]
+		var avg []float32
+		for _, a := range last.ModelParams() {
+			avg = append(avg, a.Data...)
+		}
+		if got := paramHash(avg); got != ref.average {
+			c.fatalf("the final checkpoint's model %x, the reference's average %x", got[:8], ref.average[:8])
+		}
+		evals := effectsOf[Evaluate](c.log)
+		if len(evals) == 0 {
+			c.fatalf("no evaluation")
+		}
+		for _, e := range evals {
+			if e.ParamsVersion != e.Version|AverageVersion {
+				c.fatalf("evaluation of step %d sent as version %#x, want the average's %#x", e.Version, e.ParamsVersion, e.Version|AverageVersion)
+			}
+		}
+		if e := evals[len(evals)-1]; paramHash(e.Params) != ref.average {
+			c.fatalf("the last evaluation's parameters are not the average")
+		}
+	}
+	c := newCluster(t, "ema", 1, spec, EngineConfig{})
+	c.join("a", 100)
+	c.join("b", 50)
+	c.start(nil)
+	c.run()
+	check(c)
+	if avg := c.checkpoints[0].Average(); len(avg) != len(c.checkpoints[0].Params) || avg[0].Name != c.checkpoints[0].Params[0].Name {
+		t.Fatalf("checkpoint average %d tensors, want one per parameter, named like it", len(avg))
+	}
+
+	var buf bytes.Buffer
+	if err := model.WriteCheckpoint(&buf, c.checkpoints[0]); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := model.ReadCheckpoint(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newCluster(t, "ema, resumed at step 4", 2, spec, EngineConfig{})
+	r.join("x", 0)
+	r.start(ck)
+	r.run()
+	check(r)
 }
 
 func ratesOf(steps []StepApplied) []float64 {

@@ -39,7 +39,7 @@ func openCheckpointNet(path string, data job.Data, use, backend string, threads,
 		backends.Close(b)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := net.ImportParams(c.Params); err != nil {
+	if err := net.ImportParams(c.ModelParams()); err != nil {
 		net.Close()
 		backends.Close(b)
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -41,7 +41,7 @@ inference-time form.`,
 				}
 			}()
 			w := bufio.NewWriter(f)
-			if err := model.ExportONNX(w, c.Spec, c.Params, model.ONNXOptions{}); err != nil {
+			if err := model.ExportONNX(w, c.Spec, c.ModelParams(), model.ONNXOptions{}); err != nil {
 				return err
 			}
 			if err := w.Flush(); err != nil {

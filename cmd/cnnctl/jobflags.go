@@ -38,6 +38,8 @@ func (f *jobFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&s.Optimizer.Schedule.PctStart, "pct-start", 0, "onecycle schedule: share of the steps spent rising (default 0.3)")
 	fs.Float64Var(&s.Optimizer.WeightDecay, "weight-decay", 0, "decoupled weight decay of the conv and affine weights (AdamW), e.g. 0.0001")
 	fs.Float64Var(&s.Optimizer.ClipNorm, "clip-norm", 0, "scale the mean gradient down to this global L2 norm when longer (0: no clipping)")
+	fs.Float64Var(&s.Optimizer.EMA.Decay, "ema", 0, "keep a moving average of the parameters with this decay, e.g. 0.999 (0: none)")
+	fs.BoolVar(&s.Optimizer.EMA.Evaluate, "eval-ema", false, "evaluate and export the moving average (--ema) in place of the raw parameters")
 	fs.Uint64Var(&s.Seed, "seed", 1, "seed of every random draw (init, order, augmentation, dropout)")
 	fs.IntVar(&s.TrainLimit, "train-limit", 0, "train on the first N training images only (0: all 60000)")
 	fs.IntVar(&s.TestLimit, "test-limit", 0, "evaluate on the first N test images only (0: all 10000)")

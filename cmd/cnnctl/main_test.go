@@ -63,6 +63,35 @@ func TestTrainEvalExport(t *testing.T) {
 	}
 }
 
+// With --eval-ema the run evaluates the moving average of its parameters,
+// and cnnctl eval of its checkpoint scores the same model: the average.
+func TestTrainEvalEMA(t *testing.T) {
+	for _, mode := range []string{"--in-process", "--workers=1"} {
+		out := t.TempDir()
+		got, err := runCLI(t, "train", mode, "--net", "simple", "--epochs", "1", "--batch", "50", "--train-limit", "200",
+			"--test-limit", "300", "--lr", "0.01", "--ema", "0.5", "--eval-ema", "--out", out)
+		if err != nil {
+			t.Fatalf("train %s: %v\n%s", mode, err, got)
+		}
+		var reported string
+		for _, line := range strings.Split(got, "\n") {
+			if i := strings.Index(line, "test accuracy "); i >= 0 && strings.HasPrefix(line, "done:") {
+				reported = line[i+len("test accuracy "):]
+			}
+		}
+		ev, err := runCLI(t, "eval", filepath.Join(out, "checkpoint.ckpt"), "--test-limit", "300")
+		if err != nil {
+			t.Fatalf("eval: %v\n%s", err, ev)
+		}
+		if reported == "" || !strings.Contains(ev, "test accuracy "+reported) {
+			t.Errorf("%s: eval says %q, training reported %q", mode, ev, reported)
+		}
+	}
+	if _, err := runCLI(t, "train", "--eval-ema", "--steps", "1", "--train-limit", "100", "--test-limit", "10", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no average is kept without a decay") {
+		t.Errorf("--eval-ema without --ema: %v", err)
+	}
+}
+
 func TestTrainJobFileAndOverrides(t *testing.T) {
 	dir := t.TempDir()
 	jobFile := filepath.Join(dir, "job.yaml")
