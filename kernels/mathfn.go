@@ -109,6 +109,10 @@ func logPortable(x float64) float64 {
 	return float64(k*ln2Hi) - ((hfsq - (float64(s*(hfsq+r)) + float64(k*ln2Lo))) - f)
 }
 
+// PowInt returns x^n for n ≥ 0 with the same bits everywhere, for callers
+// outside the kernels that need the same (learning-rate schedules).
+func PowInt(x float64, n int) float64 { return powIntPortable(x, n) }
+
 // powIntPortable returns x^n for n ≥ 0 by repeated squaring: products only,
 // so nothing can fuse.
 func powIntPortable(x float64, n int) float64 {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/dpcnn/dpcnn/kernels"
 )
 
 // Learning-rate schedules of LRSchedule.Type.
@@ -173,9 +175,9 @@ func (s LRSchedule) Rate(lr float64, step int64, h Horizon) float64 {
 	case ScheduleConstant:
 		rate = lr
 	case ScheduleStep:
-		rate = lr * powInt(s.Gamma, epoch/int64(s.Every))
+		rate = lr * kernels.PowInt(s.Gamma, int(epoch/int64(s.Every)))
 	case ScheduleExponential:
-		rate = lr * powInt(s.Gamma, epoch)
+		rate = lr * kernels.PowInt(s.Gamma, int(epoch))
 	case ScheduleCosine:
 		span := max(h.Total-warm, 1)
 		t := min(max(step-warm, 0), span)
@@ -211,19 +213,6 @@ func (s LRSchedule) oneCycle(lr float64, step, total int64) float64 {
 	default:
 		return anneal(lr, last, (x-peak)/(end-peak))
 	}
-}
-
-// powInt returns x^n for n ≥ 0 by repeated squaring (products only: the
-// same bits everywhere, as kernels' Adam step size).
-func powInt(x float64, n int64) float64 {
-	r := 1.0
-	for ; n > 0; n >>= 1 {
-		if n&1 != 0 {
-			r *= x
-		}
-		x *= x
-	}
-	return r
 }
 
 // cosPi returns cos(πx) for x in [0, 1] (clamped), within an ulp or two,

@@ -938,10 +938,7 @@ func TestEngineScheduleResume(t *testing.T) {
 		t.Fatal("the schedule, decay and clipping changed nothing")
 	}
 	c := newCluster(t, "scheduled", 1, spec, EngineConfig{})
-	c.join("a", 100)
-	c.join("b", 50)
-	c.start(nil)
-	c.run()
+	c.runOnTwo()
 	c.wantDone(ref)
 	h := model.Horizon{PerEpoch: 4, Total: 6} // 200 samples in batches of 50, 6 steps
 	for _, a := range c.applied {
@@ -953,14 +950,7 @@ func TestEngineScheduleResume(t *testing.T) {
 		c.fatalf("rates %v: want a ramp up, then a fall", ratesOf(c.applied))
 	}
 
-	var buf bytes.Buffer
-	if err := model.WriteCheckpoint(&buf, c.checkpoints[0]); err != nil {
-		t.Fatal(err)
-	}
-	ck, err := model.ReadCheckpoint(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ck := roundTrip(t, c.checkpoints[0])
 	if ck.Step != 4 || ck.Optimizer.Schedule != spec.Optimizer.Schedule {
 		t.Fatalf("checkpoint at step %d with schedule %+v, want step 4 with %+v", ck.Step, ck.Optimizer.Schedule, spec.Optimizer.Schedule)
 	}
@@ -1012,28 +1002,41 @@ func TestEngineEMA(t *testing.T) {
 		}
 	}
 	c := newCluster(t, "ema", 1, spec, EngineConfig{})
-	c.join("a", 100)
-	c.join("b", 50)
-	c.start(nil)
-	c.run()
+	c.runOnTwo()
 	check(c)
 	if avg := c.checkpoints[0].Average(); len(avg) != len(c.checkpoints[0].Params) || avg[0].Name != c.checkpoints[0].Params[0].Name {
 		t.Fatalf("checkpoint average %d tensors, want one per parameter, named like it", len(avg))
 	}
 
-	var buf bytes.Buffer
-	if err := model.WriteCheckpoint(&buf, c.checkpoints[0]); err != nil {
-		t.Fatal(err)
-	}
-	ck, err := model.ReadCheckpoint(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ck := roundTrip(t, c.checkpoints[0])
 	r := newCluster(t, "ema, resumed at step 4", 2, spec, EngineConfig{})
 	r.join("x", 0)
 	r.start(ck)
 	r.run()
 	check(r)
+}
+
+// runOnTwo runs the job from its start on two workers of different speeds.
+func (c *cluster) runOnTwo() {
+	c.t.Helper()
+	c.join("a", 100)
+	c.join("b", 50)
+	c.start(nil)
+	c.run()
+}
+
+// roundTrip is ck written and read back, as a resumed job gets it.
+func roundTrip(t *testing.T, ck *model.Checkpoint) *model.Checkpoint {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := model.WriteCheckpoint(&buf, ck); err != nil {
+		t.Fatal(err)
+	}
+	back, err := model.ReadCheckpoint(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return back
 }
 
 func ratesOf(steps []StepApplied) []float64 {
