@@ -859,10 +859,7 @@ func TestEngineCheckpointResume(t *testing.T) {
 	spec := engineJob()
 	ref := referenceRun(t, spec)
 	c := newCluster(t, "checkpoints", 1, spec, EngineConfig{})
-	c.join("a", 100)
-	c.join("b", 50)
-	c.start(nil)
-	c.run()
+	c.runOnTwo()
 	c.wantDone(ref)
 	var steps []int64
 	for _, ck := range c.checkpoints {
@@ -877,14 +874,7 @@ func TestEngineCheckpointResume(t *testing.T) {
 		c.fatalf("last effect %s, want JobFinished", describe(c.log[len(c.log)-1:]))
 	}
 
-	var buf bytes.Buffer
-	if err := model.WriteCheckpoint(&buf, c.checkpoints[0]); err != nil {
-		t.Fatal(err)
-	}
-	ck, err := model.ReadCheckpoint(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ck := roundTrip(t, c.checkpoints[0])
 	for _, seed := range engineSeeds() {
 		r := newCluster(t, "resumed at step 4", seed, spec, EngineConfig{FirstAssignment: 1000})
 		for _, id := range []string{"x", "y", "z"} {
