@@ -1,6 +1,7 @@
 package kernels_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -287,6 +288,91 @@ func TestLRNGradient(t *testing.T) {
 		}
 		expectClose(t, "LRNBackward vs central differences", dx, numeric, 1e-7)
 	}
+}
+
+// TestBatchNormGradient checks BatchNormBackward against central
+// differences of L = Σ w·y through BatchNormForwardTrain (whose batch mean
+// and variance depend on x), with respect to x, gamma and beta; dy = w.
+func TestBatchNormGradient(t *testing.T) {
+	r := kernels.NewReference[float64]()
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, p := range []kernels.BatchNormParams{
+		{Rows: 1, C: 2, Eps: 1e-5},
+		{Rows: 2, C: 3, Eps: 1e-3},
+		{Rows: 5, C: 3, Eps: 1e-5},
+		{Rows: 12, C: 4, Eps: 0.1},
+	} {
+		n := p.Rows * p.C
+		x, w := random(rng, n), random(rng, n)
+		for i := range x {
+			x[i] = 3*x[i] + float64(i%p.C) // channels of different means and spreads
+		}
+		gamma, beta := random(rng, p.C), random(rng, p.C)
+		y, mean, invStd := make([]float64, n), make([]float64, p.C), make([]float64, p.C)
+		dx, dgamma, dbeta := make([]float64, n), make([]float64, p.C), make([]float64, p.C)
+		r.BatchNormForwardTrain(p, x, gamma, beta, y, mean, invStd, nil, nil)
+		r.BatchNormBackward(p, x, gamma, mean, invStd, w, dx, dgamma, dbeta)
+		loss := func() float64 {
+			r.BatchNormForwardTrain(p, x, gamma, beta, y, mean, invStd, nil, nil)
+			return dot(y, w)
+		}
+		numeric := func(v []float64) []float64 {
+			const h = 1e-6
+			d := make([]float64, len(v))
+			for i := range v {
+				keep := v[i]
+				v[i] = keep + h
+				up := loss()
+				v[i] = keep - h
+				down := loss()
+				v[i] = keep
+				d[i] = (up - down) / (2 * h)
+			}
+			return d
+		}
+		what := fmt.Sprintf("%+v: BatchNormBackward vs central differences", p)
+		expectClose(t, what+": dx", dx, numeric(x), 1e-6)
+		expectClose(t, what+": dgamma", dgamma, numeric(gamma), 1e-6)
+		expectClose(t, what+": dbeta", dbeta, numeric(beta), 1e-6)
+	}
+}
+
+// TestBatchNormKnownAnswer: one channel of 1, 2, 3, 4 (mean 2.5, biased
+// variance 1.25, unbiased 5/3) beside a channel of one repeated value.
+func TestBatchNormKnownAnswer(t *testing.T) {
+	r := kernels.NewReference[float64]()
+	p := kernels.BatchNormParams{Rows: 4, C: 2, Eps: 0.75, StatWeight: 0.1}
+	x := []float64{1, 7, 2, 7, 3, 7, 4, 7}
+	gamma, beta := []float64{2, 3}, []float64{0.5, -1}
+	y, mean, invStd := make([]float64, 8), make([]float64, 2), make([]float64, 2)
+	meanStat, varStat := make([]float64, 2), make([]float64, 2)
+	r.BatchNormForwardTrain(p, x, gamma, beta, y, mean, invStd, meanStat, varStat)
+	// invStd = 1/√(1.25 + 0.75) = 1/√2 for the first channel, 1/√0.75 for
+	// the constant one, whose x̂ is 0.
+	expectClose(t, "mean", mean, []float64{2.5, 7}, 1e-15)
+	expectClose(t, "invStd", invStd, []float64{1 / math.Sqrt2, 1 / math.Sqrt(0.75)}, 1e-15)
+	expectClose(t, "meanStat", meanStat, []float64{0.25, 0.7}, 1e-15)
+	expectClose(t, "varStat", varStat, []float64{0.5 / 3, 0}, 1e-15)
+	s := math.Sqrt2
+	expectClose(t, "y", y, []float64{0.5 - 3/s, -1, 0.5 - 1/s, -1, 0.5 + 1/s, -1, 0.5 + 3/s, -1}, 1e-15)
+
+	r.BatchNormForwardInfer(p, x, gamma, beta, []float64{2, 7}, []float64{3.25, 0.25}, y)
+	expectClose(t, "infer y", y, []float64{-0.5, -1, 0.5, -1, 1.5, -1, 2.5, -1}, 1e-15)
+
+	// With dy = 1 everywhere, dbeta = Rows, dgamma = Σ x̂ = 0 and dx = 0.
+	dy := []float64{1, 1, 1, 1, 1, 1, 1, 1}
+	dx, dgamma, dbeta := make([]float64, 8), make([]float64, 2), make([]float64, 2)
+	r.BatchNormBackward(p, x, gamma, mean, invStd, dy, dx, dgamma, dbeta)
+	expectClose(t, "dbeta", dbeta, []float64{4, 4}, 1e-15)
+	expectClose(t, "dgamma", dgamma, []float64{0, 0}, 1e-15)
+	expectClose(t, "dx", dx, make([]float64, 8), 1e-15)
+	// Rows = 1: the variance is 0, and the unbiased statistic is the
+	// biased one.
+	p1 := kernels.BatchNormParams{Rows: 1, C: 2, Eps: 0.25, StatWeight: 1}
+	r.BatchNormForwardTrain(p1, x[:2], gamma, beta, y[:2], mean, invStd, meanStat, varStat)
+	expectClose(t, "one row: y", y[:2], beta, 0)
+	expectClose(t, "one row: invStd", invStd, []float64{2, 2}, 0)
+	expectClose(t, "one row: varStat", varStat, []float64{0, 0}, 0)
 }
 
 // TestOptimizerKnownAnswer: hand-computed single steps.

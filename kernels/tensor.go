@@ -107,6 +107,17 @@ type LRNParams struct {
 	K     float64
 }
 
+// BatchNormParams is batch normalisation over Rows rows of C channels
+// (NHWC data: Rows = N·H·W pixels after a conv, N samples after an
+// affine layer), each channel normalised over all Rows rows.
+type BatchNormParams struct {
+	Rows, C int
+	Eps     float64 // added to the variance
+	// StatWeight scales the statistics a training forward pass writes for
+	// the running averages (see BatchNormForwardTrain).
+	StatWeight float64
+}
+
 // DropoutParams selects a dropout mask. The mask bit of feature j of the
 // sample with dataset index s is drawn from the counter-based stream keyed by
 // (Seed, Step, Layer, s), element j, so it does not depend on which worker or
