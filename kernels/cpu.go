@@ -47,7 +47,11 @@ type CPU struct {
 	span    cpuSpanTask
 	dropout cpuDropoutTask
 	lrn     cpuLRNTask
+	bn      cpuBNTask
 	adam    cpuAdamTask
+
+	// bnRootVar holds √(runVar+Eps) per channel for BatchNormForwardInfer.
+	bnRootVar []float64
 }
 
 var _ Backend[float32] = (*CPU)(nil)

@@ -73,9 +73,10 @@
 // elsewhere); every choice that could change an order (block sizes, k
 // blocks, which kernel handles a layer) depends only on the shapes or is
 // proved not to change bits; the float64 kernels (softmax, sigmoid, LRN,
-// optimizers) use exp, log and pow written to give the same bits everywhere
-// (mathfn.go) and round every product that feeds a sum, so that no compiler
-// fuses it. TestCPUPathsAgree compares the paths a processor has, primitive
+// batch normalisation, optimizers) use exp, log and pow written to give the
+// same bits everywhere (mathfn.go; square roots and divisions are correctly
+// rounded everywhere already) and round every product that feeds a sum, so
+// that no compiler fuses it. TestCPUPathsAgree compares the paths a processor has, primitive
 // by primitive; TestSameBitsEveryPath in package model compares trained
 // parameters with golden hashes in every build and, on amd64, in children
 // with the faster kernels switched off through GODEBUG.
