@@ -39,6 +39,9 @@ type Backend struct {
 	// Host scratch for SoftmaxCrossEntropy's per-row results.
 	rowLoss    []float64
 	rowCorrect []int32
+	// bnChannels is host scratch for the per-channel vectors of a batch
+	// normalisation, which travel packed into one buffer each way.
+	bnChannels []float32
 	// maxColFloats bounds the patch matrix of one chunk of a convolution.
 	maxColFloats int
 	// tensors is the Device: tensors allocated by the backend and the
@@ -1013,6 +1016,188 @@ func (b *Backend) LRNBackward(p kernels.LRNParams, x, y, scale, dy, dx []float32
 			return err
 		}
 		return download(d, dx[:n], dxp)
+	})
+}
+
+// packChannels copies the vectors, C floats each, one after the other into
+// the backend's host scratch and returns it; nil vectors leave their place
+// as it was.
+func (b *Backend) packChannels(c int, vecs ...[]float32) []float32 {
+	n := c * len(vecs)
+	if cap(b.bnChannels) < n {
+		b.bnChannels = make([]float32, n)
+	}
+	packed := b.bnChannels[:n]
+	for i, v := range vecs {
+		if v != nil {
+			copy(packed[i*c:(i+1)*c], v[:c])
+		}
+	}
+	return packed
+}
+
+// unpackChannels copies packed (the vectors of packChannels' layout) back
+// into the vectors that are not nil.
+func unpackChannels(c int, packed []float32, vecs ...[]float32) {
+	for i, v := range vecs {
+		if v != nil {
+			copy(v[:c], packed[i*c:(i+1)*c])
+		}
+	}
+}
+
+// orNull is p, or 0 (an output not wanted) when s is nil.
+func orNull(s []float32, p devPtr) devPtr {
+	if s == nil {
+		return 0
+	}
+	return p
+}
+
+// BatchNormForwardTrain normalises each channel with the batch's mean and
+// biased variance (see kernels.Reference.BatchNormForwardTrain). gamma and
+// beta go up packed in one buffer, the four per-channel outputs come back
+// in another.
+func (b *Backend) BatchNormForwardTrain(p kernels.BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat []float32) {
+	n, c := p.Rows*p.C, p.C
+	need("batchnorm x", x, n)
+	need("batchnorm gamma", gamma, c)
+	need("batchnorm beta", beta, c)
+	need("batchnorm y", y, n)
+	need("batchnorm mean", mean, c)
+	need("batchnorm invStd", invStd, c)
+	if meanStat != nil {
+		need("batchnorm meanStat", meanStat, c)
+	}
+	if varStat != nil {
+		need("batchnorm varStat", varStat, c)
+	}
+	if p.Rows < 0 || c <= 0 {
+		return
+	}
+	b.run(func(d gpu) error {
+		xp, err := upload(d, &b.bufs[buf0], x[:n])
+		if err != nil {
+			return err
+		}
+		gb, err := upload(d, &b.bufs[buf1], b.packChannels(c, gamma, beta))
+		if err != nil {
+			return err
+		}
+		yp, err := b.output(d, buf2, n)
+		if err != nil {
+			return err
+		}
+		stats, err := b.output(d, buf3, 4*c)
+		if err != nil {
+			return err
+		}
+		if err := bnForwardTrainOn(d, p, xp, gb, gb.offset(c), yp, stats, stats.offset(c),
+			orNull(meanStat, stats.offset(2*c)), orNull(varStat, stats.offset(3*c))); err != nil {
+			return err
+		}
+		if err := download(d, y[:n], yp); err != nil {
+			return err
+		}
+		packed := b.packChannels(c, nil, nil, nil, nil)
+		if err := download(d, packed, stats); err != nil {
+			return err
+		}
+		unpackChannels(c, packed, mean, invStd, meanStat, varStat)
+		return nil
+	})
+}
+
+// BatchNormForwardInfer normalises with the running statistics: y =
+// gamma·(x−runMean)/√(runVar+Eps) + beta. The four per-channel inputs go
+// up packed in one buffer.
+func (b *Backend) BatchNormForwardInfer(p kernels.BatchNormParams, x, gamma, beta, runMean, runVar, y []float32) {
+	n, c := p.Rows*p.C, p.C
+	need("batchnorm x", x, n)
+	need("batchnorm gamma", gamma, c)
+	need("batchnorm beta", beta, c)
+	need("batchnorm runMean", runMean, c)
+	need("batchnorm runVar", runVar, c)
+	need("batchnorm y", y, n)
+	if p.Rows <= 0 || c <= 0 {
+		return
+	}
+	b.run(func(d gpu) error {
+		xp, err := upload(d, &b.bufs[buf0], x[:n])
+		if err != nil {
+			return err
+		}
+		per, err := upload(d, &b.bufs[buf1], b.packChannels(c, gamma, beta, runMean, runVar))
+		if err != nil {
+			return err
+		}
+		yp, err := b.output(d, buf2, n)
+		if err != nil {
+			return err
+		}
+		if err := bnForwardInferOn(d, p, xp, per, per.offset(c), per.offset(2*c), per.offset(3*c), yp); err != nil {
+			return err
+		}
+		return download(d, y[:n], yp)
+	})
+}
+
+// BatchNormBackward computes dbeta = Σ dy and dgamma = Σ dy·x̂ per channel,
+// then dx from them (see kernels.Reference.BatchNormBackward). gamma, mean
+// and invStd go up packed in one buffer, dgamma and dbeta come back in
+// another.
+func (b *Backend) BatchNormBackward(p kernels.BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32) {
+	n, c := p.Rows*p.C, p.C
+	need("batchnorm x", x, n)
+	need("batchnorm gamma", gamma, c)
+	need("batchnorm mean", mean, c)
+	need("batchnorm invStd", invStd, c)
+	need("batchnorm dy", dy, n)
+	if dx != nil {
+		need("batchnorm dx", dx, n)
+	}
+	need("batchnorm dgamma", dgamma, c)
+	need("batchnorm dbeta", dbeta, c)
+	if p.Rows < 0 || c <= 0 {
+		return
+	}
+	b.run(func(d gpu) error {
+		xp, err := upload(d, &b.bufs[buf0], x[:n])
+		if err != nil {
+			return err
+		}
+		dyp, err := upload(d, &b.bufs[buf1], dy[:n])
+		if err != nil {
+			return err
+		}
+		per, err := upload(d, &b.bufs[buf2], b.packChannels(c, gamma, mean, invStd))
+		if err != nil {
+			return err
+		}
+		var dxp devPtr
+		if dx != nil {
+			if dxp, err = b.output(d, buf3, n); err != nil {
+				return err
+			}
+		}
+		sums, err := b.output(d, buf4, 2*c)
+		if err != nil {
+			return err
+		}
+		if err := bnBackwardOn(d, p, xp, per, per.offset(c), per.offset(2*c), dyp, dxp, sums, sums.offset(c)); err != nil {
+			return err
+		}
+		if dx != nil {
+			if err := download(d, dx[:n], dxp); err != nil {
+				return err
+			}
+		}
+		packed := b.packChannels(c, nil, nil)
+		if err := download(d, packed, sums); err != nil {
+			return err
+		}
+		unpackChannels(c, packed, dgamma, dbeta)
+		return nil
 	})
 }
 

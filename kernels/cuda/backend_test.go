@@ -151,6 +151,44 @@ func checkBitwiseAgreementWithCPU(t *testing.T, b *Backend) {
 	b.Col2Im(cg, col, cdG)
 	cpu.Col2Im(cg, col, cdC)
 	same("col2im", cdG, cdC)
+
+	// Batch normalisation: double sums in row order, y and dx from the
+	// rounded statistics and sums, exactly as the CPU.
+	for _, p := range []kernels.BatchNormParams{
+		{Rows: 392, C: 32, Eps: 1e-5, StatWeight: 0.1},
+		{Rows: 7, C: 17, Eps: 1e-3, StatWeight: 1},
+		{Rows: 1, C: 3, Eps: 1e-5, StatWeight: 0.1},
+	} {
+		n, c := p.Rows*p.C, p.C
+		x, gamma, beta, dy := fill(n), fill(c), fill(c), fill(n)
+		for i := range x {
+			x[i] = 3*x[i] + float32(i%c)/4
+		}
+		var outG, outC [5][]float32 // mean, invStd, meanStat, varStat, y
+		for _, o := range []*[5][]float32{&outG, &outC} {
+			*o = [5][]float32{make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, n)}
+		}
+		b.BatchNormForwardTrain(p, x, gamma, beta, outG[4], outG[0], outG[1], outG[2], outG[3])
+		cpu.BatchNormForwardTrain(p, x, gamma, beta, outC[4], outC[0], outC[1], outC[2], outC[3])
+		for i, name := range []string{"mean", "invStd", "meanStat", "varStat", "y"} {
+			same(fmt.Sprintf("batchnorm %+v train %s", p, name), outG[i], outC[i])
+		}
+		runVar := fill(c)
+		for i := range runVar {
+			runVar[i] = runVar[i]*runVar[i] + 0.1
+		}
+		yG, yC := make([]float32, n), make([]float32, n)
+		b.BatchNormForwardInfer(p, x, gamma, beta, outC[0], runVar, yG)
+		cpu.BatchNormForwardInfer(p, x, gamma, beta, outC[0], runVar, yC)
+		same(fmt.Sprintf("batchnorm %+v infer y", p), yG, yC)
+		dxG, dgG, dbG := make([]float32, n), make([]float32, c), make([]float32, c)
+		dxC, dgC, dbC := make([]float32, n), make([]float32, c), make([]float32, c)
+		b.BatchNormBackward(p, x, gamma, outC[0], outC[1], dy, dxG, dgG, dbG)
+		cpu.BatchNormBackward(p, x, gamma, outC[0], outC[1], dy, dxC, dgC, dbC)
+		same(fmt.Sprintf("batchnorm %+v dx", p), dxG, dxC)
+		same(fmt.Sprintf("batchnorm %+v dgamma", p), dgG, dgC)
+		same(fmt.Sprintf("batchnorm %+v dbeta", p), dbG, dbC)
+	}
 }
 
 // TestSyncEveryLaunch runs a convolution with synchronisation after every

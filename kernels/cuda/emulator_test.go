@@ -238,7 +238,8 @@ func (g *hostGPU) copyOut(dst unsafe.Pointer, src devPtr, bytes uintptr) error {
 }
 
 // launch checks every argument against the kernel's CUDA C parameter
-// (a devPtr for a pointer, which must point into an allocation; int64 for
+// (a devPtr for a pointer, which must point into an allocation or be 0,
+// an optional pointer the kernel tests; int64 for
 // i64; uint32 for u32; float32; float64), calls the host build of the
 // kernel, then checks every allocation's guard bytes.
 func (g *hostGPU) launch(name string, n int64, args ...any) error {
@@ -259,6 +260,10 @@ func (g *hostGPU) launch(name string, n int64, args ...any) error {
 		switch x := a.(type) {
 		case devPtr:
 			if want.Kind() == reflect.Uintptr {
+				if x == 0 { // null: an optional pointer the kernel tests
+					v = reflect.ValueOf(uintptr(0))
+					break
+				}
 				if _, err := g.span(x, 0); err != nil {
 					return fmt.Errorf("kernel %s: argument %d: %v", name, i, err)
 				}

@@ -12,7 +12,8 @@ type gpu interface {
 	// only be made inside f.
 	do(f func() error) error
 	// launch runs a kernel of kernels.cu over n work items; args are
-	// devPtr, int64, uint32, float32 or float64, in the kernel's order.
+	// devPtr (0 for an optional pointer the kernel tests), int64, uint32,
+	// float32 or float64, in the kernel's order.
 	launch(name string, n int64, args ...any) error
 	alloc(bytes uintptr) (devPtr, error)
 	release(p devPtr) error

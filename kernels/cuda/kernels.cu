@@ -337,6 +337,101 @@ extern "C" __global__ void dp_lrn_bwd(const float *x, const float *y, const floa
 	}
 }
 
+// Batch normalisation, as package kernels' reference computes it
+// (reference_norm.go), in double: the sums over rows are one thread per
+// channel, adding the rows in order (warps read adjacent channels of a row,
+// so the loads coalesce); y and dx, elementwise once those sums are known,
+// are one thread per element.
+
+// dp_bn_fwd_stats is BatchNormForwardTrain's statistics: the mean and the
+// biased variance v = Σ(x−mean)²/rows in two passes, mean[c] and invStd[c]
+// = 1/√(v+eps) as floats, and, when meanStat and varStat are not null,
+// statWeight·mean and statWeight·Σ(x−mean)²/(rows−1) (v when rows is 1).
+extern "C" __global__ void dp_bn_fwd_stats(const float *x, float *mean, float *invStd, float *meanStat, float *varStat,
+	i64 rows, i64 C, double eps, double statWeight)
+{
+	GRID_STRIDE(c, C)
+	{
+		double sum = 0.0;
+		for (i64 r = 0; r < rows; r++)
+			sum += (double)x[r * C + c];
+		double m = sum / (double)rows;
+		double squares = 0.0;
+		for (i64 r = 0; r < rows; r++) {
+			double d = (double)x[r * C + c] - m;
+			squares += d * d;
+		}
+		double v = squares / (double)rows;
+		mean[c] = (float)m;
+		invStd[c] = (float)(1.0 / sqrt(v + eps));
+		if (meanStat)
+			meanStat[c] = (float)(statWeight * m);
+		if (varStat)
+			varStat[c] = (float)(statWeight * (rows > 1 ? squares / (double)(rows - 1) : v));
+	}
+}
+
+// dp_bn_fwd_train is BatchNormForwardTrain's output: y = gamma·(x−mean)·invStd
+// + beta from the float mean and invStd.
+extern "C" __global__ void dp_bn_fwd_train(const float *x, const float *gamma, const float *beta, const float *mean,
+	const float *invStd, float *y, i64 rows, i64 C)
+{
+	GRID_STRIDE(i, rows * C)
+	{
+		i64 c = i % C;
+		y[i] = (float)((double)gamma[c] * ((double)x[i] - (double)mean[c]) * (double)invStd[c] + (double)beta[c]);
+	}
+}
+
+// dp_bn_fwd_infer is BatchNormForwardInfer: y = gamma·(x−runMean)/√(runVar+eps)
+// + beta.
+extern "C" __global__ void dp_bn_fwd_infer(const float *x, const float *gamma, const float *beta, const float *runMean,
+	const float *runVar, float *y, i64 rows, i64 C, double eps)
+{
+	GRID_STRIDE(i, rows * C)
+	{
+		i64 c = i % C;
+		double s = sqrt((double)runVar[c] + eps);
+		y[i] = (float)((double)gamma[c] * ((double)x[i] - (double)runMean[c]) / s + (double)beta[c]);
+	}
+}
+
+// dp_bn_bwd_sums is BatchNormBackward's sums: dbeta = Σ dy and dgamma =
+// Σ dy·x̂ with x̂ = (x−mean)·invStd, each rounded to float.
+extern "C" __global__ void dp_bn_bwd_sums(const float *x, const float *mean, const float *invStd, const float *dy,
+	float *dgamma, float *dbeta, i64 rows, i64 C)
+{
+	GRID_STRIDE(c, C)
+	{
+		double m = (double)mean[c], inv = (double)invStd[c];
+		double sumDy = 0.0, sumDyXhat = 0.0;
+		for (i64 r = 0; r < rows; r++) {
+			double d = (double)dy[r * C + c];
+			sumDy += d;
+			sumDyXhat += d * (((double)x[r * C + c] - m) * inv);
+		}
+		dbeta[c] = (float)sumDy;
+		dgamma[c] = (float)sumDyXhat;
+	}
+}
+
+// dp_bn_bwd_dx is BatchNormBackward's input gradient: dx =
+// gamma·invStd·((dy − dbeta/rows) − x̂·dgamma/rows) from the float dbeta
+// and dgamma.
+extern "C" __global__ void dp_bn_bwd_dx(const float *x, const float *gamma, const float *mean, const float *invStd,
+	const float *dy, const float *dgamma, const float *dbeta, float *dx, i64 rows, i64 C)
+{
+	GRID_STRIDE(i, rows * C)
+	{
+		i64 c = i % C;
+		double inv = (double)invStd[c];
+		double k = (double)gamma[c] * inv;
+		double meanDy = (double)dbeta[c] / (double)rows, meanDyXhat = (double)dgamma[c] / (double)rows;
+		double xhat = ((double)x[i] - (double)mean[c]) * inv;
+		dx[i] = (float)(k * ((double)dy[i] - meanDy - xhat * meanDyXhat));
+	}
+}
+
 // dp_softmax_xent is SoftmaxCrossEntropy for one row per thread, in double:
 // probabilities, (p − onehot)·scale, the row's loss −max(log p[label],
 // logFloor) and whether its first largest logit is the label. The host adds

@@ -373,6 +373,70 @@ func (o *deviceOps) LRNBackward(p kernels.LRNParams, x, y, scale, dy, dx kernels
 	o.run(op, func(d gpu) error { return lrnBackwardOn(d, p, ptr(x), ptr(y), ptr(scale), ptr(dy), ptr(dx)) })
 }
 
+// bnChecks checks that each tensor of a batch normalisation holds its
+// elements (Rows×C or C), skipping an optional one that is the zero Tensor.
+func bnChecks(p kernels.BatchNormParams, per ...bnTensor) []error {
+	errs := make([]error, 0, len(per))
+	for _, t := range per {
+		if t.optional && t.t.IsZero() {
+			continue
+		}
+		n := p.C
+		if t.rows {
+			n = p.Rows * p.C
+		}
+		errs = append(errs, has(t.name, t.t, n))
+	}
+	return errs
+}
+
+// bnTensor is one tensor argument of a batch normalisation: Rows×C
+// elements (rows) or C, and whether it may be the zero Tensor.
+type bnTensor struct {
+	name     string
+	t        kernels.Tensor[float32]
+	rows     bool
+	optional bool
+}
+
+func (o *deviceOps) BatchNormForwardTrain(p kernels.BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat kernels.Tensor[float32]) {
+	const op = "BatchNormForwardTrain"
+	errs := bnChecks(p, bnTensor{"x", x, true, false}, bnTensor{"gamma", gamma, false, false}, bnTensor{"beta", beta, false, false},
+		bnTensor{"y", y, true, false}, bnTensor{"mean", mean, false, false}, bnTensor{"invStd", invStd, false, false},
+		bnTensor{"meanStat", meanStat, false, true}, bnTensor{"varStat", varStat, false, true})
+	if !o.check(op, errs...) || p.Rows < 0 || p.C <= 0 {
+		return
+	}
+	o.run(op, func(d gpu) error {
+		return bnForwardTrainOn(d, p, ptr(x), ptr(gamma), ptr(beta), ptr(y), ptr(mean), ptr(invStd), ptr(meanStat), ptr(varStat))
+	})
+}
+
+func (o *deviceOps) BatchNormForwardInfer(p kernels.BatchNormParams, x, gamma, beta, runMean, runVar, y kernels.Tensor[float32]) {
+	const op = "BatchNormForwardInfer"
+	errs := bnChecks(p, bnTensor{"x", x, true, false}, bnTensor{"gamma", gamma, false, false}, bnTensor{"beta", beta, false, false},
+		bnTensor{"runMean", runMean, false, false}, bnTensor{"runVar", runVar, false, false}, bnTensor{"y", y, true, false})
+	if !o.check(op, errs...) || p.Rows <= 0 || p.C <= 0 {
+		return
+	}
+	o.run(op, func(d gpu) error {
+		return bnForwardInferOn(d, p, ptr(x), ptr(gamma), ptr(beta), ptr(runMean), ptr(runVar), ptr(y))
+	})
+}
+
+func (o *deviceOps) BatchNormBackward(p kernels.BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta kernels.Tensor[float32]) {
+	const op = "BatchNormBackward"
+	errs := bnChecks(p, bnTensor{"x", x, true, false}, bnTensor{"gamma", gamma, false, false}, bnTensor{"mean", mean, false, false},
+		bnTensor{"invStd", invStd, false, false}, bnTensor{"dy", dy, true, false}, bnTensor{"dx", dx, true, true},
+		bnTensor{"dgamma", dgamma, false, false}, bnTensor{"dbeta", dbeta, false, false})
+	if !o.check(op, errs...) || p.Rows < 0 || p.C <= 0 {
+		return
+	}
+	o.run(op, func(d gpu) error {
+		return bnBackwardOn(d, p, ptr(x), ptr(gamma), ptr(mean), ptr(invStd), ptr(dy), ptr(dx), ptr(dgamma), ptr(dbeta))
+	})
+}
+
 // The launchers: one primitive each on device addresses, shared by the
 // Device's methods and the Backend's methods on host slices. Each runs
 // inside do.
@@ -434,4 +498,35 @@ func lrnBackwardOn(d gpu, p kernels.LRNParams, x, y, scale, dy, dx devPtr) error
 	before, after := lrnWindow(p)
 	return d.launch("dp_lrn_bwd", int64(p.Rows*p.C), x, y, scale, dy, dx, int64(p.Rows), int64(p.C),
 		before, after, p.Beta, 2*p.Alpha*p.Beta/float64(p.Size))
+}
+
+// bnForwardTrainOn computes the statistics, one thread per channel, then
+// y; meanStat and varStat may be 0 (not wanted).
+func bnForwardTrainOn(d gpu, p kernels.BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat devPtr) error {
+	rows, c := int64(p.Rows), int64(p.C)
+	if err := d.launch("dp_bn_fwd_stats", c, x, mean, invStd, meanStat, varStat, rows, c, p.Eps, p.StatWeight); err != nil {
+		return err
+	}
+	if rows == 0 {
+		return nil
+	}
+	return d.launch("dp_bn_fwd_train", rows*c, x, gamma, beta, mean, invStd, y, rows, c)
+}
+
+func bnForwardInferOn(d gpu, p kernels.BatchNormParams, x, gamma, beta, runMean, runVar, y devPtr) error {
+	rows, c := int64(p.Rows), int64(p.C)
+	return d.launch("dp_bn_fwd_infer", rows*c, x, gamma, beta, runMean, runVar, y, rows, c, p.Eps)
+}
+
+// bnBackwardOn computes dgamma and dbeta, one thread per channel, then dx
+// unless it is 0 (not wanted).
+func bnBackwardOn(d gpu, p kernels.BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta devPtr) error {
+	rows, c := int64(p.Rows), int64(p.C)
+	if err := d.launch("dp_bn_bwd_sums", c, x, mean, invStd, dy, dgamma, dbeta, rows, c); err != nil {
+		return err
+	}
+	if dx == 0 || rows == 0 {
+		return nil
+	}
+	return d.launch("dp_bn_bwd_dx", rows*c, x, gamma, mean, invStd, dy, dgamma, dbeta, dx, rows, c)
 }
