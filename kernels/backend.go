@@ -87,6 +87,27 @@ type Backend[T Float] interface {
 	// LRNBackward computes dx from x, y, scale and dy.
 	LRNBackward(p LRNParams, x, y, scale, dy, dx []T)
 
+	// BatchNormForwardTrain normalises x (Rows×C) with the batch's own
+	// statistics: for each channel c, mean[c] = Σ x / Rows and the biased
+	// variance v[c] = Σ (x−mean)² / Rows (two passes), invStd[c] =
+	// 1/√(v[c]+Eps); mean and invStd are rounded to T first and
+	// y = gamma[c]·(x−mean[c])·invStd[c] + beta[c] is computed from the rounded
+	// values, so that backward's x̂ is exactly forward's. It writes mean and
+	// invStd (for BatchNormBackward) and, when meanStat and varStat are not
+	// nil, meanStat[c] = StatWeight·mean[c] and varStat[c] =
+	// StatWeight·v[c]·Rows/(Rows−1) (the unbiased variance; v[c] itself when
+	// Rows is 1).
+	BatchNormForwardTrain(p BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat []T)
+	// BatchNormForwardInfer normalises with given statistics:
+	// y = gamma[c]·(x−runMean[c])/√(runVar[c]+Eps) + beta[c].
+	BatchNormForwardInfer(p BatchNormParams, x, gamma, beta, runMean, runVar, y []T)
+	// BatchNormBackward takes x, gamma and the mean and invStd of the training
+	// forward pass and dy, and writes dbeta[c] = Σ dy, dgamma[c] = Σ dy·x̂
+	// with x̂ = (x−mean)·invStd, and, when dx is not nil,
+	// dx = gamma·invStd·(dy − dbeta/Rows − x̂·dgamma/Rows).
+	// dgamma and dbeta are overwritten, not accumulated.
+	BatchNormBackward(p BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []T)
+
 	// SGDUpdate: p −= lr·g.
 	SGDUpdate(lr float64, p, g []T)
 	// MomentumUpdate: v = μ·v − lr·g; p += v.

@@ -236,8 +236,8 @@ func TestCPUDeterministic(t *testing.T) {
 }
 
 // TestCPUNoAllocations checks that a training step's convolutions, affine
-// layers, pooling and activations allocate nothing once their scratch space
-// has grown.
+// layers, pooling, activations and batch normalisations allocate nothing
+// once their scratch space has grown.
 func TestCPUNoAllocations(t *testing.T) {
 	c := kernels.NewCPU(2)
 	defer c.Close()
@@ -263,6 +263,10 @@ func TestCPUNoAllocations(t *testing.T) {
 	mask := make([]float32, n*out)
 	samples := make([]int64, n)
 	d := kernels.DropoutParams{Ratio: 0.5, Train: true, Seed: 1}
+	bn := kernels.BatchNormParams{Rows: g.ColRows(), C: g.OC, Eps: 1e-5, StatWeight: 0.1}
+	gamma, beta, runVar := cpuRandom(rng, g.OC), cpuRandom(rng, g.OC), make([]float32, g.OC)
+	bnY, bnDx := make([]float32, g.OutLen()), make([]float32, g.OutLen())
+	bnMean, bnInv, bnMeanStat, bnVarStat := make([]float32, g.OC), make([]float32, g.OC), make([]float32, g.OC), make([]float32, g.OC)
 
 	for _, tc := range []struct {
 		name string
@@ -282,6 +286,11 @@ func TestCPUNoAllocations(t *testing.T) {
 			c.AffineBackward(n, in, out, ax, aw, ady, adx, adw, adb)
 		}},
 		{"Dropout", func() { c.DropoutForward(d, n, out, samples, ay, ay, mask); c.DropoutBackward(mask, ady, ady) }},
+		{"BatchNorm", func() {
+			c.BatchNormForwardTrain(bn, y, gamma, beta, bnY, bnMean, bnInv, bnMeanStat, bnVarStat)
+			c.BatchNormForwardInfer(bn, y, gamma, beta, bnMean, runVar, bnY)
+			c.BatchNormBackward(bn, y, gamma, bnMean, bnInv, dy, bnDx, bnMeanStat, bnVarStat)
+		}},
 	} {
 		tc.step() // grow the scratch space
 		if allocs := testing.AllocsPerRun(5, tc.step); allocs > 0 {

@@ -197,6 +197,12 @@ type Device[T Float] interface {
 
 	LRNForward(p LRNParams, x, y, scale Tensor[T])
 	LRNBackward(p LRNParams, x, y, scale, dy, dx Tensor[T])
+
+	// The batch normalisation methods take the zero Tensor for meanStat
+	// and varStat, and for dx, where Backend takes nil.
+	BatchNormForwardTrain(p BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat Tensor[T])
+	BatchNormForwardInfer(p BatchNormParams, x, gamma, beta, runMean, runVar, y Tensor[T])
+	BatchNormBackward(p BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta Tensor[T])
 }
 
 // DeviceOf is b's Device: its own when it computes in memory of its own
@@ -290,4 +296,16 @@ func (h hostDevice[T]) LRNForward(p LRNParams, x, y, scale Tensor[T]) {
 
 func (h hostDevice[T]) LRNBackward(p LRNParams, x, y, scale, dy, dx Tensor[T]) {
 	h.b.LRNBackward(p, x.host, y.host, scale.host, dy.host, dx.host)
+}
+
+func (h hostDevice[T]) BatchNormForwardTrain(p BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat Tensor[T]) {
+	h.b.BatchNormForwardTrain(p, x.host, gamma.host, beta.host, y.host, mean.host, invStd.host, meanStat.host, varStat.host)
+}
+
+func (h hostDevice[T]) BatchNormForwardInfer(p BatchNormParams, x, gamma, beta, runMean, runVar, y Tensor[T]) {
+	h.b.BatchNormForwardInfer(p, x.host, gamma.host, beta.host, runMean.host, runVar.host, y.host)
+}
+
+func (h hostDevice[T]) BatchNormBackward(p BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta Tensor[T]) {
+	h.b.BatchNormBackward(p, x.host, gamma.host, mean.host, invStd.host, dy.host, dx.host, dgamma.host, dbeta.host)
 }

@@ -69,6 +69,7 @@ func TestSuiteToleratesFloat32Sums(t *testing.T) {
 	b := float32Sums{kernels.NewReference[float32]()}
 	t.Run("Gemm", func(t *testing.T) { kernelstest.TestGemm(t, b) })
 	t.Run("Conv", func(t *testing.T) { kernelstest.TestConv(t, b) })
+	t.Run("BatchNorm", func(t *testing.T) { kernelstest.TestBatchNorm(t, b) })
 }
 
 // TestConvKnownAnswer: a 3×3 box filter over the 3×3 image 1…9 with pad 1,
@@ -493,5 +494,61 @@ func expectScalar(t *testing.T, what string, got, want float64) {
 	t.Helper()
 	if !(math.Abs(got-want) <= 1e-12*(1+math.Abs(want))) {
 		t.Errorf("%s: %v, want %v", what, got, want)
+	}
+}
+
+// BatchNormForwardTrain sums in float32, in reverse row order, and
+// computes y in float32.
+func (float32Sums) BatchNormForwardTrain(p kernels.BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat []float32) {
+	for c := range p.C {
+		var sum float32
+		for r := p.Rows - 1; r >= 0; r-- {
+			sum += x[r*p.C+c]
+		}
+		m := sum / float32(p.Rows)
+		var sq float32
+		for r := p.Rows - 1; r >= 0; r-- {
+			d := x[r*p.C+c] - m
+			sq += d * d
+		}
+		v := sq / float32(p.Rows)
+		mean[c] = m
+		invStd[c] = float32(1 / math.Sqrt(float64(v)+p.Eps))
+		if meanStat != nil {
+			meanStat[c] = float32(p.StatWeight) * m
+		}
+		if varStat != nil {
+			u := v
+			if p.Rows > 1 {
+				u = sq / float32(p.Rows-1)
+			}
+			varStat[c] = float32(p.StatWeight) * u
+		}
+		for r := range p.Rows {
+			i := r*p.C + c
+			y[i] = gamma[c]*(x[i]-mean[c])*invStd[c] + beta[c]
+		}
+	}
+}
+
+// BatchNormBackward sums in float32, in reverse row order.
+func (float32Sums) BatchNormBackward(p kernels.BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32) {
+	for c := range p.C {
+		var sb, sg float32
+		for r := p.Rows - 1; r >= 0; r-- {
+			i := r*p.C + c
+			sb += dy[i]
+			sg += dy[i] * (x[i] - mean[c]) * invStd[c]
+		}
+		dbeta[c], dgamma[c] = sb, sg
+		if dx == nil {
+			continue
+		}
+		n := float32(p.Rows)
+		for r := range p.Rows {
+			i := r*p.C + c
+			xhat := (x[i] - mean[c]) * invStd[c]
+			dx[i] = gamma[c] * invStd[c] * (dy[i] - sb/n - xhat*sg/n)
+		}
 	}
 }

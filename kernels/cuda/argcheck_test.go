@@ -43,6 +43,7 @@ func TestArgumentChecksMatchCPU(t *testing.T) {
 	badPool := pool
 	badPool.Pad = 2
 	lrn := kernels.LRNParams{Rows: 4, C: 5, Size: 3, Alpha: 1, Beta: 0.75, K: 1}
+	bn := kernels.BatchNormParams{Rows: 4, C: 5, Eps: 1e-5, StatWeight: 0.1}
 	drop := kernels.DropoutParams{Ratio: 0.5, Train: true}
 	adam := kernels.AdamParams{LR: 0.001, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, T: 1}
 
@@ -98,6 +99,33 @@ func TestArgumentChecksMatchCPU(t *testing.T) {
 		{"DropoutBackward mask", func(b kernels.Backend[float32]) { b.DropoutBackward(s(11), s(12), s(12)) }},
 		{"LRNForward scale", func(b kernels.Backend[float32]) { b.LRNForward(lrn, s(20), s(20), s(19)) }},
 		{"LRNBackward dy", func(b kernels.Backend[float32]) { b.LRNBackward(lrn, s(20), s(20), s(20), s(19), s(20)) }},
+		{"BatchNormForwardTrain x", func(b kernels.Backend[float32]) {
+			b.BatchNormForwardTrain(bn, s(19), s(5), s(5), s(20), s(5), s(5), nil, nil)
+		}},
+		{"BatchNormForwardTrain beta", func(b kernels.Backend[float32]) {
+			b.BatchNormForwardTrain(bn, s(20), s(5), s(4), s(20), s(5), s(5), s(5), s(5))
+		}},
+		{"BatchNormForwardTrain invStd", func(b kernels.Backend[float32]) {
+			b.BatchNormForwardTrain(bn, s(20), s(5), s(5), s(20), s(5), s(4), nil, nil)
+		}},
+		{"BatchNormForwardTrain varStat", func(b kernels.Backend[float32]) {
+			b.BatchNormForwardTrain(bn, s(20), s(5), s(5), s(20), s(5), s(5), s(5), s(4))
+		}},
+		{"BatchNormForwardInfer runVar", func(b kernels.Backend[float32]) {
+			b.BatchNormForwardInfer(bn, s(20), s(5), s(5), s(5), s(4), s(20))
+		}},
+		{"BatchNormForwardInfer y", func(b kernels.Backend[float32]) {
+			b.BatchNormForwardInfer(bn, s(20), s(5), s(5), s(5), s(5), s(19))
+		}},
+		{"BatchNormBackward dx", func(b kernels.Backend[float32]) {
+			b.BatchNormBackward(bn, s(20), s(5), s(5), s(5), s(20), s(19), s(5), s(5))
+		}},
+		{"BatchNormBackward dy", func(b kernels.Backend[float32]) {
+			b.BatchNormBackward(bn, s(20), s(5), s(5), s(5), s(19), nil, s(5), s(5))
+		}},
+		{"BatchNormBackward dbeta", func(b kernels.Backend[float32]) {
+			b.BatchNormBackward(bn, s(20), s(5), s(5), s(5), s(20), nil, s(5), s(4))
+		}},
 		{"SGDUpdate g", func(b kernels.Backend[float32]) { b.SGDUpdate(0.1, s(5), s(4)) }},
 		{"MomentumUpdate v", func(b kernels.Backend[float32]) { b.MomentumUpdate(0.1, 0.9, s(5), s(5), s(4)) }},
 		{"AdaGradUpdate h", func(b kernels.Backend[float32]) { b.AdaGradUpdate(0.1, s(5), s(5), s(4)) }},

@@ -253,3 +253,21 @@ func (v *viaDevice) LRNBackward(p kernels.LRNParams, x, y, scale, dy, dx []float
 	v.d.LRNBackward(p, s.f(x), s.f(y), s.f(scale), s.f(dy), s.f(dx))
 	s.end()
 }
+
+func (v *viaDevice) BatchNormForwardTrain(p kernels.BatchNormParams, x, gamma, beta, y, mean, invStd, meanStat, varStat []float32) {
+	s := v.begin()
+	v.d.BatchNormForwardTrain(p, s.f(x), s.f(gamma), s.f(beta), s.f(y), s.f(mean), s.f(invStd), s.f(meanStat), s.f(varStat))
+	s.end()
+}
+
+func (v *viaDevice) BatchNormForwardInfer(p kernels.BatchNormParams, x, gamma, beta, runMean, runVar, y []float32) {
+	s := v.begin()
+	v.d.BatchNormForwardInfer(p, s.f(x), s.f(gamma), s.f(beta), s.f(runMean), s.f(runVar), s.f(y))
+	s.end()
+}
+
+func (v *viaDevice) BatchNormBackward(p kernels.BatchNormParams, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32) {
+	s := v.begin()
+	v.d.BatchNormBackward(p, s.f(x), s.f(gamma), s.f(mean), s.f(invStd), s.f(dy), s.f(dx), s.f(dgamma), s.f(dbeta))
+	s.end()
+}

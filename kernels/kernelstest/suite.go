@@ -25,6 +25,7 @@ func TestBackend(t *testing.T, b kernels.Backend[float32]) {
 		{"SoftmaxCrossEntropy", TestSoftmaxCrossEntropy},
 		{"Dropout", TestDropout},
 		{"LRN", TestLRN},
+		{"BatchNorm", TestBatchNorm},
 		{"Optimizers", TestOptimizers},
 	}
 	for _, tc := range tests {
