@@ -31,7 +31,7 @@ func (n *Network[T]) Activations(x []T, batch int) ([]Activation[T], error) {
 		return nil, err
 	}
 	n.uploadParams()
-	logits := n.forward(x, batch, nil, RunContext{})
+	logits := n.forward(x, batch, nil, RunContext{}, 0)
 	out := make([]Activation[T], len(n.layers))
 	for i, lp := range n.plans {
 		// A layer's output is the next one's input; the last one's is

@@ -128,6 +128,8 @@ func TestLayerGradients(t *testing.T) {
 		{"dropout inverted", InputShape{2, 3, 8}, LayerSpec{Type: LayerDropout, Ratio: 0.3, Inverted: true}, false},
 		{"lrn 5", InputShape{2, 3, 7}, LayerSpec{Type: LayerLRN, Size: 5, Alpha: 0.3, Beta: 0.75, K: 2}, false},
 		{"lrn 2", InputShape{2, 2, 4}, LayerSpec{Type: LayerLRN, Size: 2, Alpha: 0.5, Beta: 0.6, K: 1}, false},
+		{"batchnorm spatial", InputShape{3, 2, 5}, LayerSpec{Type: LayerBatchNorm}, false},
+		{"batchnorm features", InputShape{1, 1, 6}, LayerSpec{Type: LayerBatchNorm, Eps: 1e-3, Momentum: 0.2}, false},
 	}
 	const batch = 3
 	for ci, c := range cases {
@@ -163,6 +165,9 @@ func TestLayerGradients(t *testing.T) {
 				w.add("x", i, dx[i], numericGrad(f, x, i))
 			}
 			for _, p := range l.params() {
+				if !p.trained() {
+					continue // a running statistic: no gradient (TestBatchNormStatistics)
+				}
 				grad := append([]float64(nil), p.Grad...)
 				for i := range p.Value {
 					w.add(p.Name, i, grad[i], numericGrad(f, p.Value, i))

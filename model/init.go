@@ -12,7 +12,8 @@ import (
 const initStreamTag = 0x494e4954 // "INIT"
 
 // InitParams sets every weight to a draw from N(0, std²), with the std its
-// layer's init asks for, and every bias to zero. Parameter i draws from the
+// layer's init asks for, every bias to zero, and batch norms to the
+// identity: scale and running variance 1, shift and running mean 0. Parameter i draws from the
 // Philox stream keyed by (seed, "INIT", i): each block of four words of the
 // stream gives four normals by Box–Muller, computed in float64 and then
 // rounded to T: the same seed gives the same parameters run after run, and
@@ -23,7 +24,9 @@ func (n *Network[T]) InitParams(seed uint64) {
 	for i, p := range n.params {
 		std := n.initStd[i]
 		if std == 0 {
-			clear(p.Value)
+			for j := range p.Value {
+				p.Value[j] = T(n.initConst[i])
+			}
 			continue
 		}
 		s := philox.NewStream(seed, initStreamTag, uint32(i), 0)

@@ -133,6 +133,22 @@ func newLayer[T kernels.Float](d kernels.Device[T], a *tensors[T], f *flatParams
 			mask:    a.float(outLen),
 			drop:    kernels.DropoutParams{Ratio: ls.Ratio, Inverted: ls.Inverted, Layer: uint32(lp.Index)},
 		}
+	case LayerBatchNorm:
+		c := []int{lp.In.C}
+		l := &batchNormLayer[T]{
+			layerIO:   base,
+			bn:        kernels.BatchNormParams{C: lp.In.C, Eps: ls.batchNormEps()},
+			pixels:    lp.In.H * lp.In.W,
+			gamma:     newParam(f, lp.Name+bnGamma, c),
+			beta:      newParam(f, lp.Name+bnBeta, c),
+			mean:      newParam(f, lp.Name+bnMean, c),
+			variance:  newParam(f, lp.Name+bnVar, c),
+			batchMean: a.float(lp.In.C),
+			invStd:    a.float(lp.In.C),
+		}
+		l.mean.StatMomentum = ls.batchNormMomentum()
+		l.variance.StatMomentum = ls.batchNormMomentum()
+		return l
 	case LayerLRN:
 		return &lrnLayer[T]{
 			layerIO: base,
@@ -395,4 +411,54 @@ func (l *lrnLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
 		l.d.LRNBackward(l.lrn, l.x, l.out(), l.scale.Slice(0, dy.Len()), dy, dx)
 	}
 	return dx
+}
+
+// batchNormLayer normalises each channel over the rows of its batch (the
+// pixels of every sample after a conv, the samples after an affine layer)
+// in training, and with its running statistics at test time. A network
+// computes batch statistics per call, so in data-parallel training per
+// micro-batch: they depend on the job's microBatch, never on how many
+// workers compute the micro-batches.
+//
+// The running statistics are parameters of their own (Param.StatMomentum):
+// a training pass writes the batch's mean and unbiased variance, weighted
+// by statWeight, into their Grad, so they travel and are summed with the
+// gradients, and the optimizer averages them in.
+type batchNormLayer[T kernels.Float] struct {
+	layerIO[T]
+	bn                kernels.BatchNormParams // Rows and StatWeight are set per call
+	pixels            int                     // H·W of one sample
+	gamma, beta       *Param[T]
+	mean, variance    *Param[T] // running statistics
+	batchMean, invStd kernels.Tensor[T]
+	// statWeight is the weight of the batch statistics written as the
+	// running statistics' gradients: samples × gradScale in a training
+	// Loss, 0 (none written) in any other pass.
+	statWeight float64
+}
+
+func (l *batchNormLayer[T]) forward(x kernels.Tensor[T], n int, rc RunContext, _ kernels.Tensor[int64]) kernels.Tensor[T] {
+	y := l.start(x, n)
+	l.bn.Rows = n * l.pixels
+	if !rc.Train {
+		l.d.BatchNormForwardInfer(l.bn, l.x, l.gamma.value, l.beta.value, l.mean.value, l.variance.value, y)
+		return y
+	}
+	l.bn.StatWeight = l.statWeight
+	var meanStat, varStat kernels.Tensor[T]
+	if l.statWeight != 0 {
+		meanStat, varStat = l.mean.grad, l.variance.grad
+	}
+	l.d.BatchNormForwardTrain(l.bn, l.x, l.gamma.value, l.beta.value, y, l.batchMean, l.invStd, meanStat, varStat)
+	return y
+}
+
+func (l *batchNormLayer[T]) backward(dy kernels.Tensor[T]) kernels.Tensor[T] {
+	dx := l.dxView()
+	l.d.BatchNormBackward(l.bn, l.x, l.gamma.value, l.batchMean, l.invStd, dy, dx, l.gamma.grad, l.beta.grad)
+	return dx
+}
+
+func (l *batchNormLayer[T]) params() []*Param[T] {
+	return []*Param[T]{l.gamma, l.beta, l.mean, l.variance}
 }

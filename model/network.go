@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/dpcnn/dpcnn/kernels"
 )
@@ -53,8 +54,10 @@ type Network[T kernels.Float] struct {
 	firstParam int
 	params     Params[T]
 	flat       *flatParams[T] // the storage every parameter views
-	initStd    []float64      // per parameter: std of its initial values, 0 for biases
-	dropout    bool           // some layer is a dropout: training needs sample indices
+	initStd    []float64      // per parameter: std of its initial values, 0 for constants
+	initConst  []float64      // per parameter with initStd 0: its initial value (0, or 1 for batch norm's scale and variance)
+	norms      []*batchNormLayer[T]
+	dropout    bool // some layer is a dropout: training needs sample indices
 
 	all            tensors[T]
 	probs, dlogits kernels.Tensor[T] // softmax outputs and loss gradient, maxBatch × classes
@@ -127,13 +130,20 @@ func New[T kernels.Float](s Spec, b kernels.Backend[T], maxBatch int) (*Network[
 		n.dropout = n.dropout || lp.Spec.Type == LayerDropout
 		l := newLayer(d, &n.all, n.flat, lp, maxBatch, i > n.firstParam, fused)
 		n.layers = append(n.layers, l)
+		if bn, ok := l.(*batchNormLayer[T]); ok {
+			n.norms = append(n.norms, bn)
+		}
 		for _, p := range l.params() {
 			n.params = append(n.params, p)
-			std := 0.0
-			if len(p.Shape) > 1 {
+			std, constant := 0.0, 0.0
+			switch {
+			case len(p.Shape) > 1:
 				std = lp.InitStd
+			case strings.HasSuffix(p.Name, bnGamma), strings.HasSuffix(p.Name, bnVar):
+				constant = 1
 			}
 			n.initStd = append(n.initStd, std)
+			n.initConst = append(n.initConst, constant)
 		}
 	}
 	if n.all.err != nil {
@@ -211,8 +221,15 @@ func (n *Network[T]) uploadParams() {
 // forward stages batch samples of x (and their dataset indices) on the
 // device, runs every layer and returns the logits tensor. The batch has
 // been checked; the parameters are on the device.
-func (n *Network[T]) forward(x []T, batch int, samples []int64, rc RunContext) kernels.Tensor[T] {
+//
+// statWeight is the weight of the batch statistics that batch-norm layers
+// write as their running statistics' gradients in training: batch ×
+// gradScale for Loss, 0 (none written) for the other passes.
+func (n *Network[T]) forward(x []T, batch int, samples []int64, rc RunContext, statWeight float64) kernels.Tensor[T] {
 	n.batch, n.canBackward = batch, false
+	for _, l := range n.norms {
+		l.statWeight = statWeight
+	}
 	x = x[:batch*n.inSize]
 	samples = samples[:min(len(samples), batch)]
 	var a kernels.Tensor[T]
@@ -249,7 +266,7 @@ func (n *Network[T]) Forward(x []T, batch int, samples []int64, rc RunContext) (
 		return nil, err
 	}
 	n.uploadParams()
-	logits := n.forward(x, batch, samples, rc)
+	logits := n.forward(x, batch, samples, rc, 0)
 	out := logits.Host()
 	if n.mem != nil {
 		out = n.logits[:logits.Len()]
@@ -290,7 +307,7 @@ func (n *Network[T]) Loss(x []T, labels []int32, samples []int64, rc RunContext,
 		}
 	}
 	n.uploadParams()
-	logits := n.forward(x, batch, samples, rc)
+	logits := n.forward(x, batch, samples, rc, float64(batch)*float64(gradScale))
 	lt := kernels.HostTensor(labels)
 	if n.mem != nil {
 		lt = n.labels.Slice(0, batch)
@@ -339,7 +356,7 @@ func (n *Network[T]) Predict(x []T, batch int, dst []int32) error {
 	n.uploadParams()
 	for start := 0; start < batch; start += n.maxBatch {
 		m := min(n.maxBatch, batch-start)
-		logits := n.forward(x[start*n.inSize:], m, nil, RunContext{})
+		logits := n.forward(x[start*n.inSize:], m, nil, RunContext{}, 0)
 		rows := logits.Host()
 		if n.mem != nil {
 			rows = n.logits[:logits.Len()]

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/dpcnn/dpcnn/kernels"
@@ -19,10 +20,16 @@ func checkNetworkGradients(t *testing.T, s Spec, batch, perTensor int, seed uint
 	}
 	net.InitParams(seed)
 	r := newRand(seed)
-	// Non-zero biases, so a bias gradient bug cannot hide behind zeros.
+	// Non-zero biases, so a bias gradient bug cannot hide behind zeros;
+	// batch-norm scales near 1.
 	for _, p := range net.Params() {
-		if len(p.Shape) == 1 {
+		if len(p.Shape) == 1 && p.trained() {
 			fillNormal(r, p.Value, 0.05)
+		}
+		if strings.HasSuffix(p.Name, bnGamma) {
+			for i := range p.Value {
+				p.Value[i]++
+			}
 		}
 	}
 	x := make([]float64, batch*net.InputSize())
@@ -43,6 +50,7 @@ func checkNetworkGradients(t *testing.T, s Spec, batch, perTensor int, seed uint
 		t.Fatal("loss is zero")
 	}
 	var w gradWorst
+	checked := 0 // running statistics, which have no gradient
 	for li, l := range net.layers {
 		// Moving a parameter of layer li leaves the layers before it
 		// alone, so the loss is recomputed from li's saved input on.
@@ -57,6 +65,10 @@ func checkNetworkGradients(t *testing.T, s Spec, batch, perTensor int, seed uint
 			return loss * scale
 		}
 		for _, p := range l.params() {
+			if !p.trained() {
+				checked++ // a running statistic: no gradient to check
+				continue
+			}
 			grad := append([]float64(nil), p.Grad...)
 			idx := r.Perm(len(p.Value))
 			if len(idx) > perTensor {
@@ -68,7 +80,7 @@ func checkNetworkGradients(t *testing.T, s Spec, batch, perTensor int, seed uint
 		}
 		f() // leave the activations of the unperturbed parameters for the next layers
 	}
-	if want := len(net.Params()); w.checked < want {
+	if want := len(net.Params()); w.checked+checked < want {
 		t.Fatalf("checked %d coordinates, fewer than the %d parameter tensors", w.checked, want)
 	}
 	w.report(t, s.Name)
@@ -162,4 +174,32 @@ func TestMixedNetworkGradients(t *testing.T) {
 		},
 	}
 	checkNetworkGradients(t, s, 3, 1000, 8)
+}
+
+// TestBatchNormNetworkGradients checks batch norm inside a network, after
+// convolutions (statistics over the pixels of every sample) and after an
+// affine layer (over the samples), each followed by a ReLU, the first
+// conv's bias made redundant by the normalisation as in real networks.
+func TestBatchNormNetworkGradients(t *testing.T) {
+	s := Spec{
+		Name:    "batchnorm",
+		Input:   InputShape{Height: 8, Width: 7, Channels: 2},
+		Classes: 4,
+		Init:    "he",
+		Layers: []LayerSpec{
+			{Type: LayerConv, Filters: 3, Size: 3, Pad: 1}, // 8×7×3
+			{Type: LayerBatchNorm},
+			{Type: LayerReLU},
+			{Type: LayerMaxPool, Size: 2},                     // 4×3×3
+			{Type: LayerConv, Filters: 4, Size: 2, Stride: 2}, // 2×1×4
+			{Type: LayerBatchNorm, Eps: 1e-3, Momentum: 0.3},
+			{Type: LayerReLU},
+			{Type: LayerAffine, Units: 6},
+			{Type: LayerBatchNorm},
+			{Type: LayerReLU},
+			{Type: LayerAffine, Units: 4},
+			{Type: LayerSoftmax},
+		},
+	}
+	checkNetworkGradients(t, s, 4, 1000, 9)
 }

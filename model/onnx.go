@@ -243,6 +243,17 @@ func buildONNXGraph(layers []plannedLayer, params map[string]Tensor) (*onnxGraph
 				onnxFloatAttr("alpha", l.Alpha),
 				onnxFloatAttr("beta", l.Beta),
 				onnxFloatAttr("bias", l.K))
+		case LayerBatchNorm:
+			// Inference form over axis 1: the channels of NCHW, the
+			// features of a flat [N, features] value alike.
+			names := make([]string, 0, 5)
+			names = append(names, cur)
+			for _, pt := range l.Params {
+				pv := params[pt.Name]
+				g.inits = append(g.inits, onnxTensor(pv.Name, pv.Shape, pv.Data))
+				names = append(names, pv.Name)
+			}
+			emit(l.Name, "BatchNormalization", names, onnxFloatAttr("epsilon", l.batchNormEps()))
 		case LayerDropout:
 			if l.Inverted || l.Ratio == 0 {
 				continue // the identity at test time
@@ -487,12 +498,7 @@ func planSpec(s Spec) ([]plannedLayer, error) {
 	for i, lp := range plans {
 		l := plannedLayer{LayerSpec: lp.Spec, In: lp.In, Out: lp.Out}
 		l.Name, l.Stride = lp.Name, lp.Stride
-		if lp.hasParams() {
-			l.Params = []Tensor{
-				{Name: lp.Name + ".W", Shape: lp.weightShape()},
-				{Name: lp.Name + ".b", Shape: []int{lp.Out.C}},
-			}
-		}
+		l.Params = lp.paramTensors()
 		out[i] = l
 	}
 	return out, nil

@@ -37,12 +37,14 @@ func exportTestSpecs() map[string]Spec {
 		}},
 		"edge": {Name: "edge", Input: InputShape{Height: 9, Width: 7, Channels: 3}, Classes: 4, Layers: []LayerSpec{
 			{Type: LayerConv, Filters: 5, Size: 3, Stride: 2, Pad: 1},
+			{Type: LayerBatchNorm, Eps: 1e-3},
 			{Type: LayerLRN, Size: 4, Alpha: 0.5, Beta: 0.75, K: 2},
 			{Type: LayerMaxPool, Size: 3, Stride: 2, Pad: 1},
 			{Type: LayerAvgPool, Size: 2, Stride: 1, Pad: 1},
 			{Type: LayerDropout, Ratio: 0.3},
 			sigmoid,
 			affine(7),
+			{Type: LayerBatchNorm, Name: "bn-flat"},
 			{Type: LayerDropout, Ratio: 0.4, Inverted: true},
 			relu,
 			{Type: LayerAffine, Name: "head", Units: 4},
@@ -63,14 +65,19 @@ func exportTestParams(t testing.TB, s Spec, seed uint64) []Tensor {
 	for _, l := range layers {
 		for _, p := range l.Params {
 			n := shapeElems(p.Shape)
-			bound := 0.1
-			if len(p.Shape) > 1 {
+			bound, offset := 0.1, 0.0
+			switch {
+			case len(p.Shape) > 1:
 				bound = math.Sqrt(6 / float64(n/p.Shape[len(p.Shape)-1]))
+			case strings.HasSuffix(p.Name, bnGamma):
+				bound, offset = 0.5, 1 // scales in 1 ± 0.5
+			case strings.HasSuffix(p.Name, bnVar):
+				bound, offset = 0.4, 0.6 // variances in [0.2, 1]
 			}
 			st := philox.NewStream(seed, uint32(len(ps)), 0, 0)
 			data := make([]float32, n)
 			for i := range data {
-				data[i] = float32((2*st.Uniform(uint32(i)) - 1) * bound)
+				data[i] = float32(offset + (2*st.Uniform(uint32(i))-1)*bound)
 			}
 			ps = append(ps, Tensor{Name: p.Name, Shape: slices.Clone(p.Shape), Data: data})
 		}
@@ -291,7 +298,7 @@ func TestExportONNXStructure(t *testing.T) {
 	if pm.irVersion != 8 || pm.producer != "dpcnn" || pm.opsetDomain != "" || pm.opsetVersion != 13 {
 		t.Errorf("ir %d producer %q opset %q/%d, want 8 dpcnn \"\"/13", pm.irVersion, pm.producer, pm.opsetDomain, pm.opsetVersion)
 	}
-	wantOps := []string{"Conv", "LRN", "MaxPool", "AveragePool", "Mul", "Sigmoid", "Flatten", "Gemm", "Relu", "Gemm", "Softmax"}
+	wantOps := []string{"Conv", "BatchNormalization", "LRN", "MaxPool", "AveragePool", "Mul", "Sigmoid", "Flatten", "Gemm", "BatchNormalization", "Relu", "Gemm", "Softmax"}
 	if !slices.Equal(pm.ops, wantOps) {
 		t.Errorf("ops %v, want %v", pm.ops, wantOps)
 	}
@@ -300,6 +307,8 @@ func TestExportONNXStructure(t *testing.T) {
 		"dropout1.scale": nil,
 		"affine1.W":      {4 * 3 * 5, 7}, "affine1.b": {7},
 		"head.W": {7, 4}, "head.b": {4},
+		"batchnorm1.gamma": {5}, "batchnorm1.beta": {5}, "batchnorm1.mean": {5}, "batchnorm1.var": {5},
+		"bn-flat.gamma": {7}, "bn-flat.beta": {7}, "bn-flat.mean": {7}, "bn-flat.var": {7},
 	}
 	if len(pm.inits) != len(wantInits) {
 		t.Errorf("initializers %v, want %v", pm.inits, wantInits)
@@ -718,6 +727,13 @@ func referenceForward(layers []plannedLayer, params []Tensor, n int, input []flo
 					}
 					y[px*in.C+c] = row[c] / math.Pow(l.K+l.Alpha/float64(l.Size)*sq, l.Beta)
 				}
+			}
+		case LayerBatchNorm:
+			gamma, beta, mean, vr := p[l.Name+bnGamma], p[l.Name+bnBeta], p[l.Name+bnMean], p[l.Name+bnVar]
+			eps := l.batchNormEps()
+			for j, v := range x {
+				c := j % in.C
+				y[j] = float64(gamma[c])*(v-float64(mean[c]))/math.Sqrt(float64(vr[c])+eps) + float64(beta[c])
 			}
 		case LayerAffine:
 			w, b := p[l.Name+".W"], p[l.Name+".b"]

@@ -168,6 +168,12 @@ func (o *optimizer[T]) Update(b kernels.Backend[T], ps Params[T]) {
 		}
 	}
 	for i, p := range ps {
+		if !p.trained() {
+			// A running statistic: its Grad is the step's batch
+			// statistic, averaged in at the layer's momentum.
+			average(p.Value, p.Grad, p.StatMomentum)
+			continue
+		}
 		if s.WeightDecay > 0 && strings.HasSuffix(p.Name, ".W") {
 			decay(p.Value, float64(lr*s.WeightDecay))
 		}
@@ -220,10 +226,14 @@ func (o *optimizer[T]) Average() []Tensor {
 }
 
 // GradNorm is the global L2 norm of the parameters' gradients, summed in
-// float64 in parameter order (the same bits on every machine).
+// float64 in parameter order (the same bits on every machine). Running
+// statistics, whose Grad is no gradient, are left out.
 func GradNorm[T kernels.Float](ps Params[T]) float64 {
 	var sum float64
 	for _, p := range ps {
+		if !p.trained() {
+			continue
+		}
 		for _, g := range p.Grad {
 			sum += float64(float64(g) * float64(g))
 		}
@@ -240,6 +250,9 @@ func clipGrads[T kernels.Float](ps Params[T], limit float64) {
 	}
 	scale := limit / norm
 	for _, p := range ps {
+		if !p.trained() {
+			continue
+		}
 		for j, g := range p.Grad {
 			p.Grad[j] = T(float64(g) * scale)
 		}

@@ -68,7 +68,9 @@ type Optimizer[T kernels.Float] interface {
 	// Spec is the optimizer's configuration with defaults filled in.
 	Spec() OptimizerSpec
 	// Update applies one step to every parameter from its Grad (which
-	// clipping may scale in place).
+	// clipping may scale in place); a running statistic
+	// (Param.StatMomentum) is moved toward its Grad instead, with no
+	// decay and outside the clipping norm.
 	Update(b kernels.Backend[T], ps Params[T])
 	// Rate is the learning rate the next Update applies.
 	Rate() float64

@@ -36,7 +36,9 @@ const (
 	LayerAffine  = "affine"  // fully connected: units; flattens its input (h, w, c order)
 	LayerDropout = "dropout" // dropout: ratio, inverted
 	LayerLRN     = "lrn"     // local response normalisation across channels: size, alpha, beta, k
-	LayerSoftmax = "softmax" // softmax with cross-entropy loss; must be last
+	// batch normalisation of each channel: eps (1e-5), momentum (0.1)
+	LayerBatchNorm = "batchnorm"
+	LayerSoftmax   = "softmax" // softmax with cross-entropy loss; must be last
 )
 
 // LayerSpec is one layer of a Spec. Only the fields of its Type apply; a
@@ -62,4 +64,32 @@ type LayerSpec struct {
 	Alpha float64 `json:"alpha,omitempty"` // lrn
 	Beta  float64 `json:"beta,omitempty"`  // lrn
 	K     float64 `json:"k,omitempty"`     // lrn
+
+	// Eps is added to a batchnorm's variance (0: DefaultBatchNormEps).
+	Eps float64 `json:"eps,omitempty"`
+	// Momentum is the fraction by which a batchnorm's running statistics
+	// move toward each step's batch statistics (0: DefaultBatchNormMomentum),
+	// as in PyTorch.
+	Momentum float64 `json:"momentum,omitempty"`
+}
+
+// The batch-norm defaults, PyTorch's.
+const (
+	DefaultBatchNormEps      = 1e-5
+	DefaultBatchNormMomentum = 0.1
+)
+
+// batchNormEps and batchNormMomentum are the layer's values after defaults.
+func (ls LayerSpec) batchNormEps() float64 {
+	if ls.Eps == 0 {
+		return DefaultBatchNormEps
+	}
+	return ls.Eps
+}
+
+func (ls LayerSpec) batchNormMomentum() float64 {
+	if ls.Momentum == 0 {
+		return DefaultBatchNormMomentum
+	}
+	return ls.Momentum
 }

@@ -40,13 +40,13 @@ type layerPlan struct {
 	InitStd float64
 }
 
-// hasParams reports whether the layer owns a weight and a bias.
+// hasParams reports whether the layer owns parameters.
 func (lp layerPlan) hasParams() bool {
-	return lp.Spec.Type == LayerConv || lp.Spec.Type == LayerAffine
+	return len(lp.paramTensors()) > 0
 }
 
-// weightShape is the shape of the layer's weight: HWIO for conv, [In, Out]
-// for affine.
+// weightShape is the shape of a conv or affine layer's weight: HWIO for
+// conv, [In, Out] for affine.
 func (lp layerPlan) weightShape() []int {
 	if lp.Spec.Type == LayerConv {
 		return []int{lp.Spec.Size, lp.Spec.Size, lp.In.C, lp.Spec.Filters}
@@ -54,16 +54,42 @@ func (lp layerPlan) weightShape() []int {
 	return []int{lp.In.size(), lp.Out.C}
 }
 
+// Batch-norm parameter suffixes: the scale and shift learnt, then the
+// running statistics the optimizer averages (see Param.StatMomentum).
+const (
+	bnGamma = ".gamma"
+	bnBeta  = ".beta"
+	bnMean  = ".mean"
+	bnVar   = ".var"
+)
+
+// paramTensors names the layer's parameters and their shapes, in the order
+// a Network holds them (no data): weight then bias for conv and affine
+// layers; gamma, beta, running mean and running variance for batch norm.
+func (lp layerPlan) paramTensors() []Tensor {
+	switch lp.Spec.Type {
+	case LayerConv, LayerAffine:
+		return []Tensor{
+			{Name: lp.Name + ".W", Shape: lp.weightShape()},
+			{Name: lp.Name + ".b", Shape: []int{lp.Out.C}},
+		}
+	case LayerBatchNorm:
+		c := []int{lp.Out.C}
+		return []Tensor{
+			{Name: lp.Name + bnGamma, Shape: c}, {Name: lp.Name + bnBeta, Shape: c},
+			{Name: lp.Name + bnMean, Shape: c}, {Name: lp.Name + bnVar, Shape: c},
+		}
+	}
+	return nil
+}
+
 // paramCount is the number of scalar parameters of the layer.
 func (lp layerPlan) paramCount() int {
-	if !lp.hasParams() {
-		return 0
+	n := 0
+	for _, t := range lp.paramTensors() {
+		n += shapeElems(t.Shape)
 	}
-	n := 1
-	for _, d := range lp.weightShape() {
-		n *= d
-	}
-	return n + lp.Out.C
+	return n
 }
 
 // Validate reports the first rule the spec breaks, naming the layer by its
@@ -119,7 +145,7 @@ func (s Spec) plan() ([]layerPlan, error) {
 		// activation or dropout that merely passes it on.
 		from := last
 		for i := len(plans) - 2; i >= 0; i-- {
-			if plans[i].In != plans[i].Out || plans[i].hasParams() {
+			if t := plans[i].Spec.Type; plans[i].In != plans[i].Out || t == LayerConv || t == LayerAffine {
 				from = plans[i]
 				break
 			}
@@ -174,7 +200,7 @@ func planLayers(in InputShape, specInit string, layers []LayerSpec) ([]layerPlan
 		if lp.Out.size() > maxActivation {
 			return nil, fail("output %s has more than %d elements", lp.Out, maxActivation)
 		}
-		if lp.hasParams() {
+		if ls.Type == LayerConv || ls.Type == LayerAffine {
 			init := ls.Init
 			if init == "" {
 				init = specInit
@@ -199,7 +225,7 @@ func planLayers(in InputShape, specInit string, layers []LayerSpec) ([]layerPlan
 }
 
 // layerTypes lists the vocabulary in the order errors print it.
-var layerTypes = []string{LayerConv, LayerReLU, LayerSigmoid, LayerMaxPool, LayerAvgPool, LayerAffine, LayerDropout, LayerLRN, LayerSoftmax}
+var layerTypes = []string{LayerConv, LayerReLU, LayerSigmoid, LayerMaxPool, LayerAvgPool, LayerAffine, LayerDropout, LayerLRN, LayerBatchNorm, LayerSoftmax}
 
 func knownLayerType(t string) bool {
 	for _, k := range layerTypes {
@@ -244,6 +270,8 @@ func strayField(ls LayerSpec) string {
 		{"alpha", ls.Alpha != 0, []string{LayerLRN}},
 		{"beta", ls.Beta != 0, []string{LayerLRN}},
 		{"k", ls.K != 0, []string{LayerLRN}},
+		{"eps", ls.Eps != 0, []string{LayerBatchNorm}},
+		{"momentum", ls.Momentum != 0, []string{LayerBatchNorm}},
 	}
 	for _, f := range fields {
 		if !f.set {
@@ -326,6 +354,15 @@ func layerOutput(ls LayerSpec, in shape) (shape, int, error) {
 			return shape{}, 0, fmt.Errorf("beta %v: must be finite and not negative", ls.Beta)
 		case !(ls.K > 0) || math.IsInf(ls.K, 0):
 			return shape{}, 0, fmt.Errorf("k %v: must be finite and positive", ls.K)
+		}
+		return in, 0, nil
+
+	case LayerBatchNorm:
+		switch {
+		case !(ls.Eps >= 0) || ls.Eps > 1:
+			return shape{}, 0, fmt.Errorf("eps %v: must be in (0, 1] (0 for the default %g)", ls.Eps, DefaultBatchNormEps)
+		case !(ls.Momentum >= 0) || ls.Momentum > 1:
+			return shape{}, 0, fmt.Errorf("momentum %v: must be in (0, 1] (0 for the default %g)", ls.Momentum, DefaultBatchNormMomentum)
 		}
 		return in, 0, nil
 	}

@@ -109,17 +109,9 @@ def load_mnist(folder, train_limit, test_limit):
 
 # ---------------------------------------------------------------- networks
 
-def deep_net() -> nn.Module:
-    def conv(cin, cout, pad=1):
-        return [nn.Conv2d(cin, cout, 3, padding=pad), nn.ReLU()]
-
-    return nn.Sequential(
-        *conv(1, 16), *conv(16, 16), nn.MaxPool2d(2),
-        *conv(16, 32), *conv(32, 32, pad=2), nn.MaxPool2d(2),
-        *conv(32, 64), *conv(64, 64), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(1024, 50), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(50, 10), nn.Dropout(0.5),
-    )
+# deep_net is bench_torch.py's: the throughput benchmark and this twin
+# train the very same module.
+from bench_torch import deep_net  # noqa: E402  (the scripts folder is on sys.path when run as a script)
 
 
 def simple_net() -> nn.Module:

@@ -7,7 +7,7 @@ For each (MODEL, INPUT, EXPECTED) triple:
   2. the graph is evaluated by a small interpreter built on
      torch.nn.functional (float64), following the ONNX operator specs for the
      op types dpcnn emits (Conv, Relu, Sigmoid, MaxPool, AveragePool, LRN,
-     Mul, Flatten, Gemm, Softmax, Identity);
+     BatchNormalization, Mul, Flatten, Gemm, Softmax, Identity);
   3. its "probabilities" output is compared with EXPECTED (max abs diff
      <= --atol, 1e-4 by default).
 
@@ -114,6 +114,14 @@ def op_lrn(node, a, x):
     return x / (bias + alpha / size * square_sum) ** beta
 
 
+def op_batchnorm(node, a, x, scale, bias, mean, var):
+    # ONNX BatchNormalization in inference mode: per channel (axis 1),
+    # y = scale · (x − mean) / √(var + epsilon) + B.
+    if a.get("training_mode", 0):
+        raise VerifyError(f"node {node.name}: BatchNormalization in training mode")
+    return F.batch_norm(x, mean, var, weight=scale, bias=bias, training=False, eps=a.get("epsilon", 1e-5))
+
+
 def op_gemm(node, a, A, B, C=None):
     if a.get("transA", 0):
         A = A.t()
@@ -142,6 +150,7 @@ OPS = {
     "MaxPool": op_maxpool,
     "AveragePool": op_avgpool,
     "LRN": op_lrn,
+    "BatchNormalization": op_batchnorm,
     "Mul": lambda node, a, x, y: x * y,
     "Flatten": op_flatten,
     "Gemm": op_gemm,

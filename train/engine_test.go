@@ -61,6 +61,24 @@ func dropoutJob() job.Spec {
 	}
 }
 
+// batchNormJob trains a small net with batch norm after a conv and after
+// an affine layer: its statistics are per micro-batch, its running
+// statistics travel with the gradients, and evaluations use them.
+func batchNormJob() job.Spec {
+	return job.Spec{
+		NetworkSpec: &model.Spec{
+			Name: "tiny-batchnorm", Input: model.InputShape{Height: 28, Width: 28, Channels: 1}, Classes: 10, Init: "he",
+			Layers: []model.LayerSpec{
+				{Type: model.LayerConv, Filters: 6, Size: 5, Stride: 2}, {Type: model.LayerBatchNorm}, {Type: model.LayerReLU},
+				{Type: model.LayerAffine, Units: 32}, {Type: model.LayerBatchNorm, Momentum: 0.3}, {Type: model.LayerReLU},
+				{Type: model.LayerAffine, Units: 10}, {Type: model.LayerSoftmax},
+			},
+		},
+		Optimizer: model.OptimizerSpec{LR: 0.01},
+		Steps:     5, Batch: 40, MicroBatch: 8, TrainLimit: 200, TestLimit: 60, Seed: 5,
+	}
+}
+
 // reference is what one worker computing every micro-batch in order gives.
 type reference struct {
 	hash     [32]byte
@@ -462,7 +480,7 @@ func TestEngineMatchesReference(t *testing.T) {
 		{"3 workers of unknown speed", []float64{0, 0, 0}},
 		{"7 workers", []float64{50, 400, 0, 120, 90, 10, 250}},
 	}
-	for _, spec := range []job.Spec{engineJob(), dropoutJob()} {
+	for _, spec := range []job.Spec{engineJob(), dropoutJob(), batchNormJob()} {
 		ref := referenceRun(t, spec)
 
 		tr, w := newLocalRun(t, spec, 1)
