@@ -20,7 +20,7 @@ func runBenchJob(ctx context.Context, c *client, spec job.Spec, onEvent func(*dp
 	if err != nil {
 		return "", err
 	}
-	return j.Id, c.stream(ctx, "watch "+j.Id, func(ctx context.Context) error {
+	return j.Id, c.stream(ctx, "watch "+j.Id, func(ctx context.Context, progressed func()) error {
 		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: j.Id})
 		if err != nil {
 			return err
@@ -30,6 +30,7 @@ func runBenchJob(ctx context.Context, c *client, spec job.Spec, onEvent func(*dp
 			if err != nil {
 				return err
 			}
+			progressed()
 			if enough, err := onEvent(ev); enough || err != nil {
 				return err
 			}

@@ -206,14 +206,20 @@ func getAndShow[T proto.Message](ctx context.Context, e *env, cf *clientFlags, o
 // follows the leader the refusal names, or, while none leads, waits with
 // backoff and asks the address it was given again, for up to leaderWait.
 func (c *client) do(ctx context.Context, what string, call func(ctx context.Context) error) error {
-	return c.retry(ctx, what, call, refusedByNonLeader)
+	return c.retry(ctx, what, call, refusedByNonLeader, nil)
 }
 
 // stream runs call, a stream that resumes where it left off when run again
 // (watch resumes after the last event it saw): as do, and also when the
-// stream breaks because its coordinator went away or lost the lead.
-func (c *client) stream(ctx context.Context, what string, call func(ctx context.Context) error) error {
-	return c.retry(ctx, what, call, func(err error) bool { return status.Code(err) == codes.Unavailable })
+// stream breaks because its coordinator went away or lost the lead. call
+// reports each message it receives with progressed: a stream that got
+// somewhere before it broke starts a new leaderWait, however long it ran.
+func (c *client) stream(ctx context.Context, what string, call func(ctx context.Context, progressed func()) error) error {
+	var moved bool
+	return c.retry(ctx, what, func(ctx context.Context) error {
+		moved = false
+		return call(ctx, func() { moved = true })
+	}, func(err error) bool { return status.Code(err) == codes.Unavailable }, func() bool { return moved })
 }
 
 // refusedByNonLeader says whether err is a coordinator's refusal because it
@@ -232,8 +238,13 @@ func refusedByNonLeader(err error) bool {
 	return false
 }
 
-func (c *client) retry(ctx context.Context, what string, call func(ctx context.Context) error, again func(error) bool) error {
-	deadline := time.Now().Add(c.leaderWait)
+// retry runs call until it succeeds, fails for good (again says which
+// errors are worth another try) or no leader has answered for leaderWait.
+// The wait counts from the first failure of a run of them, and starts
+// again after a call that made progress (nil: calls never do), so a stream
+// that broke after hours gets its whole leaderWait, as one broken at once.
+func (c *client) retry(ctx context.Context, what string, call func(ctx context.Context) error, again func(error) bool, progressed func() bool) error {
+	var deadline time.Time
 	wait := cluster.Backoff(100*time.Millisecond, 2*time.Second)
 	hops := 0 // leaders followed without a pause: a stale pair can name each other
 	for {
@@ -243,6 +254,10 @@ func (c *client) retry(ctx context.Context, what string, call func(ctx context.C
 		}
 		if ctx.Err() != nil || !again(err) {
 			return fmt.Errorf("%s: %w", what, c.describe(err))
+		}
+		if deadline.IsZero() || (progressed != nil && progressed()) {
+			deadline = time.Now().Add(c.leaderWait)
+			wait.Reset()
 		}
 		if leader := c.leaderAddress(ctx, err); leader != "" && leader != c.addr && hops < 2 {
 			hops++

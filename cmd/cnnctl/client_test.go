@@ -21,6 +21,7 @@ import (
 
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
 )
 
 // fakeCoordinator serves JobService and ClusterService from canned data,
@@ -453,5 +454,64 @@ func TestCoordinatorFromEnv(t *testing.T) {
 	t.Setenv("DPCNN_COORDINATOR", addr)
 	if got := mustRun(t, "status", "job-1"); !strings.Contains(got, "running") {
 		t.Errorf("status with DPCNN_COORDINATOR:\n%s", got)
+	}
+}
+
+// A watch that broke because its coordinator lost the lead is retried for
+// the whole --leader-wait from the moment it broke, however long it ran.
+// The window used to count from the watch's start, so the local cluster's
+// train, whose only coordinator had stepped down during a 3 s etcd stall,
+// ended at epoch 18 of 20 (and a local cluster's client waited not at all).
+func TestStreamWaitsForLeaderAfterLongRun(t *testing.T) {
+	if localLeaderWait <= 0 {
+		t.Fatalf("the local cluster's client waits %s for its coordinator to lead again", localLeaderWait)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing answers there: asking it who leads fails at once
+	c := &client{timeout: time.Second, leaderWait: 2 * time.Second, transport: secure.Client{Insecure: true}}
+	if err := c.connect(addr); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	noLeader := func() error {
+		st, err := status.New(codes.Unavailable, "the coordinator no longer leads").WithDetails(&dpcnnv1.LeaderResponse{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Err()
+	}
+	calls := 0
+	err = c.stream(context.Background(), "watch", func(ctx context.Context, progressed func()) error {
+		calls++
+		switch calls {
+		case 1: // events for longer than the wait, then the lead is lost
+			progressed()
+			time.Sleep(2500 * time.Millisecond)
+			return noLeader()
+		case 2, 3: // the election under way
+			return noLeader()
+		}
+		return nil // the coordinator leads again
+	})
+	if err != nil || calls != 4 {
+		t.Fatalf("after %d calls: %v; want the watch resumed on the fourth", calls, err)
+	}
+
+	// Without progress the wait still ends.
+	calls = 0
+	start := time.Now()
+	err = c.stream(context.Background(), "watch", func(ctx context.Context, progressed func()) error {
+		calls++
+		return noLeader()
+	})
+	if err == nil || !strings.Contains(err.Error(), "--leader-wait") {
+		t.Fatalf("a coordinator that never leads again: %v after %d calls; want the leader-wait error", err, calls)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("gave up only after %s", waited)
 	}
 }

@@ -99,7 +99,7 @@ func (c *client) watch(ctx context.Context, jobID string, view *watchView) (*wat
 	if err != nil {
 		return res, err
 	}
-	err = c.stream(ctx, "watch "+jobID, func(ctx context.Context) error {
+	err = c.stream(ctx, "watch "+jobID, func(ctx context.Context, progressed func()) error {
 		stream, err := c.jobs().WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: jobID, AfterSequence: last})
 		if err != nil {
 			return err
@@ -115,6 +115,7 @@ func (c *client) watch(ctx context.Context, jobID string, view *watchView) (*wat
 			if ev.Sequence > last {
 				last = ev.Sequence
 			}
+			progressed()
 			res.add(ev)
 			view.show(ev)
 		}

@@ -125,10 +125,17 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 // localVersion is the build version the local cluster's daemons report.
 const localVersion = "cnnctl-local"
 
+// localLeaderWait is how long a client of the local cluster waits for its
+// coordinator to lead again. The only coordinator steps down when its etcd,
+// in the same process, does not answer for half the lease (a disk or CPU
+// stall of a few seconds), and leads again once it answers: a watch must
+// wait for it rather than end a long run (it did, at epoch 18 of 20).
+const localLeaderWait = time.Minute
+
 // dialLocal makes a client of a local cluster's coordinator with the
 // cluster's CA and token.
 func dialLocal(lc *localcluster.Cluster, timeout time.Duration) (*client, error) {
-	c := &client{timeout: timeout, transport: lc.Transport}
+	c := &client{timeout: timeout, transport: lc.Transport, leaderWait: localLeaderWait}
 	if err := c.connect(lc.Coordinator); err != nil {
 		return nil, err
 	}
