@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -132,6 +133,11 @@ func TestValidate(t *testing.T) {
 	if err := validSpec().Validate(); err != nil {
 		t.Fatalf("valid spec: %v", err)
 	}
+	withNorm := validSpec()
+	withNorm.Layers[3] = LayerSpec{Type: LayerBatchNorm, Eps: 1e-3, Momentum: 1}
+	if err := withNorm.Validate(); err != nil {
+		t.Fatalf("valid spec with a batchnorm: %v", err)
+	}
 	for _, c := range []struct {
 		name   string
 		change func(s *Spec)
@@ -156,6 +162,11 @@ func TestValidate(t *testing.T) {
 		{"lrn k 0", func(s *Spec) { s.Layers[4].K = 0 }, "layer 4 (lrn1): k 0"},
 		{"lrn size 0", func(s *Spec) { s.Layers[4].Size = 0 }, "layer 4 (lrn1): size 0"},
 		{"lrn negative beta", func(s *Spec) { s.Layers[4].Beta = -1 }, "layer 4 (lrn1): beta -1"},
+		{"batchnorm momentum above 1", func(s *Spec) { s.Layers[3] = LayerSpec{Type: LayerBatchNorm, Momentum: 1.5} }, "layer 3 (batchnorm1): momentum 1.5"},
+		{"batchnorm negative eps", func(s *Spec) { s.Layers[3] = LayerSpec{Type: LayerBatchNorm, Eps: -1e-5} }, "layer 3 (batchnorm1): eps -1e-05"},
+		{"batchnorm eps NaN", func(s *Spec) { s.Layers[3] = LayerSpec{Type: LayerBatchNorm, Eps: math.NaN()} }, "layer 3 (batchnorm1): eps NaN"},
+		{"eps on conv", func(s *Spec) { s.Layers[0].Eps = 1e-3 }, `layer 0 (conv1): field "eps" does not apply to conv`},
+		{"momentum on dropout", func(s *Spec) { s.Layers[3].Momentum = 0.1 }, `layer 3 (dropout1): field "momentum" does not apply to dropout`},
 		{"softmax missing", func(s *Spec) { s.Layers = s.Layers[:6] }, "last layer 5 (affine2) is affine, want softmax"},
 		{"softmax not last", func(s *Spec) {
 			s.Layers = append(s.Layers[:6:6], LayerSpec{Type: LayerSoftmax}, LayerSpec{Type: LayerSoftmax})
