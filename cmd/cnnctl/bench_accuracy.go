@@ -101,6 +101,9 @@ func runBenchAccuracy(ctx context.Context, e *env, o *benchAccuracyOptions, base
 	if o.quiet {
 		progress = io.Discard
 	}
+	if note := idleWorkersNote(base, o.workers); note != "" && !remote {
+		fmt.Fprintln(e.stderr, note)
+	}
 	prog := newBenchProgress(progress, o.seeds)
 	for i := range o.seeds {
 		spec := base

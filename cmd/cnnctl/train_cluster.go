@@ -71,6 +71,9 @@ func trainLocalCluster(ctx context.Context, e *env, spec job.Spec, o trainOption
 	fmt.Fprintf(e.stdout, "training %s on %s backend, %s: %d epochs, %d steps of %d images, seed %d\n",
 		netName(spec), o.backend, workersText(o.workers, threadsOr(o.threads)), spec.Epochs, sched.Total, spec.Batch, spec.Seed)
 	fmt.Fprintf(e.stdout, "job %s on coordinator %s, etcd %s\n", j.Id, lc.Coordinator, lc.Etcd[0])
+	if note := idleWorkersNote(spec, o.workers); note != "" {
+		fmt.Fprintln(e.stderr, note)
+	}
 
 	ckptPath := filepath.Join(o.out, "checkpoint.ckpt")
 	hist, err := createHistory(filepath.Join(o.out, historyFile), spec.TrainAccuracyConditions())
