@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gonum.org/v1/gonum/stat"
 
 	"github.com/dpcnn/dpcnn/backends"
 	"github.com/dpcnn/dpcnn/kernels"
@@ -53,6 +54,12 @@ type benchTrainResult struct {
 	TrainCPUPerWall float64   `json:"trainCpuPerWall"`
 	TrainRounds     []float64 `json:"trainRounds"`
 	InferRounds     []float64 `json:"inferRounds"`
+	// InferLatencyMs and InferLatencyP99Ms are the median and the 99th
+	// percentile over every timed test-mode forward pass of all rounds of
+	// the time one pass of --batch images took: at --batch 1, how long a
+	// served model takes to answer one image.
+	InferLatencyMs    float64 `json:"inferLatencyMs"`
+	InferLatencyP99Ms float64 `json:"inferLatencyP99Ms"`
 }
 
 func newBenchTrainCmd(e *env) *cobra.Command {
@@ -63,7 +70,8 @@ func newBenchTrainCmd(e *env) *cobra.Command {
 		Long: `Build the network on the backend and time --steps training steps (forward, softmax
 cross-entropy, backward, Adam update) at --batch after --warmup untimed steps, then as
 many test-mode forward passes, --repeat rounds each, and print the median images/s of
-each. The inputs are fixed pseudo-random images, so nothing is read from disk and the
+each, and the median and 99th percentile of one forward pass's latency (at --batch 1:
+the time to answer one image). The inputs are fixed pseudo-random images, so nothing is read from disk and the
 figure is the compute alone. Plain lines by default, one JSON object with --json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,8 +92,8 @@ figure is the compute alone. Plain lines by default, one JSON object with --json
 			if res.Kernels != "" {
 				kernels = ", " + res.Kernels + " kernels"
 			}
-			fmt.Fprintf(e.stdout, "%s net, batch %d, %s backend, %d threads: median train %.0f images/s, inference %.0f images/s (%d rounds of %d steps%s)\n",
-				res.Net, res.Batch, res.Backend, res.Threads, res.TrainImagesPerSec, res.InferImagesPerSec, res.Repeat, res.Steps, kernels)
+			fmt.Fprintf(e.stdout, "%s net, batch %d, %s backend, %d threads: median train %.0f images/s, inference %.0f images/s, %.3f ms a pass (p99 %.3f ms) (%d rounds of %d steps%s)\n",
+				res.Net, res.Batch, res.Backend, res.Threads, res.TrainImagesPerSec, res.InferImagesPerSec, res.InferLatencyMs, res.InferLatencyP99Ms, res.Repeat, res.Steps, kernels)
 			return nil
 		},
 	}
@@ -168,7 +176,7 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 	}
 
 	res := benchTrainResult{Backend: b.Name(), Kernels: kernelPath, Net: o.net, Batch: o.batch, Threads: threads, Steps: o.steps, Repeat: o.repeat}
-	var ratios []float64
+	var ratios, latencies []float64
 	images := float64(o.batch * o.steps)
 	for r := range o.repeat {
 		cpu0, wall0 := processCPU(), time.Now()
@@ -183,9 +191,11 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 
 		wall0 = time.Now()
 		for range o.steps {
+			pass0 := time.Now()
 			if err := infer(); err != nil {
 				return benchTrainResult{}, err
 			}
+			latencies = append(latencies, float64(time.Since(pass0))/float64(time.Millisecond))
 		}
 		inferRate := images / time.Since(wall0).Seconds()
 		res.TrainRounds = append(res.TrainRounds, trainRate)
@@ -196,6 +206,9 @@ func benchTrain(o benchTrainOptions, report func(round int, train, infer, cpuPer
 	res.TrainImagesPerSec = medianFloat(res.TrainRounds)
 	res.InferImagesPerSec = medianFloat(res.InferRounds)
 	res.TrainCPUPerWall = medianFloat(ratios)
+	slices.Sort(latencies)
+	res.InferLatencyMs = stat.Quantile(0.5, stat.Empirical, latencies, nil)
+	res.InferLatencyP99Ms = stat.Quantile(0.99, stat.Empirical, latencies, nil)
 	runtime.KeepAlive(net)
 	return res, nil
 }

@@ -12,7 +12,7 @@ func TestBenchTrain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench train: %v\n%s", err, got)
 	}
-	for _, want := range []string{"round 3: train ", "lenet net, batch 4, cpu backend, 2 threads: median train "} {
+	for _, want := range []string{"round 3: train ", "lenet net, batch 4, cpu backend, 2 threads: median train ", " ms a pass (p99 "} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
@@ -27,7 +27,8 @@ func TestBenchTrain(t *testing.T) {
 		t.Fatalf("--json output is not one JSON object: %v\n%s", err, got)
 	}
 	if res.Backend != "reference" || res.Net != "simple" || res.Batch != 2 || len(res.TrainRounds) != 1 ||
-		!(res.TrainImagesPerSec > 0) || !(res.InferImagesPerSec > 0) {
+		!(res.TrainImagesPerSec > 0) || !(res.InferImagesPerSec > 0) ||
+		!(res.InferLatencyMs > 0) || res.InferLatencyP99Ms < res.InferLatencyMs {
 		t.Errorf("JSON result %+v", res)
 	}
 }
