@@ -28,6 +28,11 @@ type workerState struct {
 	// reportsCompute is set once the worker says how long its work took:
 	// its speed is measured from that alone.
 	reportsCompute bool
+	// idleSteps counts the steps in a row that the speed estimates gave
+	// this available worker no training work, and probeAfter how many
+	// such steps earn it a probe (see probeStarved); 0 means
+	// probeFirstAfter.
+	idleSteps, probeAfter int
 }
 
 // speed is the worker's best known speed in images/s, 0 when unknown.
@@ -242,6 +247,9 @@ func (e *Engine) assignPending(r *round, avail []*workerState) {
 		return
 	}
 	quota := shares(total, avail)
+	if !r.eval && total == len(e.job.micro) {
+		probeStarved(quota, avail)
+	}
 	items := make([]*workItem, 0, len(r.items)+len(avail))
 	var pieces []tree.Subtree
 	wi := 0
@@ -304,6 +312,52 @@ func shares(total int, ws []*workerState) []int {
 		prev = b
 	}
 	return q
+}
+
+// Probing a starved worker: a worker's speed is measured only from work
+// it does, so an estimate that makes its share round to zero would never
+// be corrected. One slow first measurement (a worker's first step pays for
+// its warm-up) left one of two equal workers idle for a whole job, halving
+// its speed. So when a worker's share of a step would be zero for the
+// probeFirstAfter-th step in a row, it gets one unit of that step instead,
+// taken from the largest share, and is measured again. A probe that leaves it still without a share
+// of its own doubles the wait before the next, up to probeMaxAfter, so a
+// worker that really is much slower costs at most one slow step in
+// probeMaxAfter.
+const (
+	probeFirstAfter = 20
+	probeMaxAfter   = 1280
+)
+
+// probeStarved moves one unit of a fresh step's quota to each available
+// worker that is due a probe (see probeFirstAfter), from the largest share
+// that keeps at least one. The shares decide only who computes what, never
+// the bits.
+func probeStarved(quota []int, avail []*workerState) {
+	for i, w := range avail {
+		if w.probeAfter == 0 {
+			w.probeAfter = probeFirstAfter
+		}
+		if quota[i] > 0 {
+			w.idleSteps, w.probeAfter = 0, probeFirstAfter
+			continue
+		}
+		if w.idleSteps++; w.idleSteps < w.probeAfter {
+			continue
+		}
+		big := 0
+		for k := range quota {
+			if quota[k] > quota[big] {
+				big = k
+			}
+		}
+		if quota[big] < 2 {
+			continue
+		}
+		quota[big]--
+		quota[i]++
+		w.idleSteps, w.probeAfter = 0, min(2*w.probeAfter, probeMaxAfter)
+	}
 }
 
 // fallbackSpeed is the speed assumed for a worker whose speed is unknown:

@@ -1151,3 +1151,60 @@ func TestEngineMaxWorkers(t *testing.T) {
 		c.wantDone(ref)
 	}
 }
+
+// A worker whose speed estimate gives it no share is measured again: the
+// reproduction of a local run where one bad first measurement left one of
+// two equal workers idle for the whole job. "slow" declares 1 image/s and
+// "fast" 1000, so every step's two micro-batches go to "fast" until "slow"
+// has sat out probeFirstAfter steps; then it gets one. Without reported
+// compute times its estimate stays 1 and the next probe waits twice as long;
+// with them (equal real speeds) it keeps a share in every later step. The
+// parameters are the reference's either way.
+func TestEngineProbesStarvedWorker(t *testing.T) {
+	spec := dropoutJob()
+	spec.Steps, spec.Batch, spec.MicroBatch, spec.Seed = 3*probeFirstAfter, 16, 8, 5
+	ref := referenceRun(t, spec)
+	slowSteps := func(c *cluster) []int64 {
+		var steps []int64
+		for _, a := range effectsOf[Assign](c.log) {
+			if a.Worker == "slow" {
+				steps = append(steps, a.Step)
+			}
+		}
+		return steps
+	}
+	for _, timed := range []bool{false, true} {
+		c := newCluster(t, fmt.Sprintf("probe starved worker (compute times reported: %v)", timed), 1, spec, EngineConfig{})
+		if timed {
+			c.tamper = func(_ *simWorker, m wire, ev Event) Event {
+				if g, ok := ev.(GradientsReceived); ok {
+					g.Compute = time.Duration(len(m.micro)) * 10 * time.Millisecond
+					return g
+				}
+				return ev
+			}
+		}
+		c.start(nil)
+		c.join("fast", 1000)
+		c.join("slow", 1)
+		c.run()
+		c.wantDone(ref)
+		got := slowSteps(c)
+		// Step 0 went to "fast" alone before "slow" joined; "slow" sits
+		// out steps 1 to probeFirstAfter−1 and is probed in the next.
+		first := int64(probeFirstAfter)
+		if !timed {
+			if want := []int64{first}; !slices.Equal(got, want) {
+				c.fatalf("slow worker assigned at steps %v, want %v (one probe, the next %d steps later)", got, want, 2*probeFirstAfter)
+			}
+			continue
+		}
+		var want []int64
+		for s := first; s < spec.Steps; s++ {
+			want = append(want, s)
+		}
+		if !slices.Equal(got, want) {
+			c.fatalf("slow worker assigned at steps %v, want every step from its probe at %d on", got, first)
+		}
+	}
+}
