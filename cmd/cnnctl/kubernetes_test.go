@@ -53,7 +53,7 @@ func TestKubernetesJobsCommandLinesParse(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var out bytes.Buffer
-			root := newRootCmd(&out, &out)
+			root, _ := newRootCmd(&out, &out)
 			sub, _, err := root.Find(argv)
 			if err != nil || sub == root {
 				t.Fatalf("%s: %s: %q is no cnnctl command: %v", s.Dir, pc, argv, err)

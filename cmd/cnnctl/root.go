@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -14,9 +17,47 @@ import (
 // run executes cnnctl with args, writing results to stdout and diagnostics to
 // stderr. Tests call it directly.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	root := newRootCmd(stdout, stderr)
+	root, profile := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
-	return root.ExecuteContext(ctx)
+	err := root.ExecuteContext(ctx)
+	return errors.Join(err, profile.stop())
+}
+
+// cpuProfile is --cpuprofile's file, written while the command runs, for
+// `go tool pprof` (what a benchmark's time goes to, in the process that
+// spends it).
+type cpuProfile struct {
+	path string
+	file *os.File
+}
+
+func (p *cpuProfile) start() error {
+	if p.path == "" {
+		return nil
+	}
+	f, err := os.Create(p.path)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	p.file = f
+	return nil
+}
+
+func (p *cpuProfile) stop() error {
+	if p.file == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := p.file.Close()
+	p.file = nil
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return nil
 }
 
 // env is what every subcommand writes to.
@@ -25,9 +66,10 @@ type env struct {
 	log            *slog.Logger
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *cpuProfile) {
 	e := &env{stdout: stdout, stderr: stderr}
 	var verbose bool
+	profile := &cpuProfile{}
 	root := &cobra.Command{
 		Use:           "cnnctl",
 		Short:         "Train convolutional networks on MNIST, on one machine or many",
@@ -41,15 +83,19 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 			// Flags the command line left unset take their environment
 			// variables, as in the coordinator and worker commands.
-			return envflag.Apply(cmd.Flags(), os.Getenv)
+			if err := envflag.Apply(cmd.Flags(), os.Getenv); err != nil {
+				return err
+			}
+			return profile.start()
 		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug detail to stderr")
+	root.PersistentFlags().StringVar(&profile.path, "cpuprofile", "", "write a CPU profile of the whole command to this file (for go tool pprof)")
 	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newExportCmd(e), newPredictCmd(e), newVizCmd(e))
 	root.AddCommand(newSubmitCmd(e), newStatusCmd(e), newListCmd(e), newWatchCmd(e), newCancelCmd(e),
 		newLogsCmd(e), newDownloadCmd(e), newWorkersCmd(e), newLeaderCmd(e), newEtcdCmd(e), newBenchCmd(e))
 	root.AddCommand(newCertsCmd(e))
-	return root
+	return root, profile
 }
