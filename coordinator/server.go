@@ -244,6 +244,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
 		grpc.MaxSendMsgSize(dpcnnv1.MaxMessageSize),
+		grpc.InitialWindowSize(dpcnnv1.WindowSize),
+		grpc.InitialConnWindowSize(dpcnnv1.WindowSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(append(unary, s.unaryGate)...),

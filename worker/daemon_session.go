@@ -64,6 +64,8 @@ func (d *daemon) session(ctx context.Context) sessionEnd {
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize),
 			grpc.MaxCallSendMsgSize(dpcnnv1.MaxMessageSize)),
+		grpc.WithInitialWindowSize(dpcnnv1.WindowSize),
+		grpc.WithInitialConnWindowSize(dpcnnv1.WindowSize),
 		// The daemon paces reconnections itself; gRPC's own backoff (up
 		// to two minutes) must not hold a restarted coordinator back.
 		grpc.WithConnectParams(grpc.ConnectParams{
