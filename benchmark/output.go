@@ -20,7 +20,7 @@ func (s Scaling) Describe() string {
 		parts = append(parts, fmt.Sprintf("strong scaling, global batch %d", s.Batch))
 	}
 	parts = append(parts, fmt.Sprintf("micro-batch %d", s.MicroBatch),
-		fmt.Sprintf("%d steps after %d warm-up, %d rounds", s.Steps, s.Warmup, s.Repeat))
+		fmt.Sprintf("%d steps after %d warm-up, %d rounds after one untimed warm-up job", s.Steps, s.Warmup, s.Repeat))
 	if s.Synthetic {
 		parts = append(parts, fmt.Sprintf("synthetic workers (%g ms per micro-batch)", s.ComputeMs))
 	}

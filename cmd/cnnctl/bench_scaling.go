@@ -246,7 +246,18 @@ func runBenchScaling(ctx context.Context, e *env, o *benchScalingOptions, p *sca
 	if o.quiet {
 		progress = io.Discard
 	}
-	prog := newBenchProgress(progress, o.repeat*len(p.counts))
+	prog := newBenchProgress(progress, 1+o.repeat*len(p.counts))
+	// The first job a cluster runs pays for what happens once (connections
+	// opening up, the first collections after the workers loaded MNIST):
+	// measured 20% slower steps than the same count later in the same run.
+	// One untimed job on the largest count takes that on every worker, so
+	// it does not fall on whichever count comes first.
+	largest := slices.Max(p.counts)
+	if _, err := runTimedJob(ctx, target.client, p.specs[largest], o.warmup, o.jobs.spec.Steps); err != nil {
+		prog.finish()
+		return fmt.Errorf("warm-up job, %d workers: %w", largest, err)
+	}
+	prog.done(fmt.Sprintf("warm-up job on %s (not counted)", plural(largest, "worker")))
 	rounds := map[int][]stepFigures{}
 	for r := range o.repeat {
 		for _, w := range p.counts {

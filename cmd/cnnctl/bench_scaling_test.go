@@ -103,6 +103,10 @@ func TestBenchScalingSyntheticJSONAndPlots(t *testing.T) {
 	if !strings.Contains(stderr, "round 2/2, 3 workers") {
 		t.Errorf("no progress line for the last run:\n%s", stderr)
 	}
+	// The untimed warm-up job runs first, on the largest count.
+	if w, r := strings.Index(stderr, "warm-up job on 3 workers (not counted)"), strings.Index(stderr, "round 1/2"); w < 0 || r < 0 || w > r {
+		t.Errorf("no warm-up job on 3 workers before the first round:\n%s", stderr)
+	}
 }
 
 func abs(x float64) float64 {
