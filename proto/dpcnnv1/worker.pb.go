@@ -57,9 +57,13 @@ type JoinRequest struct {
 	// or fetched earlier.
 	Dataset []*FileInfo `protobuf:"bytes,7,rep,name=dataset,proto3" json:"dataset,omitempty"`
 	// Version is the worker's build version, to spot mixed deployments.
-	Version       string `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version string `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
+	// AcceptsParamsDelta says the worker applies Assignment.params_delta
+	// (revision 4). The coordinator sends deltas only to workers that say so;
+	// older workers get whole parameter vectors, as before.
+	AcceptsParamsDelta bool `protobuf:"varint,9,opt,name=accepts_params_delta,json=acceptsParamsDelta,proto3" json:"accepts_params_delta,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JoinRequest) Reset() {
@@ -146,6 +150,13 @@ func (x *JoinRequest) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetAcceptsParamsDelta() bool {
+	if x != nil {
+		return x.AcceptsParamsDelta
+	}
+	return false
 }
 
 // JoinResponse admits a worker.
@@ -696,7 +707,12 @@ type Assignment struct {
 	//
 	//	*Assignment_Train
 	//	*Assignment_Eval
-	Work          isAssignment_Work `protobuf_oneof:"work"`
+	Work isAssignment_Work `protobuf_oneof:"work"`
+	// ParamsDelta, in place of params, gives params_version as its exact
+	// difference from the version the worker holds (revision 4): sent to a
+	// worker that announced JoinRequest.accepts_params_delta and holds the
+	// version just before, which it did when it had work in the step before.
+	ParamsDelta   *ParamsDelta `protobuf:"bytes,10,opt,name=params_delta,json=paramsDelta,proto3" json:"params_delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,6 +821,13 @@ func (x *Assignment) GetEval() *EvalWork {
 	return nil
 }
 
+func (x *Assignment) GetParamsDelta() *ParamsDelta {
+	if x != nil {
+		return x.ParamsDelta
+	}
+	return nil
+}
+
 type isAssignment_Work interface {
 	isAssignment_Work()
 }
@@ -821,6 +844,83 @@ func (*Assignment_Train) isAssignment_Work() {}
 
 func (*Assignment_Eval) isAssignment_Work() {}
 
+// ParamsDelta is a parameter vector as the bitwise XOR of its float32s with
+// those of the base version, byte plane by byte plane: consecutive
+// versions share signs, exponents and the high bits of most mantissas, so
+// the high planes are nearly all zero. It decodes to the same bits as the
+// whole vector (dpcnnv1.ApplyParamsDelta).
+type ParamsDelta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// BaseVersion is the version the XOR is taken against.
+	BaseVersion uint64 `protobuf:"varint,1,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	// Count is the number of float32s.
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Planes holds, for k = 0 … 3, plane k (byte 3 − k of every XOR word,
+	// the most significant first, count bytes) as one block:
+	//
+	//	0x00: all zero, nothing follows;
+	//	0x01: raw, the plane's bytes follow;
+	//	0x02: sparse, the block of the plane's bitmap follows (ceil(n / 8)
+	//	      bytes for n bytes, bit i % 8 of byte i / 8 set where byte i is
+	//	      not zero), then the plane's nonzero bytes in order.
+	//
+	// A bitmap is itself a plane, encoded the same way.
+	Planes        []byte `protobuf:"bytes,3,opt,name=planes,proto3" json:"planes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParamsDelta) Reset() {
+	*x = ParamsDelta{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParamsDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParamsDelta) ProtoMessage() {}
+
+func (x *ParamsDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParamsDelta.ProtoReflect.Descriptor instead.
+func (*ParamsDelta) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ParamsDelta) GetBaseVersion() uint64 {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return 0
+}
+
+func (x *ParamsDelta) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ParamsDelta) GetPlanes() []byte {
+	if x != nil {
+		return x.Planes
+	}
+	return nil
+}
+
 // TrainWork asks for the gradient sum of one subtree of a step, answered
 // by one WorkResult.
 type TrainWork struct {
@@ -836,7 +936,7 @@ type TrainWork struct {
 
 func (x *TrainWork) Reset() {
 	*x = TrainWork{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +948,7 @@ func (x *TrainWork) String() string {
 func (*TrainWork) ProtoMessage() {}
 
 func (x *TrainWork) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +961,7 @@ func (x *TrainWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainWork.ProtoReflect.Descriptor instead.
 func (*TrainWork) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TrainWork) GetSubtree() *Subtree {
@@ -890,7 +990,7 @@ type Subtree struct {
 
 func (x *Subtree) Reset() {
 	*x = Subtree{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1002,7 @@ func (x *Subtree) String() string {
 func (*Subtree) ProtoMessage() {}
 
 func (x *Subtree) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1015,7 @@ func (x *Subtree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subtree.ProtoReflect.Descriptor instead.
 func (*Subtree) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Subtree) GetFirstLeaf() uint32 {
@@ -952,7 +1052,7 @@ type EvalWork struct {
 
 func (x *EvalWork) Reset() {
 	*x = EvalWork{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1064,7 @@ func (x *EvalWork) String() string {
 func (*EvalWork) ProtoMessage() {}
 
 func (x *EvalWork) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1077,7 @@ func (x *EvalWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvalWork.ProtoReflect.Descriptor instead.
 func (*EvalWork) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EvalWork) GetBegin() int64 {
@@ -1013,7 +1113,7 @@ type CancelWork struct {
 
 func (x *CancelWork) Reset() {
 	*x = CancelWork{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1125,7 @@ func (x *CancelWork) String() string {
 func (*CancelWork) ProtoMessage() {}
 
 func (x *CancelWork) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1138,7 @@ func (x *CancelWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWork.ProtoReflect.Descriptor instead.
 func (*CancelWork) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelWork) GetJobId() string {
@@ -1088,7 +1188,7 @@ type WorkResult struct {
 
 func (x *WorkResult) Reset() {
 	*x = WorkResult{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1200,7 @@ func (x *WorkResult) String() string {
 func (*WorkResult) ProtoMessage() {}
 
 func (x *WorkResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1213,7 @@ func (x *WorkResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkResult.ProtoReflect.Descriptor instead.
 func (*WorkResult) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WorkResult) GetAssignmentId() uint64 {
@@ -1210,7 +1310,7 @@ type SubtreeGradient struct {
 
 func (x *SubtreeGradient) Reset() {
 	*x = SubtreeGradient{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1322,7 @@ func (x *SubtreeGradient) String() string {
 func (*SubtreeGradient) ProtoMessage() {}
 
 func (x *SubtreeGradient) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1335,7 @@ func (x *SubtreeGradient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtreeGradient.ProtoReflect.Descriptor instead.
 func (*SubtreeGradient) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubtreeGradient) GetFirstLeaf() uint32 {
@@ -1288,7 +1388,7 @@ type EvalCount struct {
 
 func (x *EvalCount) Reset() {
 	*x = EvalCount{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1400,7 @@ func (x *EvalCount) String() string {
 func (*EvalCount) ProtoMessage() {}
 
 func (x *EvalCount) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1413,7 @@ func (x *EvalCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvalCount.ProtoReflect.Descriptor instead.
 func (*EvalCount) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EvalCount) GetBegin() int64 {
@@ -1341,7 +1441,7 @@ var File_dpcnn_v1_worker_proto protoreflect.FileDescriptor
 
 const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x15dpcnn/v1/worker.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\x89\x02\n" +
+	"\x15dpcnn/v1/worker.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xbb\x02\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -1350,7 +1450,8 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x05cores\x18\x05 \x01(\x05R\x05cores\x12$\n" +
 	"\x0eimages_per_sec\x18\x06 \x01(\x01R\fimagesPerSec\x12,\n" +
 	"\adataset\x18\a \x03(\v2\x12.dpcnn.v1.FileInfoR\adataset\x12\x18\n" +
-	"\aversion\x18\b \x01(\tR\aversion\"\xd4\x01\n" +
+	"\aversion\x18\b \x01(\tR\aversion\x120\n" +
+	"\x14accepts_params_delta\x18\t \x01(\bR\x12acceptsParamsDelta\"\xd4\x01\n" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12%\n" +
@@ -1379,7 +1480,7 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"assignment\x18\x01 \x01(\v2\x14.dpcnn.v1.AssignmentH\x00R\n" +
 	"assignment\x12.\n" +
 	"\x06cancel\x18\x02 \x01(\v2\x14.dpcnn.v1.CancelWorkH\x00R\x06cancelB\x06\n" +
-	"\x04kind\"\xc6\x02\n" +
+	"\x04kind\"\x80\x03\n" +
 	"\n" +
 	"Assignment\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\x04R\fassignmentId\x12\x15\n" +
@@ -1390,8 +1491,14 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x0eparams_version\x18\x06 \x01(\x04R\rparamsVersion\x12(\n" +
 	"\x06params\x18\a \x01(\v2\x10.dpcnn.v1.TensorR\x06params\x12+\n" +
 	"\x05train\x18\b \x01(\v2\x13.dpcnn.v1.TrainWorkH\x00R\x05train\x12(\n" +
-	"\x04eval\x18\t \x01(\v2\x12.dpcnn.v1.EvalWorkH\x00R\x04evalB\x06\n" +
-	"\x04work\"8\n" +
+	"\x04eval\x18\t \x01(\v2\x12.dpcnn.v1.EvalWorkH\x00R\x04eval\x128\n" +
+	"\fparams_delta\x18\n" +
+	" \x01(\v2\x15.dpcnn.v1.ParamsDeltaR\vparamsDeltaB\x06\n" +
+	"\x04work\"^\n" +
+	"\vParamsDelta\x12!\n" +
+	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x16\n" +
+	"\x06planes\x18\x03 \x01(\fR\x06planes\"8\n" +
 	"\tTrainWork\x12+\n" +
 	"\asubtree\x18\x01 \x01(\v2\x11.dpcnn.v1.SubtreeR\asubtree\"a\n" +
 	"\aSubtree\x12\x1d\n" +
@@ -1448,7 +1555,7 @@ func file_dpcnn_v1_worker_proto_rawDescGZIP() []byte {
 	return file_dpcnn_v1_worker_proto_rawDescData
 }
 
-var file_dpcnn_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_dpcnn_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_dpcnn_v1_worker_proto_goTypes = []any{
 	(*JoinRequest)(nil),         // 0: dpcnn.v1.JoinRequest
 	(*JoinResponse)(nil),        // 1: dpcnn.v1.JoinResponse
@@ -1459,44 +1566,46 @@ var file_dpcnn_v1_worker_proto_goTypes = []any{
 	(*WorkFailure)(nil),         // 6: dpcnn.v1.WorkFailure
 	(*CoordinatorMessage)(nil),  // 7: dpcnn.v1.CoordinatorMessage
 	(*Assignment)(nil),          // 8: dpcnn.v1.Assignment
-	(*TrainWork)(nil),           // 9: dpcnn.v1.TrainWork
-	(*Subtree)(nil),             // 10: dpcnn.v1.Subtree
-	(*EvalWork)(nil),            // 11: dpcnn.v1.EvalWork
-	(*CancelWork)(nil),          // 12: dpcnn.v1.CancelWork
-	(*WorkResult)(nil),          // 13: dpcnn.v1.WorkResult
-	(*SubtreeGradient)(nil),     // 14: dpcnn.v1.SubtreeGradient
-	(*EvalCount)(nil),           // 15: dpcnn.v1.EvalCount
-	(*FileInfo)(nil),            // 16: dpcnn.v1.FileInfo
-	(*Tensor)(nil),              // 17: dpcnn.v1.Tensor
-	(*FileChunk)(nil),           // 18: dpcnn.v1.FileChunk
+	(*ParamsDelta)(nil),         // 9: dpcnn.v1.ParamsDelta
+	(*TrainWork)(nil),           // 10: dpcnn.v1.TrainWork
+	(*Subtree)(nil),             // 11: dpcnn.v1.Subtree
+	(*EvalWork)(nil),            // 12: dpcnn.v1.EvalWork
+	(*CancelWork)(nil),          // 13: dpcnn.v1.CancelWork
+	(*WorkResult)(nil),          // 14: dpcnn.v1.WorkResult
+	(*SubtreeGradient)(nil),     // 15: dpcnn.v1.SubtreeGradient
+	(*EvalCount)(nil),           // 16: dpcnn.v1.EvalCount
+	(*FileInfo)(nil),            // 17: dpcnn.v1.FileInfo
+	(*Tensor)(nil),              // 18: dpcnn.v1.Tensor
+	(*FileChunk)(nil),           // 19: dpcnn.v1.FileChunk
 }
 var file_dpcnn_v1_worker_proto_depIdxs = []int32{
-	16, // 0: dpcnn.v1.JoinRequest.dataset:type_name -> dpcnn.v1.FileInfo
-	16, // 1: dpcnn.v1.JoinResponse.dataset:type_name -> dpcnn.v1.FileInfo
+	17, // 0: dpcnn.v1.JoinRequest.dataset:type_name -> dpcnn.v1.FileInfo
+	17, // 1: dpcnn.v1.JoinResponse.dataset:type_name -> dpcnn.v1.FileInfo
 	4,  // 2: dpcnn.v1.WorkerMessage.hello:type_name -> dpcnn.v1.Hello
-	13, // 3: dpcnn.v1.WorkerMessage.result:type_name -> dpcnn.v1.WorkResult
+	14, // 3: dpcnn.v1.WorkerMessage.result:type_name -> dpcnn.v1.WorkResult
 	5,  // 4: dpcnn.v1.WorkerMessage.heartbeat:type_name -> dpcnn.v1.Heartbeat
 	6,  // 5: dpcnn.v1.WorkerMessage.failure:type_name -> dpcnn.v1.WorkFailure
 	8,  // 6: dpcnn.v1.CoordinatorMessage.assignment:type_name -> dpcnn.v1.Assignment
-	12, // 7: dpcnn.v1.CoordinatorMessage.cancel:type_name -> dpcnn.v1.CancelWork
-	17, // 8: dpcnn.v1.Assignment.params:type_name -> dpcnn.v1.Tensor
-	9,  // 9: dpcnn.v1.Assignment.train:type_name -> dpcnn.v1.TrainWork
-	11, // 10: dpcnn.v1.Assignment.eval:type_name -> dpcnn.v1.EvalWork
-	10, // 11: dpcnn.v1.TrainWork.subtree:type_name -> dpcnn.v1.Subtree
-	14, // 12: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
-	15, // 13: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
-	17, // 14: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
-	0,  // 15: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
-	3,  // 16: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
-	2,  // 17: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
-	1,  // 18: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
-	7,  // 19: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
-	18, // 20: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 7: dpcnn.v1.CoordinatorMessage.cancel:type_name -> dpcnn.v1.CancelWork
+	18, // 8: dpcnn.v1.Assignment.params:type_name -> dpcnn.v1.Tensor
+	10, // 9: dpcnn.v1.Assignment.train:type_name -> dpcnn.v1.TrainWork
+	12, // 10: dpcnn.v1.Assignment.eval:type_name -> dpcnn.v1.EvalWork
+	9,  // 11: dpcnn.v1.Assignment.params_delta:type_name -> dpcnn.v1.ParamsDelta
+	11, // 12: dpcnn.v1.TrainWork.subtree:type_name -> dpcnn.v1.Subtree
+	15, // 13: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
+	16, // 14: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
+	18, // 15: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
+	0,  // 16: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
+	3,  // 17: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
+	2,  // 18: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
+	1,  // 19: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
+	7,  // 20: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
+	19, // 21: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_dpcnn_v1_worker_proto_init() }
@@ -1519,7 +1628,7 @@ func file_dpcnn_v1_worker_proto_init() {
 		(*Assignment_Train)(nil),
 		(*Assignment_Eval)(nil),
 	}
-	file_dpcnn_v1_worker_proto_msgTypes[13].OneofWrappers = []any{
+	file_dpcnn_v1_worker_proto_msgTypes[14].OneofWrappers = []any{
 		(*WorkResult_Train)(nil),
 		(*WorkResult_Eval)(nil),
 	}
@@ -1529,7 +1638,7 @@ func file_dpcnn_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dpcnn_v1_worker_proto_rawDesc), len(file_dpcnn_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
