@@ -61,11 +61,9 @@ type driver struct {
 	reissuedBefore int64
 	dirty          bool // the status changed since it was last written
 	lastWrite      time.Time
-	grad           []float32 // received gradients, decoded
-	times          stepTimes // for the metrics and the progress reports
-	// paramsTensor is the latest parameter version sent, encoded once.
-	paramsTensor        *dpcnnv1.Tensor
-	paramsTensorVersion int64
+	grad           []float32  // received gradients, decoded
+	times          stepTimes  // for the metrics and the progress reports
+	params         *paramsOut // the parameter versions sent, encoded once each
 }
 
 // driverWorker is a worker in the engine and what its stream has been sent.
@@ -110,6 +108,7 @@ func newDriver(s *Server, l *leadership, e *jobEntry) *driver {
 		backend: e.status.Backend,
 		workers: map[string]*driverWorker{},
 		touched: map[*workStream]bool{},
+		params:  newParamsOut(),
 	}
 	d.spec, d.specErr = job.Parse(e.spec)
 	if d.specErr == nil {
@@ -232,6 +231,9 @@ func (d *driver) input(in driverInput) {
 		}
 	case workFailure:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			// The failure may have left the worker without the parameters
+			// it was sent (a delta it could not apply): send them whole.
+			dw.version = -1
 			d.s.cfg.Metrics.WorkerFailed()
 			d.step(train.WorkFailed{Worker: in.ws.worker, Assignment: in.f.AssignmentId, Err: errors.New(in.f.Message)})
 		}
@@ -442,15 +444,9 @@ func (d *driver) assignment(dw *driverWorker, id uint64, epoch, step, version in
 		a.JobSpecJson = d.entry.spec // never changes
 		dw.specSent = true
 	}
+	d.params.see(version, params)
 	if dw.version != version {
-		// One encoding of a version for every worker: messages only read
-		// it (gRPC marshals it on each stream's goroutine), and the copy
-		// outlives the engine's buffer, which the next step changes.
-		if d.paramsTensor == nil || d.paramsTensorVersion != version {
-			d.paramsTensor = dpcnnv1.NewTensor("params", []int{len(params)}, params)
-			d.paramsTensorVersion = version
-		}
-		a.Params = d.paramsTensor
+		d.params.set(a, version, dw.version, dw.ws.deltas, d.s.cfg.Metrics)
 		dw.version = version
 	}
 	return a

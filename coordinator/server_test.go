@@ -154,8 +154,10 @@ type testWorker struct {
 	silent      bool
 	quits       bool // ends its stream on its first assignment, with it in hand
 	misecho     bool
-	assignments atomic.Int64 // how many it received
-	ended       error        // how the coordinator ended its stream
+	deltas      bool                                 // announces and applies parameter deltas, as the worker daemon does
+	paramsGot   struct{ whole, deltas atomic.Int64 } // parameter vectors received, by encoding
+	assignments atomic.Int64                         // how many it received
+	ended       error                                // how the coordinator ended its stream
 
 	mu  sync.Mutex
 	ids map[string][]uint64 // the assignment IDs it received, by job
@@ -170,7 +172,7 @@ func (w *testWorker) received(jobID string) []uint64 {
 
 func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 	client := dpcnnv1.NewWorkerServiceClient(conn)
-	joined, err := client.Join(ctx, &dpcnnv1.JoinRequest{WorkerId: w.id, Backend: "cpu", Cores: 1, ImagesPerSec: 1000, Version: "test"})
+	joined, err := client.Join(ctx, &dpcnnv1.JoinRequest{WorkerId: w.id, Backend: "cpu", Cores: 1, ImagesPerSec: 1000, Version: "test", AcceptsParamsDelta: w.deltas})
 	if err != nil {
 		return fmt.Errorf("worker %s: join: %w", w.id, err)
 	}
@@ -213,6 +215,7 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 		params []float32
 		leaves [][]float32
 		losses []float64
+		codec  dpcnnv1.DeltaCodec
 	)
 	for {
 		m, err := stream.Recv()
@@ -255,7 +258,19 @@ func (w *testWorker) run(ctx context.Context, conn *grpc.ClientConn) error {
 			params = make([]float32, comp.ParamCount())
 		}
 		if a.Params != nil {
+			w.paramsGot.whole.Add(1)
 			if err := a.Params.DecodeInto(params); err != nil {
+				return err
+			}
+			if err := comp.SetParams(params); err != nil {
+				return err
+			}
+		} else if a.ParamsDelta != nil {
+			w.paramsGot.deltas.Add(1)
+			if !w.deltas {
+				return fmt.Errorf("worker %s: a parameter delta, though it did not accept deltas", w.id)
+			}
+			if err := codec.Apply(params, a.ParamsDelta); err != nil {
 				return err
 			}
 			if err := comp.SetParams(params); err != nil {
@@ -434,6 +449,27 @@ func TestServerRunsJob(t *testing.T) {
 	waitLeading(t, c)
 	startWorkers(t, c.conn, &testWorker{id: "w-1", train: train, test: test}, &testWorker{id: "w-2", train: train, test: test})
 	runTinyJob(t, cli, c, tinySpec(), 2, false)
+}
+
+// A worker that takes parameter deltas gets them (whole vectors only
+// when it holds no version or not the one before), the other whole
+// vectors, and the job's parameters are the local Trainer's bit for bit.
+func TestServerSendsParamsDeltas(t *testing.T) {
+	train, test := loadMNIST(t)
+	cli := testEtcd(t)
+	c := startCoordinator(t, cli, "c1", t.TempDir())
+	waitLeading(t, c)
+	deltas := &testWorker{id: "w-delta", train: train, test: test, deltas: true}
+	whole := &testWorker{id: "w-whole", train: train, test: test}
+	startWorkers(t, c.conn, deltas, whole)
+	runTinyJob(t, cli, c, tinySpec(), 2, false)
+	t.Logf("delta worker: %d deltas, %d whole; other: %d whole", deltas.paramsGot.deltas.Load(), deltas.paramsGot.whole.Load(), whole.paramsGot.whole.Load())
+	if d, w := deltas.paramsGot.deltas.Load(), deltas.paramsGot.whole.Load(); d == 0 || w == 0 || d < w {
+		t.Errorf("the delta worker received %d deltas and %d whole vectors, want more deltas than whole vectors, both some", d, w)
+	}
+	if d, w := whole.paramsGot.deltas.Load(), whole.paramsGot.whole.Load(); d != 0 || w == 0 {
+		t.Errorf("the other worker received %d deltas and %d whole vectors, want only whole ones", d, w)
+	}
 }
 
 // Workers that answer with wrong-shaped gradients or malformed results, or

@@ -36,6 +36,7 @@ type workStream struct {
 	worker  string
 	backend string
 	speed   float64 // images/s the worker joined with
+	deltas  bool    // the worker applies parameter deltas (JoinRequest.accepts_params_delta)
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	out     *mailbox[*dpcnnv1.CoordinatorMessage]
@@ -264,7 +265,7 @@ func (s *Server) openStream(ctx context.Context, hello *dpcnnv1.Hello) (*workStr
 	sctx, cancel := context.WithCancelCause(ctx)
 	stopOnLoss := context.AfterFunc(s.lead.ctx, func() { cancel(errLostLead) })
 	ws := &workStream{
-		worker: hello.WorkerId, backend: w.join.Backend, speed: w.join.ImagesPerSec,
+		worker: hello.WorkerId, backend: w.join.Backend, speed: w.join.ImagesPerSec, deltas: w.join.AcceptsParamsDelta,
 		ctx: sctx, cancel: func(cause error) { stopOnLoss(); cancel(cause) },
 		out: newMailbox[*dpcnnv1.CoordinatorMessage](), outstanding: map[uint64]bool{},
 	}

@@ -70,7 +70,7 @@ func TestMetricsOfAJob(t *testing.T) {
 		"dpcnn_train_steps_total", "dpcnn_train_images_total", "dpcnn_train_loss", "dpcnn_test_accuracy",
 		"dpcnn_step_phase_seconds", "dpcnn_worker_microbatch_seconds", "dpcnn_workers_live",
 		"dpcnn_reassignments_total", "dpcnn_worker_failures_total", "dpcnn_jobs", "dpcnn_checkpoints_total",
-		"dpcnn_leader", "grpc_server_handled_total", "go_goroutines",
+		"dpcnn_leader", "dpcnn_params_sent_bytes_total", "grpc_server_handled_total", "go_goroutines",
 	} {
 		if families[name] == nil {
 			t.Errorf("%s not exposed", name)
@@ -123,6 +123,9 @@ func TestMetricsOfAJob(t *testing.T) {
 		t.Errorf("dpcnn_jobs{state=succeeded} = %v, want 1", got)
 	}
 	want("dpcnn_workers_live", value("dpcnn_workers_live"), 1)
+	// The worker got the first version whole and the later ones as deltas.
+	want("dpcnn_params_sent_bytes_total{encoding=whole}", value("dpcnn_params_sent_bytes_total", "encoding", metrics.ParamsWhole), 1)
+	want("dpcnn_params_sent_bytes_total{encoding=delta}", value("dpcnn_params_sent_bytes_total", "encoding", metrics.ParamsDelta), 1)
 }
 
 // scrape reads a /metrics page by the text parser.

@@ -33,6 +33,7 @@ type Metrics struct {
 	steps, images, reassignments, failures, checkpoints prometheus.Counter
 	loss, accuracy                                      prometheus.Gauge
 	phase, microbatch                                   *prometheus.HistogramVec
+	paramsSent                                          *prometheus.CounterVec
 
 	mu    sync.Mutex
 	state func() State // nil: no coordinator in this process
@@ -70,11 +71,15 @@ func New() *Metrics {
 		Name: "dpcnn_worker_microbatch_seconds", Help: "Compute time of one micro-batch, by worker.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	}, []string{"worker"})
+	m.paramsSent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dpcnn_params_sent_bytes_total",
+		Help: "Parameter bytes sent to workers, by encoding: whole vectors, or deltas from the version before.",
+	}, []string{"encoding"})
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.steps, m.images, m.reassignments, m.failures, m.checkpoints,
-		m.loss, m.accuracy, m.phase, m.microbatch,
+		m.loss, m.accuracy, m.phase, m.microbatch, m.paramsSent,
 		stateCollector{m},
 	)
 	return m
@@ -129,6 +134,20 @@ func (m *Metrics) Microbatches(worker string, n int, d time.Duration) {
 func (m *Metrics) Reassigned() {
 	if m != nil {
 		m.reassignments.Inc()
+	}
+}
+
+// Parameter encodings, the values of dpcnn_params_sent_bytes_total's label
+// encoding.
+const (
+	ParamsWhole = "whole"
+	ParamsDelta = "delta"
+)
+
+// ParamsSent counts the bytes of parameters sent to one worker.
+func (m *Metrics) ParamsSent(encoding string, bytes int) {
+	if m != nil {
+		m.paramsSent.WithLabelValues(encoding).Add(float64(bytes))
 	}
 }
 

@@ -58,6 +58,7 @@ type jobRun struct {
 	params     []float32 // decode buffer of Assignment.params
 	version    uint64    // of the parameters in comp, when haveParams
 	haveParams bool
+	codec      dpcnnv1.DeltaCodec // applies parameter deltas to params
 
 	leafGrads  [][]float32
 	leafLosses []float64
@@ -108,8 +109,37 @@ func (js *jobs) prepare(a *dpcnnv1.Assignment, train *dataset.Set) (*jobRun, err
 			return nil, err
 		}
 		j.version, j.haveParams = a.GetParamsVersion(), true
+	} else if d := a.GetParamsDelta(); d != nil {
+		if err := j.applyDelta(a.GetParamsVersion(), d); err != nil {
+			return nil, err
+		}
 	}
 	return j, nil
+}
+
+// applyDelta turns the parameters held into version, from a delta against
+// the version held. A delta that does not fit leaves the replica without
+// parameters, so that later work fails too until whole parameters come:
+// the coordinator sends those after any failure.
+func (j *jobRun) applyDelta(version uint64, d *dpcnnv1.ParamsDelta) error {
+	if !j.haveParams || j.version != d.GetBaseVersion() {
+		held := "none"
+		if j.haveParams {
+			held = fmt.Sprintf("version %d", j.version)
+		}
+		j.haveParams = false
+		return fmt.Errorf("parameters of version %d as a delta against version %d: %s held", version, d.GetBaseVersion(), held)
+	}
+	if err := j.codec.Apply(j.params, d); err != nil {
+		j.haveParams = false
+		return fmt.Errorf("parameters of version %d: %w", version, err)
+	}
+	if err := j.comp.SetParams(j.params); err != nil {
+		j.haveParams = false
+		return err
+	}
+	j.version = version
+	return nil
 }
 
 // build makes a job's replica from its spec.

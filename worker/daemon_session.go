@@ -135,6 +135,8 @@ func (d *daemon) join(ctx context.Context, conn *grpc.ClientConn, client dpcnnv1
 		ImagesPerSec:  d.speed,
 		Dataset:       d.files,
 		Version:       d.cfg.Version,
+		// This worker applies parameter deltas (jobs.prepare).
+		AcceptsParamsDelta: true,
 	})
 	if err == nil {
 		return resp, nil
