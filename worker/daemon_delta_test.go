@@ -48,9 +48,8 @@ func TestDaemonAppliesParamsDeltas(t *testing.T) {
 	grad, losses, correct = direct(t, spec, train, p1, 0, 1, idx)
 	checkGradient(t, ss.next(t), 2, 0, 2, grad, losses, correct)
 
-	wrongBase := *delta
-	wrongBase.BaseVersion = 5
-	ss.assign(t, withDelta(3, 6, &wrongBase, 6))
+	wrongBase := &dpcnnv1.ParamsDelta{BaseVersion: 5, Count: delta.Count, Planes: delta.Planes}
+	ss.assign(t, withDelta(3, 6, wrongBase, 6))
 	ss.failure(t, 3, "parameters of version 6 as a delta against version 5: version 1 held")
 	ss.assign(t, trainAssignment(4, "job-d", nil, 1, nil, 0, 1, subtree(0, 2, idx...)))
 	ss.failure(t, 4, "no parameters received for version 1")
