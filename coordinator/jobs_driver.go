@@ -64,6 +64,7 @@ type driver struct {
 	grad           []float32  // received gradients, decoded
 	times          stepTimes  // for the metrics and the progress reports
 	params         *paramsOut // the parameter versions sent, encoded once each
+	deltasLogged   bool       // the first delta sent was logged
 }
 
 // driverWorker is a worker in the engine and what its stream has been sent.
@@ -446,7 +447,12 @@ func (d *driver) assignment(dw *driverWorker, id uint64, epoch, step, version in
 	}
 	d.params.see(version, params)
 	if dw.version != version {
-		d.params.set(a, version, dw.version, dw.ws.deltas, d.s.cfg.Metrics)
+		deltas := dw.ws.deltas && len(d.workers) >= d.s.cfg.ParamsDeltaMinWorkers
+		if deltas && !d.deltasLogged {
+			d.deltasLogged = true
+			d.log.Info("parameters go as deltas to the workers that take them", "live_workers", len(d.workers), "from", d.s.cfg.ParamsDeltaMinWorkers)
+		}
+		d.params.set(a, version, dw.version, deltas, d.s.cfg.Metrics)
 		dw.version = version
 	}
 	return a

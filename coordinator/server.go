@@ -84,6 +84,10 @@ type ServerConfig struct {
 	// job's progress to etcd (default 1 s); state changes and checkpoints
 	// are written at once.
 	StatusInterval time.Duration
+	// ParamsDeltaMinWorkers is the number of live workers from which a job
+	// sends parameters as deltas to the workers that take them (default
+	// DefaultParamsDeltaMinWorkers; 1: always). See paramsOut.
+	ParamsDeltaMinWorkers int
 	// Engine tunes the training engine of every job.
 	Engine train.EngineConfig
 	// Clock is the time of the jobs' drivers: the engines' Ticks, the
@@ -131,6 +135,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
+	}
+	if c.ParamsDeltaMinWorkers <= 0 {
+		c.ParamsDeltaMinWorkers = DefaultParamsDeltaMinWorkers
 	}
 	c.Replication = c.Replication.withDefaults()
 	return c

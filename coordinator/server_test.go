@@ -447,17 +447,24 @@ func TestServerRunsJob(t *testing.T) {
 	cli := testEtcd(t)
 	c := startCoordinator(t, cli, "c1", t.TempDir())
 	waitLeading(t, c)
-	startWorkers(t, c.conn, &testWorker{id: "w-1", train: train, test: test}, &testWorker{id: "w-2", train: train, test: test})
+	takesDeltas := &testWorker{id: "w-1", train: train, test: test, deltas: true}
+	startWorkers(t, c.conn, takesDeltas, &testWorker{id: "w-2", train: train, test: test})
 	runTinyJob(t, cli, c, tinySpec(), 2, false)
+	// Two workers are fewer than the default DefaultParamsDeltaMinWorkers.
+	if n := takesDeltas.paramsGot.deltas.Load(); n != 0 {
+		t.Errorf("%d parameter deltas with 2 live workers, want none below %d", n, DefaultParamsDeltaMinWorkers)
+	}
 }
 
-// A worker that takes parameter deltas gets them (whole vectors only
-// when it holds no version or not the one before), the other whole
-// vectors, and the job's parameters are the local Trainer's bit for bit.
+// From ParamsDeltaMinWorkers live workers (2 here), a worker that takes
+// parameter deltas gets them (whole vectors only when it holds no version
+// or not the one before), the other whole vectors, and the job's
+// parameters are the local Trainer's bit for bit.
 func TestServerSendsParamsDeltas(t *testing.T) {
 	train, test := loadMNIST(t)
 	cli := testEtcd(t)
-	c := startCoordinator(t, cli, "c1", t.TempDir())
+	c := startCoordinatorWith(t, cli, "c1", t.TempDir(), func(cfg *ServerConfig) { cfg.ParamsDeltaMinWorkers = 2 },
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	waitLeading(t, c)
 	deltas := &testWorker{id: "w-delta", train: train, test: test, deltas: true}
 	whole := &testWorker{id: "w-whole", train: train, test: test}

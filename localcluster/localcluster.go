@@ -43,6 +43,9 @@ type Config struct {
 	// times would count twice, and the coordinator has them already
 	// from their results.
 	Metrics *metrics.Metrics
+	// ParamsDeltaMinWorkers is the coordinator's (ServerConfig's; 0: its
+	// default).
+	ParamsDeltaMinWorkers int
 	// Synthetic, when positive, makes the workers synthetic: they skip
 	// the math and answer each micro-batch after this long with a gradient
 	// of the job's true size (worker.DaemonConfig.Synthetic).
@@ -171,6 +174,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// The only coordinator: there is no standby to push checkpoints to.
 		Replication: coordinator.ReplicationConfig{Disabled: true},
 		Credentials: credentials.NewTLS(pki.coordinatorServer), Tokens: pki.tokens,
+		ParamsDeltaMinWorkers: cfg.ParamsDeltaMinWorkers,
 	})
 	if err != nil {
 		return nil, err

@@ -27,7 +27,9 @@ func TestMetricsOfAJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc, err := Start(ctx, Config{Dir: t.TempDir(), Workers: 2, Threads: 2, Backend: "cpu", Metrics: m})
+	// Deltas from 2 workers (the default waits for 10), so that both
+	// encodings show.
+	lc, err := Start(ctx, Config{Dir: t.TempDir(), Workers: 2, Threads: 2, Backend: "cpu", Metrics: m, ParamsDeltaMinWorkers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestMetricsOfAJob(t *testing.T) {
 		t.Errorf("dpcnn_jobs{state=succeeded} = %v, want 1", got)
 	}
 	want("dpcnn_workers_live", value("dpcnn_workers_live"), 1)
-	// The worker got the first version whole and the later ones as deltas.
+	// The workers got the first version whole and later ones as deltas.
 	want("dpcnn_params_sent_bytes_total{encoding=whole}", value("dpcnn_params_sent_bytes_total", "encoding", metrics.ParamsWhole), 1)
 	want("dpcnn_params_sent_bytes_total{encoding=delta}", value("dpcnn_params_sent_bytes_total", "encoding", metrics.ParamsDelta), 1)
 }

@@ -46,6 +46,7 @@ type config struct {
 	dataDir, mnistDir string
 	id                string
 	threads           int
+	deltaMinWorkers   int
 	logLevel          string
 	healthListen      string
 	metricsListen     string
@@ -134,6 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ID:      cfg.id, Advertise: cfg.advertise, Etcd: cli, Prefix: cfg.prefix,
 		DataDir: cfg.dataDir, MNISTDir: cfg.mnistDir, Logger: logger, Backend: backend, Version: version,
 		Credentials: creds, Tokens: tokens, Replication: replication,
+		ParamsDeltaMinWorkers: cfg.deltaMinWorkers,
 	})
 	if err != nil {
 		return err
@@ -201,6 +203,7 @@ may be set by the environment variable named in its description instead.`,
 	fs.StringVar(&cfg.mnistDir, "mnist", "", "folder of the MNIST files served to workers; empty fetches them through the Go module proxy")
 	fs.StringVar(&cfg.id, "id", defaultID, "this coordinator's id")
 	fs.IntVar(&cfg.threads, "threads", 0, "threads applying optimizer updates; 0 uses every core")
+	fs.IntVar(&cfg.deltaMinWorkers, "params-delta-min-workers", coordinator.DefaultParamsDeltaMinWorkers, "send parameters as deltas from the version before once a job has this many live workers (1: always); they cost about 1.5 ms of a step and save 38% of the parameter bytes, which pays from about 10 workers on 10 Gbit/s links, sooner on slower ones")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.tls.CA, "tls-ca", "", "CA certificate that workers' and cnnctl's client certificates must chain to")
 	fs.StringVar(&cfg.tls.Cert, "tls-cert", "", "this coordinator's TLS certificate; with clientAuth usage, also presented to etcd")
@@ -219,6 +222,7 @@ may be set by the environment variable named in its description instead.`,
 		"listen", "DPCNN_LISTEN", "advertise", "DPCNN_ADVERTISE", "etcd", "DPCNN_ETCD_ENDPOINTS",
 		"etcd-prefix", "DPCNN_ETCD_PREFIX", "data-dir", "DPCNN_DATA_DIR", "mnist", "DPCNN_MNIST_DIR",
 		"id", "DPCNN_ID", "threads", "DPCNN_THREADS", "log-level", "DPCNN_LOG_LEVEL",
+		"params-delta-min-workers", "DPCNN_PARAMS_DELTA_MIN_WORKERS",
 		"tls-ca", "DPCNN_TLS_CA", "tls-cert", "DPCNN_TLS_CERT", "tls-key", "DPCNN_TLS_KEY",
 		"token-file", "DPCNN_TOKEN_FILE", "etcd-ca", "DPCNN_ETCD_CA", "etcd-cert", "DPCNN_ETCD_CERT",
 		"etcd-key", "DPCNN_ETCD_KEY", "tls-server-name", "DPCNN_TLS_SERVER_NAME",
@@ -247,6 +251,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.replicationTimeout <= 0 {
 		return config{}, fmt.Errorf("--replication-timeout %s: want a positive duration", cfg.replicationTimeout)
+	}
+	if cfg.deltaMinWorkers < 1 {
+		return config{}, fmt.Errorf("--params-delta-min-workers %d: want 1 or more", cfg.deltaMinWorkers)
 	}
 	if cfg.dataDir != "" {
 		abs, err := filepath.Abs(cfg.dataDir)

@@ -129,12 +129,16 @@ func TestParseFlagsFromTheEnvironment(t *testing.T) {
 	t.Setenv("DPCNN_REPLICATE", "false")
 	t.Setenv("DPCNN_REPLICATION_TIMEOUT", "3s")
 	t.Setenv("DPCNN_THREADS", "2")
+	t.Setenv("DPCNN_PARAMS_DELTA_MIN_WORKERS", "3")
 	cfg, err := parseFlags([]string{"--threads", "1"}, os.Getenv, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.listen != "127.0.0.1:7171" || cfg.replicate || cfg.replicationTimeout != 3*time.Second || cfg.threads != 1 {
-		t.Errorf("listen %q, replicate %v, timeout %v, threads %d", cfg.listen, cfg.replicate, cfg.replicationTimeout, cfg.threads)
+	if cfg.listen != "127.0.0.1:7171" || cfg.replicate || cfg.replicationTimeout != 3*time.Second || cfg.threads != 1 || cfg.deltaMinWorkers != 3 {
+		t.Errorf("listen %q, replicate %v, timeout %v, threads %d, delta from %d workers", cfg.listen, cfg.replicate, cfg.replicationTimeout, cfg.threads, cfg.deltaMinWorkers)
+	}
+	if _, err := parseFlags([]string{"--params-delta-min-workers", "0"}, os.Getenv, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--params-delta-min-workers 0") {
+		t.Errorf("--params-delta-min-workers 0: %v", err)
 	}
 	for name, value := range map[string]string{"DPCNN_REPLICATION_TIMEOUT": "soon", "DPCNN_REPLICATE": "perhaps", "DPCNN_THREADS": "many", "DPCNN_INSECURE": "yes please"} {
 		t.Run(name, func(t *testing.T) {
