@@ -47,10 +47,13 @@ func cpuFilterBlockK(rows int) int {
 	return (rows + blocks - 1) / blocks
 }
 
-// cpuFilterPackLen is the length of the packed patches of one k block
-// followed by the scratch row of cpuPackPatchesT.
+// cpuFilterPackLen is the length of the packed patches of the longest k
+// block followed by the scratch row of cpuPackPatchesT. A short last block
+// has longer k blocks than a whole one (128 of its 128 rows, where a whole
+// block of 192 is split into two of 96), so the longest is cpuFilterKC,
+// or a whole block where that is shorter.
 func cpuFilterPackLen(p cpuConvPlan, g ConvGeom) int {
-	kc := cpuFilterBlockK(p.blockSamples * p.pixels)
+	kc := min(cpuFilterKC, p.blockSamples*p.pixels)
 	return p.k/cpuTileRows*sgemmSliverStride(cpuTileRows, kc) + g.KW*g.C
 }
 

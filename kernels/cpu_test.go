@@ -202,6 +202,62 @@ func TestCPUConvMatchesReference(t *testing.T) {
 	}
 }
 
+// TestCPUEachPassSizesItsOwnScratch runs each convolution pass alone on a
+// fresh backend, so that no earlier pass has grown the scratch space it
+// needs, and checks it gives the bits of the same pass after all the
+// others. The deep network's conv6 at batch 8 is cut into blocks of 3, 3
+// and 2 samples, and the short last one has the longest k blocks of the
+// filter gradient (the case that once read past its packing buffer).
+func TestCPUEachPassSizesItsOwnScratch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, g := range []kernels.ConvGeom{
+		{N: 8, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 5, H: 14, W: 14, C: 32, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 2},
+		{N: 3, H: 28, W: 28, C: 16, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 4, H: 28, W: 28, C: 1, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 6, H: 13, W: 11, C: 8, OC: 12, KH: 5, KW: 3, Stride: 2, Pad: 2},
+	} {
+		x, w, bias, dy := cpuRandom(rng, g.InLen()), cpuRandom(rng, g.FilterLen()), cpuRandom(rng, g.OC), cpuRandom(rng, g.OutLen())
+		passes := []struct {
+			name string
+			run  func(c *kernels.CPU) []float32
+		}{
+			{"forward", func(c *kernels.CPU) []float32 {
+				y := make([]float32, g.OutLen())
+				c.ConvForwardReLU(g, x, w, bias, y)
+				return y
+			}},
+			{"backward data", func(c *kernels.CPU) []float32 {
+				dx := make([]float32, g.InLen())
+				c.ConvBackwardData(g, dy, w, dx)
+				return dx
+			}},
+			{"backward filter", func(c *kernels.CPU) []float32 {
+				dw, db := make([]float32, g.FilterLen()), make([]float32, g.OC)
+				c.ConvBackwardFilter(g, x, dy, dw, db)
+				return append(dw, db...)
+			}},
+		}
+		all := kernels.NewCPU(3)
+		var want [][]float32
+		for _, p := range passes {
+			want = append(want, p.run(all))
+		}
+		all.Close()
+		for i, p := range passes {
+			fresh := kernels.NewCPU(3)
+			got := p.run(fresh)
+			fresh.Close()
+			for j := range got {
+				if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
+					t.Errorf("%+v: %s alone: element %d is %v, after the other passes %v", g, p.name, j, got[j], want[i][j])
+					break
+				}
+			}
+		}
+	}
+}
+
 func cpuWiden(s []float32) []float64 {
 	w := make([]float64, len(s))
 	for i, v := range s {
