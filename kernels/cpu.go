@@ -34,6 +34,9 @@ type CPU struct {
 	// blocks of one call: a convolution's W, or Wᵀ for its backward data
 	// pass and for the affine layer's input gradient.
 	packedW SgemmPackedB
+	// implicit is the current forward convolution's implicit GEMM, when
+	// it takes that path.
+	implicit cpuImplicit
 	// flipped holds the flipped filter of a backward data pass computed
 	// as a forward convolution (see cpuFlipGeom), then a zero bias.
 	flipped []float32
@@ -112,6 +115,16 @@ const cpuMinParallelWork = 1 << 15
 func (c *CPU) growCol(n int) {
 	for w := range c.col {
 		c.col[w] = cpuGrow(c.col[w], n)
+	}
+}
+
+// growEdges makes sure every thread's GEMM workspace has its edge tile,
+// which the implicit forward pass uses without going through Sgemm.
+func (c *CPU) growEdges() {
+	for w := range c.gemmSpace {
+		if e := &c.gemmSpace[w].edge; len(*e) < cpuTileRows*32 {
+			*e = make([]float32, cpuTileRows*32)
+		}
 	}
 }
 

@@ -135,6 +135,9 @@ type cpuConvArgs struct {
 	x, w, bias, y, dy, dx, dw, db, col []float32
 	// relu applies ReLU to the forward output, with the bias.
 	relu bool
+	// implicit: the forward pass reads its patches in place (see
+	// cpu_conv_implicit.go).
+	implicit bool
 }
 
 // startConv fills in the task arguments of a convolution whose geometry
@@ -213,6 +216,12 @@ func (c *CPU) convForward(g ConvGeom, x, w, bias, y []float32, relu bool) {
 		c.growCol(cpuConv1PadLen(g))
 	case t.plan.direct:
 		c.packedW.Pack(false, t.plan.k, g.OC, w, g.OC)
+	case cpuImplicitFits(g, t.plan):
+		c.packedW.Pack(false, t.plan.k, g.OC, w, g.OC)
+		t.implicit = true
+		c.implicit.plan(g, t.plan, c.threads)
+		c.growCol(c.implicit.implicitLen(g, t.plan))
+		c.growEdges()
 	default:
 		c.packedW.Pack(false, t.plan.k, g.OC, w, g.OC)
 		c.growCol(t.plan.blockSamples * t.plan.pixels * t.plan.k)
@@ -241,6 +250,10 @@ func (t *cpuConvForwardTask) run(worker, item int) {
 	n0, n1 := p.samples(g, item)
 	if p.conv1 {
 		cpuConv1Forward(g, t.x, t.w, t.bias, t.y, n0, n1, t.relu, t.c.col[worker])
+		return
+	}
+	if t.implicit {
+		t.implicitForward(worker, n0, n1)
 		return
 	}
 	rows := (n1 - n0) * p.pixels

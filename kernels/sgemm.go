@@ -84,6 +84,65 @@ type sgemmKernel struct {
 	// independent FMAs: the throughput ceiling benchmarks compare to.
 	peak      func(iters int)
 	peakFlops int
+
+	// implicitWide and implicitNarrow, when set, are the kernels' twins
+	// that read A as runs of an image rather than as a matrix (see
+	// sgemmRuns): the forward convolution's implicit GEMM. mr is 12.
+	implicitWide, implicitNarrow sgemmImplicitMicro
+}
+
+// sgemmImplicitMicro computes tiles 12-row tiles of C = op(A)·B + beta·C
+// for one B sliver (kc×nr, packed), where row i of op(A) is the k steps
+// of r read from byte rows[i] of x; it writes the first cols columns.
+type sgemmImplicitMicro func(tiles int, rows []int, x []float32, r *sgemmRuns, b, c []float32, ldc, cols int, beta float32)
+
+// sgemmRuns is the k block of an implicit GEMM's A: the byte offsets, the
+// same from every row's start, that its kc k steps read. They come in runs
+// of consecutive floats: the first from off0 up to ends[0], each next one
+// jump bytes after the previous one's end, up to its own end. Every run is
+// a whole number of 4 k steps (16 bytes), since the kernels unroll by 4.
+type sgemmRuns struct {
+	off0, jump int
+	ends       []int
+	kc         int // k steps in all
+}
+
+// valid reports whether the runs are what the kernels can take: ascending,
+// each a positive multiple of 16 bytes, kc steps in all.
+func (r *sgemmRuns) valid() bool {
+	if r.off0 < 0 || r.jump < 0 || len(r.ends) == 0 {
+		return false
+	}
+	start, steps := r.off0, 0
+	for i, end := range r.ends {
+		if i > 0 {
+			start += r.jump
+		}
+		if n := end - start; n <= 0 || n%16 != 0 {
+			return false
+		}
+		steps += (end - start) / 4
+		start = end
+	}
+	return steps == r.kc
+}
+
+// sgemmCheckImplicit panics unless an implicit kernel call stays inside
+// its slices; the assembly kernels call it before they take raw pointers.
+func sgemmCheckImplicit(nr, tiles int, rows []int, x []float32, r *sgemmRuns, b, c []float32, ldc, cols int) {
+	bad := tiles < 1 || len(rows) < 12*tiles || !r.valid() || len(b) < r.kc*nr || cols < 1 || cols > nr || len(c) < (tiles*12-1)*ldc+cols
+	if !bad {
+		last := r.ends[len(r.ends)-1]
+		for _, row := range rows[:12*tiles] {
+			if row < 0 || row+last > 4*len(x) {
+				bad = true
+				break
+			}
+		}
+	}
+	if bad {
+		panic(fmt.Sprintf("kernels: sgemm implicit kernel 12×%d: %d tiles, kc %d out of range (len rows %d, x %d, b %d, c %d)", nr, tiles, r.kc, len(rows), len(x), len(b), len(c)))
+	}
 }
 
 // Cache blocking. Only sgemmKC changes results (it splits the sum over k), so

@@ -52,6 +52,33 @@ func sgemmKernelAVX2x6x16(tiles, kc int, a *float32, rsA, csA, tsA int, b *float
 //go:noescape
 func sgemmKernelAVX2x6x8(tiles, kc int, a *float32, rsA, csA, tsA int, b *float32, ldb int, c *float32, ldc, cols, pfOff, pfStride int, alpha, beta float32)
 
+// sgemmImplicitAVX512x12x32 is sgemmKernelAVX512x12x32 with alpha = 1 and
+// an A that is not a matrix: row r of tile t starts at byte rows[12t + r]
+// of x, and every row reads the k steps of runs (see sgemmRuns) from
+// there. It computes, with nr = 32,
+//
+//	for t := 0; t < tiles; t++ {
+//		for i := 0; i < 12; i++ {
+//			for j := 0; j < cols; j++ {
+//				var acc float32
+//				for p := 0; p < kc; p++ {
+//					acc = fma(x at byte rows[12t+i] + runs.offset(p), b[p·nr + j], acc)
+//				}
+//				c[(12t+i)·ldc + j] = fma(beta, c[…], acc) // beta == ±0: acc
+//			}
+//		}
+//	}
+//
+// ends points at runs byte offsets and rows at 12·tiles of them.
+//
+//go:noescape
+func sgemmImplicitAVX512x12x32(tiles int, rows *int, x *float32, off0 int, ends *int, runs, jump int, b, c *float32, ldc, cols int, beta float32)
+
+// sgemmImplicitAVX512x12x16 is sgemmImplicitAVX512x12x32 with nr = 16.
+//
+//go:noescape
+func sgemmImplicitAVX512x12x16(tiles int, rows *int, x *float32, off0 int, ends *int, runs, jump int, b, c *float32, ldc, cols int, beta float32)
+
 // sgemmPeakAVX512 runs iters iterations of 24 independent Z-register FMAs
 // (768 flops each) and nothing else: the FMA throughput ceiling.
 //
@@ -100,6 +127,14 @@ var sgemmAVX512 = &sgemmKernel{
 		sgemmKernelAVX512x12x16(tiles, kc, &a[0], rsA, csA, tsA, &b[0], ldb, &c[0], ldc, cols, pfOff, pfStride, alpha, beta)
 	},
 	peak: sgemmPeakAVX512, peakFlops: 24 * 32,
+	implicitWide: func(tiles int, rows []int, x []float32, r *sgemmRuns, b, c []float32, ldc, cols int, beta float32) {
+		sgemmCheckImplicit(32, tiles, rows, x, r, b, c, ldc, cols)
+		sgemmImplicitAVX512x12x32(tiles, &rows[0], &x[0], r.off0, &r.ends[0], len(r.ends), r.jump, &b[0], &c[0], ldc, cols, beta)
+	},
+	implicitNarrow: func(tiles int, rows []int, x []float32, r *sgemmRuns, b, c []float32, ldc, cols int, beta float32) {
+		sgemmCheckImplicit(16, tiles, rows, x, r, b, c, ldc, cols)
+		sgemmImplicitAVX512x12x16(tiles, &rows[0], &x[0], r.off0, &r.ends[0], len(r.ends), r.jump, &b[0], &c[0], ldc, cols, beta)
+	},
 }
 
 var sgemmAVX2 = &sgemmKernel{

@@ -16,6 +16,13 @@
 // Z-register kernels mask it to the first cols columns. The kernels are
 // generated rather than written out because they are long, unrolled and
 // differ only in their sizes.
+//
+// The implicit kernels (sgemmImplicit*) are the 12-row Z-register tiles
+// again, for an A that is not a matrix: each of a tile's rows starts at an
+// offset of its own in an image, and every row reads the same runs of
+// consecutive floats from there (sgemmRuns), which is a convolution's patch
+// row read in place. They keep the same FMA chain per element, so they give
+// the bits of the matrix kernels on the im2col matrix of the same patches.
 package main
 
 import (
@@ -301,6 +308,194 @@ func kernel(t tile) {
 	out.WriteString("\n")
 }
 
+// Argument offsets of the implicit kernels (ABI0, on the stack), and their
+// locals, below the pseudo-SP.
+const (
+	impTiles  = "tiles+0(FP)"
+	impRows   = "rows+8(FP)"
+	impX      = "x+16(FP)"
+	impOff0   = "off0+24(FP)"
+	impEnds   = "ends+32(FP)"
+	impRuns   = "runs+40(FP)"
+	impJump   = "jump+48(FP)"
+	impB      = "b+56(FP)"
+	impC      = "c+64(FP)"
+	impLdc    = "ldc+72(FP)"
+	impCols   = "cols+80(FP)"
+	impBeta   = "beta+88(FP)"
+	impSize   = 92
+	impFrame  = 56
+	locTiles  = "tleft-8(SP)"  // tiles left
+	locTable  = "tbl-16(SP)"   // the next tile's row offsets
+	locC      = "cptr-24(SP)"  // the next tile's C
+	locRunP   = "runp-32(SP)"  // the current run's end in ends
+	locRuns   = "rleft-40(SP)" // runs left in the tile's k loop
+	locRunEnd = "runend-48(SP)"
+	locSpill  = "spill-56(SP)"
+)
+
+// implicitRow is the base register of row r of an implicit kernel's tile.
+func implicitRow(r int) string {
+	return []string{"AX", "BX", "DX", "SI", "DI", "R8", "R9", "R10", "R11", "R12", "R13", "R14"}[r]
+}
+
+// implicitKernel emits the implicit-GEMM twin of kernel(t): the same tile,
+// the same chain of FMAs per element and the same write-back with alpha = 1,
+// but A is not a matrix. Row r of tile t starts at byte rows[12t + r] of x,
+// and every row reads the same byte offsets from there: a run of k steps
+// 4 bytes apart from off0 up to ends[0], then jump bytes further, the next
+// run up to ends[1], and so on for runs runs. A convolution's patches are
+// such runs of a zero-padded input (one filter row each), so the kernel
+// reads them where they lie and im2col never writes them. Twelve base
+// registers, the shared offset (CX) and B (R15) use every register but the
+// stack's; the loop state lives in the frame.
+func implicitKernel(t tile) {
+	p := t.name
+	nr := t.nr()
+	fmt.Fprintf(&out, "// func %s(tiles int, rows *int, x *float32, off0 int, ends *int, runs, jump int, b, c *float32, ldc, cols int, beta float32)\n", p)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $%d-%d\n", p, impFrame, impSize)
+	for v := 0; v < t.vecs; v++ {
+		emit("MOVQ %s, CX", impCols)
+		if v > 0 {
+			emit("SUBQ $%d, CX", v*t.lanes)
+		}
+		emit("MOVQ $%d, BX", t.lanes)
+		emit("CMPQ CX, BX")
+		emit("CMOVQGT BX, CX")
+		emit("XORQ BX, BX")
+		emit("CMPQ CX, BX")
+		emit("CMOVQLT BX, CX")
+		emit("MOVL $1, BX")
+		emit("SHLL CX, BX")
+		emit("DECL BX")
+		emit("KMOVW BX, K%d", v+1)
+	}
+	mask := func(v int) string { return fmt.Sprintf("K%d, ", v+1) }
+	emit("MOVQ %s, CX", impTiles)
+	emit("MOVQ CX, %s", locTiles)
+	emit("TESTQ CX, CX")
+	emit("JZ %s_done", p)
+	emit("MOVQ %s, CX", impRows)
+	emit("MOVQ CX, %s", locTable)
+	emit("MOVQ %s, CX", impC)
+	emit("MOVQ CX, %s", locC)
+
+	label(p + "_tile")
+	// Fetch the C tile now, so the write-back after the k loop finds it.
+	emit("MOVQ %s, BX", locC)
+	emit("MOVQ %s, CX", impLdc)
+	emit("SHLQ $2, CX")
+	for r := 0; r < t.mr; r++ {
+		for off := 0; off < nr*4; off += 64 {
+			emit("PREFETCHT0 %d(BX)", off)
+		}
+		emit("PREFETCHT0 %d(BX)", nr*4-1)
+		emit("ADDQ CX, BX")
+	}
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			x := acc(t, r, v)
+			emit("VPXORD %s, %s, %s", x, x, x)
+		}
+	}
+	emit("MOVQ %s, CX", impEnds)
+	emit("MOVQ CX, %s", locRunP)
+	emit("MOVQ (CX), CX")
+	emit("MOVQ CX, %s", locRunEnd)
+	emit("MOVQ %s, CX", impRuns)
+	emit("MOVQ CX, %s", locRuns)
+	emit("MOVQ %s, R15", locTable)
+	emit("MOVQ %s, CX", impX)
+	for r := 0; r < t.mr; r++ {
+		emit("MOVQ %d(R15), %s", 8*r, implicitRow(r))
+		emit("ADDQ CX, %s", implicitRow(r))
+	}
+	emit("ADDQ $%d, R15", 8*t.mr)
+	emit("MOVQ R15, %s", locTable)
+	emit("MOVQ %s, R15", impB)
+	emit("MOVQ %s, CX", impOff0)
+
+	label(p + "_k4")
+	for u := 0; u < unroll; u++ {
+		aAt := func(r int) string {
+			disp := ""
+			if u > 0 {
+				disp = fmt.Sprint(4 * u)
+			}
+			return fmt.Sprintf("%s(%s)(CX*1)", disp, implicitRow(r))
+		}
+		bDisp := u * nr * 4
+		if t.embedBC {
+			emit("VMOVUPS %d(R15), Z28", bDisp)
+			for r := 0; r < t.mr; r++ {
+				emit("VFMADD231PS.BCST %s, Z28, %s", aAt(r), acc(t, r, 0))
+			}
+			continue
+		}
+		for v := 0; v < t.vecs; v++ {
+			emit("VMOVUPS %d(R15), Z%d", bDisp+v*t.lanes*4, 28+v)
+		}
+		for r := 0; r < t.mr; r++ {
+			a := fmt.Sprintf("Z%d", 30+r%2)
+			emit("VBROADCASTSS %s, %s", aAt(r), a)
+			for v := 0; v < t.vecs; v++ {
+				emit("VFMADD231PS Z%d, %s, %s", 28+v, a, acc(t, r, v))
+			}
+		}
+	}
+	emit("ADDQ $%d, R15", unroll*nr*4)
+	emit("ADDQ $%d, CX", unroll*4)
+	emit("CMPQ CX, %s", locRunEnd)
+	emit("JLT %s_k4", p)
+	// The run is over: jump to the next one, whose end AX fetches while
+	// its row waits in the frame.
+	emit("DECQ %s", locRuns)
+	emit("JZ %s_store", p)
+	emit("ADDQ %s, CX", impJump)
+	emit("MOVQ AX, %s", locSpill)
+	emit("MOVQ %s, AX", locRunP)
+	emit("ADDQ $8, AX")
+	emit("MOVQ AX, %s", locRunP)
+	emit("MOVQ (AX), AX")
+	emit("MOVQ AX, %s", locRunEnd)
+	emit("MOVQ %s, AX", locSpill)
+	emit("JMP %s_k4", p)
+
+	// C = acc + beta·C (alpha is 1); with beta == ±0, C is not read.
+	label(p + "_store")
+	emit("MOVQ %s, DX", locC)
+	emit("MOVQ %s, BX", impLdc)
+	emit("SHLQ $2, BX")
+	emit("MOVL %s, CX", impBeta)
+	emit("SHLL $1, CX")
+	emit("JZ %s_store0", p)
+	emit("VBROADCASTSS %s, Z31", impBeta)
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			x := acc(t, r, v)
+			emit("VFMADD231PS %d(DX), Z31, %s%s", v*t.lanes*4, mask(v), x)
+			emit("VMOVUPS %s, %s%d(DX)", x, mask(v), v*t.lanes*4)
+		}
+		emit("ADDQ BX, DX")
+	}
+	emit("JMP %s_next", p)
+	label(p + "_store0")
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			emit("VMOVUPS %s, %s%d(DX)", acc(t, r, v), mask(v), v*t.lanes*4)
+		}
+		emit("ADDQ BX, DX")
+	}
+	label(p + "_next")
+	emit("MOVQ DX, %s", locC)
+	emit("DECQ %s", locTiles)
+	emit("JNZ %s_tile", p)
+	label(p + "_done")
+	emit("VZEROUPPER")
+	emit("RET")
+	out.WriteString("\n")
+}
+
 func trailingZeros(x int) int {
 	n := 0
 	for x > 1 {
@@ -459,6 +654,8 @@ func main() {
 	kernel(tile{name: "sgemmKernelAVX512x12x16", mr: 12, vecs: 1, lanes: 16, reg: "Z", embedBC: true})
 	kernel(tile{name: "sgemmKernelAVX2x6x16", mr: 6, vecs: 2, lanes: 8, reg: "Y"})
 	kernel(tile{name: "sgemmKernelAVX2x6x8", mr: 6, vecs: 1, lanes: 8, reg: "Y"})
+	implicitKernel(tile{name: "sgemmImplicitAVX512x12x32", mr: 12, vecs: 2, lanes: 16, reg: "Z"})
+	implicitKernel(tile{name: "sgemmImplicitAVX512x12x16", mr: 12, vecs: 1, lanes: 16, reg: "Z", embedBC: true})
 	out.WriteString(packers)
 	peak("sgemmPeakAVX512", "Z", 24)
 	peak("sgemmPeakAVX2", "Y", 12)
