@@ -37,6 +37,9 @@ type CPU struct {
 	// implicit is the current forward convolution's implicit GEMM, when
 	// it takes that path.
 	implicit cpuImplicit
+	// filterRuns holds each thread's pixel runs of the filter gradient's
+	// current k block (see cpu_conv_filter_implicit.go).
+	filterRuns [][]int
 	// flipped holds the flipped filter of a backward data pass computed
 	// as a forward convolution (see cpuFlipGeom), then a zero bias.
 	flipped []float32

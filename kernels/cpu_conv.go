@@ -61,9 +61,8 @@ type cpuConvPlan struct {
 	kMajor bool
 	// kBlocked: the filter gradient sums each block's pixel rows in k
 	// blocks of cpuFilterBlockK (see cpuFilterKBlocked); then kMajor is
-	// set too. fusedFilter: it packs patches straight into the GEMM's A
-	// slivers (see cpu_conv_filter.go), where the processor allows.
-	kBlocked, fusedFilter bool
+	// set too.
+	kBlocked bool
 	// conv1: one input channel, 16 3×3 filters, stride 1: the forward and
 	// filter passes take the kernels of cpu_conv1.go.
 	conv1 bool
@@ -76,7 +75,6 @@ func cpuPlanConv(g ConvGeom) cpuConvPlan {
 		direct: g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.Pad == 0,
 	}
 	p.kBlocked = cpuFilterKBlocked(g, p)
-	p.fusedFilter = cpuFusedFilter(g, p)
 	p.conv1 = cpuIsConv1(g)
 	p.kMajor = p.k < g.OC || p.k <= cpuKMajorMaxK || p.kBlocked
 	p.blockSamples = max(cpuColTarget/(p.pixels*p.k), 1)
@@ -135,8 +133,8 @@ type cpuConvArgs struct {
 	x, w, bias, y, dy, dx, dw, db, col []float32
 	// relu applies ReLU to the forward output, with the bias.
 	relu bool
-	// implicit: the forward pass reads its patches in place (see
-	// cpu_conv_implicit.go).
+	// implicit: the forward pass or the filter gradient reads its patches
+	// in place (see cpu_conv_implicit.go and cpu_conv_filter_implicit.go).
 	implicit bool
 }
 
@@ -361,8 +359,10 @@ func (c *CPU) ConvBackwardFilter(g ConvGeom, x, dy, dw, dbias []float32) {
 	switch {
 	case p.conv1:
 		c.growCol(cpuConv1PadLen(g) + 9*16)
-	case p.fusedFilter:
-		c.growCol(cpuFilterPackLen(p, g))
+	case cpuImplicitFilterFits(g, p):
+		t.implicit = true
+		c.growCol(cpuFilterPaddedLen(g, p))
+		c.growFilterRuns()
 	case !p.direct:
 		c.growCol(p.blockSamples * p.pixels * p.k)
 	}
@@ -388,8 +388,8 @@ func (t *cpuConvFilterTask) run(worker, chunk int) {
 		cpuConv1Filter(g, p, t.x, t.dy, dwT, db, b0, b1, col[:cpuConv1PadLen(g)], col[cpuConv1PadLen(g):])
 		return
 	}
-	if p.fusedFilter {
-		t.fusedChunk(worker, b0, b1, dwT)
+	if t.implicit {
+		t.implicitChunk(worker, b0, b1, dwT)
 	} else {
 		var beta float32
 		for b := b0; b < b1; b++ {

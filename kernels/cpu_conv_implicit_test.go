@@ -7,24 +7,35 @@ import (
 	"testing"
 )
 
-// cpuImplicitGeoms are forward convolutions the implicit GEMM takes, at
-// awkward sizes: channel counts whose runs are 4, 8, 12 or 20 floats wide,
-// filter counts that fill a 32-wide sliver, a 16-wide one or part of
-// either, strides 1 and 2, padding 0 to 2, odd images, batches whose pixel
-// rows end inside a 12-row tile, and the deep network's layers.
-var cpuImplicitGeoms = []ConvGeom{
-	{N: 1, H: 5, W: 5, C: 4, OC: 4, KH: 3, KW: 3, Stride: 1, Pad: 1},
-	{N: 3, H: 7, W: 9, C: 8, OC: 20, KH: 3, KW: 3, Stride: 1, Pad: 0},
-	{N: 2, H: 11, W: 7, C: 12, OC: 48, KH: 3, KW: 3, Stride: 2, Pad: 1},
-	{N: 5, H: 9, W: 9, C: 20, OC: 80, KH: 3, KW: 3, Stride: 1, Pad: 2},
-	{N: 4, H: 13, W: 11, C: 4, OC: 17, KH: 5, KW: 3, Stride: 2, Pad: 2},
-	{N: 3, H: 6, W: 10, C: 16, OC: 33, KH: 2, KW: 4, Stride: 1, Pad: 1},
-	{N: 2, H: 28, W: 28, C: 16, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
-	{N: 5, H: 14, W: 14, C: 16, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 1},
-	{N: 3, H: 14, W: 14, C: 32, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 2},
-	{N: 7, H: 8, W: 8, C: 32, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
-	{N: 9, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
-	{N: 37, H: 4, W: 4, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
+// cpuImplicitGeoms are convolutions whose forward pass takes the implicit
+// GEMM, at awkward sizes: channel counts whose runs are 4, 8, 12 or 20
+// floats wide, filter counts that fill a 32-wide sliver, a 16-wide one or
+// part of either, strides 1 and 2, padding 0 to 2, odd images, batches
+// whose pixel rows end inside a 12-row tile, a short last block, and the
+// deep network's layers. filter says whether the filter gradient takes its
+// implicit GEMM too (a filter row of whole 12-row tiles, OC whole slivers),
+// through Sgemm's k blocks (K ≤ 160) or cpuFilterBlockK's (k-blocked).
+var cpuImplicitGeoms = []struct {
+	g      ConvGeom
+	filter bool
+}{
+	{ConvGeom{N: 1, H: 5, W: 5, C: 4, OC: 4, KH: 3, KW: 3, Stride: 1, Pad: 1}, false},
+	{ConvGeom{N: 3, H: 7, W: 9, C: 8, OC: 20, KH: 3, KW: 3, Stride: 1, Pad: 0}, false},
+	{ConvGeom{N: 2, H: 11, W: 7, C: 12, OC: 48, KH: 3, KW: 3, Stride: 2, Pad: 1}, true},
+	{ConvGeom{N: 5, H: 9, W: 9, C: 20, OC: 80, KH: 3, KW: 3, Stride: 1, Pad: 2}, true},
+	{ConvGeom{N: 4, H: 13, W: 11, C: 4, OC: 17, KH: 5, KW: 3, Stride: 2, Pad: 2}, false},
+	{ConvGeom{N: 4, H: 13, W: 11, C: 4, OC: 16, KH: 5, KW: 3, Stride: 2, Pad: 2}, true},
+	{ConvGeom{N: 3, H: 6, W: 10, C: 16, OC: 33, KH: 2, KW: 4, Stride: 1, Pad: 1}, false},
+	{ConvGeom{N: 3, H: 6, W: 10, C: 12, OC: 32, KH: 2, KW: 4, Stride: 1, Pad: 1}, true},
+	{ConvGeom{N: 7, H: 9, W: 5, C: 8, OC: 48, KH: 3, KW: 3, Stride: 1, Pad: 0}, true},
+	{ConvGeom{N: 6, H: 7, W: 7, C: 12, OC: 16, KH: 1, KW: 1, Stride: 2, Pad: 1}, true},
+	{ConvGeom{N: 2, H: 28, W: 28, C: 16, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1}, true},
+	{ConvGeom{N: 5, H: 14, W: 14, C: 16, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 1}, true},
+	{ConvGeom{N: 3, H: 14, W: 14, C: 32, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 2}, true},
+	{ConvGeom{N: 7, H: 8, W: 8, C: 32, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1}, true},
+	{ConvGeom{N: 9, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1}, true},
+	{ConvGeom{N: 8, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1}, true},
+	{ConvGeom{N: 37, H: 4, W: 4, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1}, true},
 }
 
 // cpuImplicitOutputs runs the forward pass, the forward pass with ReLU and
@@ -62,23 +73,31 @@ func cpuImplicitOutputs(g ConvGeom, threads int) map[string][]float32 {
 	dx := make([]float32, g.InLen())
 	c.ConvBackwardData(g, dy, w, dx)
 	out["dx"] = dx
+	dw, db := make([]float32, g.FilterLen()), make([]float32, g.OC)
+	c.ConvBackwardFilter(g, x, dy, dw, db)
+	out["dw"], out["db"] = dw, db
 	return out
 }
 
-// TestCPUImplicitMatchesIm2col checks that the implicit GEMM gives the
-// bits of the im2col product, NaNs and signed zeros included, on one and
-// three threads, and that the forward passes of these geometries (and the
-// backward data passes of the stride-1 ones) do take it.
+// TestCPUImplicitMatchesIm2col checks that the implicit GEMMs give the bits
+// of the paths that gather patches first (im2col, or packed slivers), NaNs
+// and signed zeros included, on one and three threads, and that the forward
+// passes of these geometries (and the backward data passes of the stride-1
+// ones, and the filter gradients marked) do take them.
 func TestCPUImplicitMatchesIm2col(t *testing.T) {
 	if sgemmBest.implicitWide == nil {
-		t.Skipf("the %s kernels have no implicit GEMM: the forward convolution always builds the patch matrix here", sgemmBest.name)
+		t.Skipf("the %s kernels have no implicit GEMM: the convolutions always gather their patches here", sgemmBest.name)
 	}
-	for _, g := range cpuImplicitGeoms {
+	for _, tc := range cpuImplicitGeoms {
+		g := tc.g
 		if !cpuImplicitFits(g, cpuPlanConv(g)) {
 			t.Errorf("%+v: the forward pass does not take the implicit GEMM", g)
 		}
 		if fg, ok := cpuFlipGeom(g); ok && !cpuImplicitFits(fg, cpuPlanConv(fg)) {
 			t.Errorf("%+v: the backward data pass (%+v) does not take the implicit GEMM", g, fg)
+		}
+		if got := cpuImplicitFilterFits(g, cpuPlanConv(g)); got != tc.filter {
+			t.Errorf("%+v: the filter gradient takes the implicit GEMM: %v, want %v", g, got, tc.filter)
 		}
 		for _, threads := range []int{1, 3} {
 			got := cpuImplicitOutputs(g, threads)
@@ -88,7 +107,7 @@ func TestCPUImplicitMatchesIm2col(t *testing.T) {
 			for name, w := range want {
 				for i, v := range got[name] {
 					if math.Float32bits(v) != math.Float32bits(w[i]) {
-						t.Errorf("%+v, %d threads: %s[%d] is %v implicit, %v through im2col", g, threads, name, i, v, w[i])
+						t.Errorf("%+v, %d threads: %s[%d] is %v implicit, %v gathered", g, threads, name, i, v, w[i])
 						break
 					}
 				}
@@ -106,7 +125,7 @@ func TestCPUImplicitDeclines(t *testing.T) {
 		{N: 2, H: 9, W: 9, C: 3, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
 		{N: 2, H: 9, W: 9, C: 32, OC: 24, KH: 1, KW: 1, Stride: 1, Pad: 0},
 	} {
-		if cpuImplicitFits(g, cpuPlanConv(g)) {
+		if cpuImplicitFits(g, cpuPlanConv(g)) || cpuImplicitFilterFits(g, cpuPlanConv(g)) {
 			t.Errorf("%+v takes the implicit GEMM", g)
 		}
 	}
@@ -147,6 +166,41 @@ func TestSgemmImplicitChecksBounds(t *testing.T) {
 	}
 	// The same call in range runs.
 	sgemmBest.implicitWide(1, rows, x, &good, b, c, 32, 32, 0)
+}
+
+// TestSgemmFilterChecksBounds checks that the filter kernels refuse, with
+// a panic that names them, runs that would read outside the image or dy.
+func TestSgemmFilterChecksBounds(t *testing.T) {
+	if sgemmBest.filterWide == nil {
+		t.Skipf("the %s kernels have no implicit filter GEMM", sgemmBest.name)
+	}
+	a := make([]float32, 96)
+	b := make([]float32, 4*32)
+	c := make([]float32, 24*32)
+	for name, tc := range map[string]struct {
+		tiles int
+		runs  []int
+		b     []float32
+	}{
+		"run past a":      {tiles: 1, runs: []int{4 * 90, 1}},
+		"tiles past a":    {tiles: 2, runs: []int{4 * 40, 1}},
+		"negative offset": {tiles: 1, runs: []int{-4, 1}},
+		"empty run":       {tiles: 1, runs: []int{0, 0}},
+		"odd runs":        {tiles: 1, runs: []int{0, 1, 16}},
+		"steps past b":    {tiles: 1, runs: []int{0, 2, 64, 3}},
+		"no tiles":        {tiles: 0, runs: []int{0, 1}},
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			sgemmBest.filterWide(tc.tiles, a, 4*48, tc.runs, 16, b, 32, c, 32, 32, 0)
+		}()
+	}
+	// In range: 4 pixels in two runs, two tiles.
+	sgemmBest.filterWide(2, a, 4*48, []int{0, 2, 64, 2}, 16, b, 32, c, 32, 32, 0)
 }
 
 // BenchmarkCPUConvImplicit times the deep network's forward and backward
@@ -192,6 +246,44 @@ func BenchmarkCPUConvImplicit(b *testing.B) {
 					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkCPUConvFilterImplicit times the deep network's filter gradients
+// at batch 100 through the implicit GEMM and through the patch-gathering
+// paths (im2col, or patches packed into slivers), side by side.
+func BenchmarkCPUConvFilterImplicit(b *testing.B) {
+	c := NewCPU(0)
+	defer c.Close()
+	rng := rand.New(rand.NewPCG(7, 8))
+	random := func(n int) []float32 {
+		s := make([]float32, n)
+		sgemmAwkward(rng, s, false)
+		return s
+	}
+	for _, g := range []ConvGeom{
+		{N: 100, H: 28, W: 28, C: 16, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 100, H: 14, W: 14, C: 16, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 100, H: 14, W: 14, C: 32, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 2},
+		{N: 100, H: 8, W: 8, C: 32, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
+		{N: 100, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
+	} {
+		x, dy := random(g.InLen()), random(g.OutLen())
+		dw, db := make([]float32, g.FilterLen()), make([]float32, g.OC)
+		flops := 2 * float64(g.ColRows()) * float64(g.ColCols()) * float64(g.OC)
+		name := fmt.Sprintf("%dx%dx%d-%d-pad%d", g.H, g.W, g.C, g.OC, g.Pad)
+		for _, implicit := range []bool{true, false} {
+			path := map[bool]string{true: "implicit", false: "gathered"}[implicit]
+			b.Run(name+"/"+path, func(b *testing.B) {
+				cpuImplicitEnabled = implicit
+				defer func() { cpuImplicitEnabled = true }()
+				c.ConvBackwardFilter(g, x, dy, dw, db)
+				for b.Loop() {
+					c.ConvBackwardFilter(g, x, dy, dw, db)
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
 		}
 	}
 }

@@ -89,6 +89,40 @@ type sgemmKernel struct {
 	// that read A as runs of an image rather than as a matrix (see
 	// sgemmRuns): the forward convolution's implicit GEMM. mr is 12.
 	implicitWide, implicitNarrow sgemmImplicitMicro
+	// filterWide and filterNarrow, when set, compute dW = colᵀ·dy tiles
+	// with the patches read from the image (see sgemmFilterMicro): the
+	// filter gradient's implicit GEMM. mr is 12.
+	filterWide, filterNarrow sgemmFilterMicro
+}
+
+// sgemmFilterMicro computes tiles 12-row tiles of C = Aᵀ·B + beta·C for one
+// B sliver of nr columns read in place (row p at b[p·ldb:]), where row i of
+// tile t, k step p of Aᵀ is the float at byte t·tsA + 4i + off(p) of a: the
+// k steps are runs of pixels, runs holding pairs (byte offset of a run's
+// first pixel, pixels in it), csA bytes apart within a run. It writes the
+// first cols columns of each tile row, 12 rows of ldc floats a tile.
+type sgemmFilterMicro func(tiles int, a []float32, tsA int, runs []int, csA int, b []float32, ldb int, c []float32, ldc, cols int, beta float32)
+
+// sgemmCheckFilter panics unless a filter kernel call stays inside its
+// slices; the assembly kernels call it before they take raw pointers.
+func sgemmCheckFilter(nr, tiles int, a []float32, tsA int, runs []int, csA int, b []float32, ldb int, c []float32, ldc, cols int) {
+	bad := tiles < 1 || tsA < 0 || csA < 0 || len(runs) < 2 || len(runs)%2 != 0 || cols < 1 || cols > nr || len(c) < (tiles*12-1)*ldc+cols
+	steps, last := 0, 0 // k steps in all; the end of the furthest read
+	for i := 0; !bad && i < len(runs); i += 2 {
+		off, n := runs[i], runs[i+1]
+		if off < 0 || n < 1 {
+			bad = true
+			break
+		}
+		steps += n
+		last = max(last, off+(n-1)*csA+(tiles-1)*tsA+4*12)
+	}
+	if !bad && (last > 4*len(a) || len(b) < (steps-1)*ldb+nr) {
+		bad = true
+	}
+	if bad {
+		panic(fmt.Sprintf("kernels: sgemm filter kernel 12×%d: %d tiles, %d runs out of range (len a %d, b %d, c %d)", nr, tiles, len(runs)/2, len(a), len(b), len(c)))
+	}
 }
 
 // sgemmImplicitMicro computes tiles 12-row tiles of C = op(A)·B + beta·C

@@ -79,6 +79,33 @@ func sgemmImplicitAVX512x12x32(tiles int, rows *int, x *float32, off0 int, ends 
 //go:noescape
 func sgemmImplicitAVX512x12x16(tiles int, rows *int, x *float32, off0 int, ends *int, runs, jump int, b, c *float32, ldc, cols int, beta float32)
 
+// sgemmFilterAVX512x12x32 computes tiles 12×32 tiles of dW = colᵀ·dy for
+// one 32-column sliver of dy, col never written: row r of tile t, k step p
+// reads the float at byte a + t·tsA + 4r + the offset of p, where the k
+// steps are nruns runs of pixels (runs holds pairs: a run's byte offset,
+// its pixels), csA bytes apart within a run. B row p is b[p·ldb:], C
+// row 12t + r is c[(12t + r)·ldc:]. With nr = 32,
+//
+//	for t := 0; t < tiles; t++ {
+//		for i := 0; i < 12; i++ {
+//			for j := 0; j < cols; j++ {
+//				var acc float32
+//				for p := 0; p < kc; p++ { // kc: the runs' pixels in all
+//					acc = fma(A(t, i, p), b[p·ldb + j], acc)
+//				}
+//				c[(12t+i)·ldc + j] = fma(beta, c[…], acc) // beta == ±0: acc
+//			}
+//		}
+//	}
+//
+//go:noescape
+func sgemmFilterAVX512x12x32(tiles int, a *float32, tsA int, runs *int, nruns, csA int, b *float32, ldb int, c *float32, ldc, cols int, beta float32)
+
+// sgemmFilterAVX512x12x16 is sgemmFilterAVX512x12x32 with nr = 16.
+//
+//go:noescape
+func sgemmFilterAVX512x12x16(tiles int, a *float32, tsA int, runs *int, nruns, csA int, b *float32, ldb int, c *float32, ldc, cols int, beta float32)
+
 // sgemmPeakAVX512 runs iters iterations of 24 independent Z-register FMAs
 // (768 flops each) and nothing else: the FMA throughput ceiling.
 //
@@ -134,6 +161,14 @@ var sgemmAVX512 = &sgemmKernel{
 	implicitNarrow: func(tiles int, rows []int, x []float32, r *sgemmRuns, b, c []float32, ldc, cols int, beta float32) {
 		sgemmCheckImplicit(16, tiles, rows, x, r, b, c, ldc, cols)
 		sgemmImplicitAVX512x12x16(tiles, &rows[0], &x[0], r.off0, &r.ends[0], len(r.ends), r.jump, &b[0], &c[0], ldc, cols, beta)
+	},
+	filterWide: func(tiles int, a []float32, tsA int, runs []int, csA int, b []float32, ldb int, c []float32, ldc, cols int, beta float32) {
+		sgemmCheckFilter(32, tiles, a, tsA, runs, csA, b, ldb, c, ldc, cols)
+		sgemmFilterAVX512x12x32(tiles, &a[0], tsA, &runs[0], len(runs)/2, csA, &b[0], ldb, &c[0], ldc, cols, beta)
+	},
+	filterNarrow: func(tiles int, a []float32, tsA int, runs []int, csA int, b []float32, ldb int, c []float32, ldc, cols int, beta float32) {
+		sgemmCheckFilter(16, tiles, a, tsA, runs, csA, b, ldb, c, ldc, cols)
+		sgemmFilterAVX512x12x16(tiles, &a[0], tsA, &runs[0], len(runs)/2, csA, &b[0], ldb, &c[0], ldc, cols, beta)
 	},
 }
 

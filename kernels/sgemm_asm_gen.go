@@ -21,8 +21,11 @@
 // again, for an A that is not a matrix: each of a tile's rows starts at an
 // offset of its own in an image, and every row reads the same runs of
 // consecutive floats from there (sgemmRuns), which is a convolution's patch
-// row read in place. They keep the same FMA chain per element, so they give
-// the bits of the matrix kernels on the im2col matrix of the same patches.
+// row read in place. The filter kernels (sgemmFilter*) read Aᵀ of the filter
+// gradient the same way: each k step's 12 row values from one address of the
+// image, the k steps in runs of pixels. Both keep the same FMA chain per
+// element, so they give the bits of the matrix kernels on the im2col matrix
+// of the same patches.
 package main
 
 import (
@@ -496,6 +499,146 @@ func implicitKernel(t tile) {
 	out.WriteString("\n")
 }
 
+// Argument offsets of the filter kernels (ABI0, on the stack).
+const (
+	filTiles = "tiles+0(FP)"
+	filA     = "a+8(FP)"
+	filTsA   = "tsA+16(FP)"
+	filRuns  = "runs+24(FP)"
+	filNRuns = "nruns+32(FP)"
+	filCsA   = "csA+40(FP)"
+	filB     = "b+48(FP)"
+	filLdb   = "ldb+56(FP)"
+	filC     = "c+64(FP)"
+	filLdc   = "ldc+72(FP)"
+	filCols  = "cols+80(FP)"
+	filBeta  = "beta+88(FP)"
+	filSize  = 92
+)
+
+// filterKernel emits the filter-gradient twin of kernel(t) for dW = colᵀ·dy
+// with colᵀ never written: a tile's 12 rows are 12 consecutive floats of a
+// patch (one filter row of a convolution holds whole tiles), so each k step
+// (one output pixel) broadcasts them from one address, and the next pixel
+// of the same output row is csA bytes on. The k steps come in runs, one
+// per output row a k block touches: runs holds nruns pairs (byte offset of
+// the run's first pixel from the tile's base, pixels). B (dy) is read in
+// place, ldb floats a row, every k step the next row. Tile t's base is
+// tsA bytes after tile t−1's, its C 12 rows of ldc floats after. The FMA
+// chain and the write-back (alpha = 1) are the matrix kernel's, so the bits
+// are those of the product on the im2col matrix of the same patches.
+//
+// Registers: AX the current pixel of A, R8 the tile's base, R15 B, CX
+// pixels left in the run, DX the next run, BX runs left, SI csA, DI ldb
+// in bytes, R9 tiles left, R10 C, R11 ldc in bytes, R12 tsA.
+func filterKernel(t tile) {
+	p := t.name
+	fmt.Fprintf(&out, "// func %s(tiles int, a *float32, tsA int, runs *int, nruns, csA int, b *float32, ldb int, c *float32, ldc, cols int, beta float32)\n", p)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", p, filSize)
+	for v := 0; v < t.vecs; v++ {
+		emit("MOVQ %s, CX", filCols)
+		if v > 0 {
+			emit("SUBQ $%d, CX", v*t.lanes)
+		}
+		emit("MOVQ $%d, BX", t.lanes)
+		emit("CMPQ CX, BX")
+		emit("CMOVQGT BX, CX")
+		emit("XORQ BX, BX")
+		emit("CMPQ CX, BX")
+		emit("CMOVQLT BX, CX")
+		emit("MOVL $1, BX")
+		emit("SHLL CX, BX")
+		emit("DECL BX")
+		emit("KMOVW BX, K%d", v+1)
+	}
+	mask := func(v int) string { return fmt.Sprintf("K%d, ", v+1) }
+	emit("MOVQ %s, R9", filTiles)
+	emit("TESTQ R9, R9")
+	emit("JZ %s_done", p)
+	emit("MOVQ %s, R8", filA)
+	emit("MOVQ %s, R12", filTsA)
+	emit("MOVQ %s, SI", filCsA)
+	emit("MOVQ %s, DI", filLdb)
+	emit("SHLQ $2, DI")
+	emit("MOVQ %s, R10", filC)
+	emit("MOVQ %s, R11", filLdc)
+	emit("SHLQ $2, R11")
+
+	label(p + "_tile")
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			x := acc(t, r, v)
+			emit("VPXORD %s, %s, %s", x, x, x)
+		}
+	}
+	emit("MOVQ %s, DX", filRuns)
+	emit("MOVQ %s, BX", filNRuns)
+	emit("MOVQ %s, R15", filB)
+
+	label(p + "_run")
+	emit("MOVQ (DX), AX")
+	emit("ADDQ R8, AX")
+	emit("MOVQ 8(DX), CX")
+	emit("ADDQ $16, DX")
+
+	label(p + "_k")
+	if t.embedBC {
+		emit("VMOVUPS (R15), Z28")
+		for r := 0; r < t.mr; r++ {
+			emit("VFMADD231PS.BCST %d(AX), Z28, %s", 4*r, acc(t, r, 0))
+		}
+	} else {
+		for v := 0; v < t.vecs; v++ {
+			emit("VMOVUPS %d(R15), Z%d", v*t.lanes*4, 28+v)
+		}
+		for r := 0; r < t.mr; r++ {
+			a := fmt.Sprintf("Z%d", 30+r%2)
+			emit("VBROADCASTSS %d(AX), %s", 4*r, a)
+			for v := 0; v < t.vecs; v++ {
+				emit("VFMADD231PS Z%d, %s, %s", 28+v, a, acc(t, r, v))
+			}
+		}
+	}
+	emit("ADDQ SI, AX")
+	emit("ADDQ DI, R15")
+	emit("DECQ CX")
+	emit("JNZ %s_k", p)
+	emit("DECQ BX")
+	emit("JNZ %s_run", p)
+
+	// C = acc + beta·C (alpha is 1); with beta == ±0, C is not read.
+	emit("MOVQ R10, DX")
+	emit("MOVL %s, CX", filBeta)
+	emit("SHLL $1, CX")
+	emit("JZ %s_store0", p)
+	emit("VBROADCASTSS %s, Z31", filBeta)
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			x := acc(t, r, v)
+			emit("VFMADD231PS %d(DX), Z31, %s%s", v*t.lanes*4, mask(v), x)
+			emit("VMOVUPS %s, %s%d(DX)", x, mask(v), v*t.lanes*4)
+		}
+		emit("ADDQ R11, DX")
+	}
+	emit("JMP %s_next", p)
+	label(p + "_store0")
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			emit("VMOVUPS %s, %s%d(DX)", acc(t, r, v), mask(v), v*t.lanes*4)
+		}
+		emit("ADDQ R11, DX")
+	}
+	label(p + "_next")
+	emit("MOVQ DX, R10")
+	emit("ADDQ R12, R8")
+	emit("DECQ R9")
+	emit("JNZ %s_tile", p)
+	label(p + "_done")
+	emit("VZEROUPPER")
+	emit("RET")
+	out.WriteString("\n")
+}
+
 func trailingZeros(x int) int {
 	n := 0
 	for x > 1 {
@@ -656,6 +799,8 @@ func main() {
 	kernel(tile{name: "sgemmKernelAVX2x6x8", mr: 6, vecs: 1, lanes: 8, reg: "Y"})
 	implicitKernel(tile{name: "sgemmImplicitAVX512x12x32", mr: 12, vecs: 2, lanes: 16, reg: "Z"})
 	implicitKernel(tile{name: "sgemmImplicitAVX512x12x16", mr: 12, vecs: 1, lanes: 16, reg: "Z", embedBC: true})
+	filterKernel(tile{name: "sgemmFilterAVX512x12x32", mr: 12, vecs: 2, lanes: 16, reg: "Z"})
+	filterKernel(tile{name: "sgemmFilterAVX512x12x16", mr: 12, vecs: 1, lanes: 16, reg: "Z", embedBC: true})
 	out.WriteString(packers)
 	peak("sgemmPeakAVX512", "Z", 24)
 	peak("sgemmPeakAVX2", "Y", 12)
