@@ -203,10 +203,12 @@ func TestSgemmFilterChecksBounds(t *testing.T) {
 	sgemmBest.filterWide(2, a, 4*48, []int{0, 2, 64, 2}, 16, b, 32, c, 32, 32, 0)
 }
 
-// BenchmarkCPUConvImplicit times the deep network's forward and backward
-// data passes at batch 100 through the implicit GEMM and through im2col,
-// side by side (one after the other for each layer, so that -count rounds
-// alternate), in GFLOP/s as BenchmarkCPUConv counts them.
+// BenchmarkCPUConvImplicit times the deep network's forward, backward data
+// and filter-gradient passes at batch 100 through the implicit GEMMs and
+// through the paths that gather patches first (im2col, and for the filter
+// gradients of K = 288 and 576 the im2col-and-Sgemm path that the packed
+// slivers once replaced), side by side: one after the other for each layer,
+// so that -count rounds alternate. GFLOP/s as BenchmarkCPUConv counts them.
 func BenchmarkCPUConvImplicit(b *testing.B) {
 	c := NewCPU(0)
 	defer c.Close()
@@ -225,6 +227,7 @@ func BenchmarkCPUConvImplicit(b *testing.B) {
 	} {
 		x, w, bias, dy := random(g.InLen()), random(g.FilterLen()), random(g.OC), random(g.OutLen())
 		y, dx := make([]float32, g.OutLen()), make([]float32, g.InLen())
+		dw, db := make([]float32, g.FilterLen()), make([]float32, g.OC)
 		flops := 2 * float64(g.ColRows()) * float64(g.ColCols()) * float64(g.OC)
 		name := fmt.Sprintf("%dx%dx%d-%d-pad%d", g.H, g.W, g.C, g.OC, g.Pad)
 		for _, pass := range []struct {
@@ -233,9 +236,10 @@ func BenchmarkCPUConvImplicit(b *testing.B) {
 		}{
 			{"ForwardReLU", func() { c.ConvForwardReLU(g, x, w, bias, y) }},
 			{"BackwardData", func() { c.ConvBackwardData(g, dy, w, dx) }},
+			{"BackwardFilter", func() { c.ConvBackwardFilter(g, x, dy, dw, db) }},
 		} {
 			for _, implicit := range []bool{true, false} {
-				path := map[bool]string{true: "implicit", false: "im2col"}[implicit]
+				path := map[bool]string{true: "implicit", false: "gathered"}[implicit]
 				b.Run(pass.name+"/"+name+"/"+path, func(b *testing.B) {
 					cpuImplicitEnabled = implicit
 					defer func() { cpuImplicitEnabled = true }()
@@ -246,44 +250,6 @@ func BenchmarkCPUConvImplicit(b *testing.B) {
 					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				})
 			}
-		}
-	}
-}
-
-// BenchmarkCPUConvFilterImplicit times the deep network's filter gradients
-// at batch 100 through the implicit GEMM and through the patch-gathering
-// paths (im2col, or patches packed into slivers), side by side.
-func BenchmarkCPUConvFilterImplicit(b *testing.B) {
-	c := NewCPU(0)
-	defer c.Close()
-	rng := rand.New(rand.NewPCG(7, 8))
-	random := func(n int) []float32 {
-		s := make([]float32, n)
-		sgemmAwkward(rng, s, false)
-		return s
-	}
-	for _, g := range []ConvGeom{
-		{N: 100, H: 28, W: 28, C: 16, OC: 16, KH: 3, KW: 3, Stride: 1, Pad: 1},
-		{N: 100, H: 14, W: 14, C: 16, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 1},
-		{N: 100, H: 14, W: 14, C: 32, OC: 32, KH: 3, KW: 3, Stride: 1, Pad: 2},
-		{N: 100, H: 8, W: 8, C: 32, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
-		{N: 100, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, Stride: 1, Pad: 1},
-	} {
-		x, dy := random(g.InLen()), random(g.OutLen())
-		dw, db := make([]float32, g.FilterLen()), make([]float32, g.OC)
-		flops := 2 * float64(g.ColRows()) * float64(g.ColCols()) * float64(g.OC)
-		name := fmt.Sprintf("%dx%dx%d-%d-pad%d", g.H, g.W, g.C, g.OC, g.Pad)
-		for _, implicit := range []bool{true, false} {
-			path := map[bool]string{true: "implicit", false: "gathered"}[implicit]
-			b.Run(name+"/"+path, func(b *testing.B) {
-				cpuImplicitEnabled = implicit
-				defer func() { cpuImplicitEnabled = true }()
-				c.ConvBackwardFilter(g, x, dy, dw, db)
-				for b.Loop() {
-					c.ConvBackwardFilter(g, x, dy, dw, db)
-				}
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
 		}
 	}
 }

@@ -337,6 +337,56 @@ const (
 	locSpill  = "spill-56(SP)"
 )
 
+// columnMasks sets K1 (and K2 for two vectors a row) to the first cols
+// columns of each of a row's vectors, cols read from the argument at colsArg.
+func columnMasks(t tile, colsArg string) {
+	for v := 0; v < t.vecs; v++ {
+		emit("MOVQ %s, CX", colsArg)
+		if v > 0 {
+			emit("SUBQ $%d, CX", v*t.lanes)
+		}
+		emit("MOVQ $%d, BX", t.lanes)
+		emit("CMPQ CX, BX")
+		emit("CMOVQGT BX, CX")
+		emit("XORQ BX, BX")
+		emit("CMPQ CX, BX")
+		emit("CMOVQLT BX, CX")
+		emit("MOVL $1, BX")
+		emit("SHLL CX, BX")
+		emit("DECL BX")
+		emit("KMOVW BX, K%d", v+1)
+	}
+}
+
+// maskedStore writes a Z-register tile back through the column masks:
+// C = acc + beta·C (alpha is 1), C not read when beta == ±0. DX points at
+// the tile's first row and advances by the row stride in ldcReg (bytes),
+// ending past the tile; CX is scratch. It falls through to label p_next.
+func maskedStore(t tile, p, betaArg, ldcReg string) {
+	mask := func(v int) string { return fmt.Sprintf("K%d, ", v+1) }
+	emit("MOVL %s, CX", betaArg)
+	emit("SHLL $1, CX")
+	emit("JZ %s_store0", p)
+	emit("VBROADCASTSS %s, Z31", betaArg)
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			x := acc(t, r, v)
+			emit("VFMADD231PS %d(DX), Z31, %s%s", v*t.lanes*4, mask(v), x)
+			emit("VMOVUPS %s, %s%d(DX)", x, mask(v), v*t.lanes*4)
+		}
+		emit("ADDQ %s, DX", ldcReg)
+	}
+	emit("JMP %s_next", p)
+	label(p + "_store0")
+	for r := 0; r < t.mr; r++ {
+		for v := 0; v < t.vecs; v++ {
+			emit("VMOVUPS %s, %s%d(DX)", acc(t, r, v), mask(v), v*t.lanes*4)
+		}
+		emit("ADDQ %s, DX", ldcReg)
+	}
+	label(p + "_next")
+}
+
 // implicitRow is the base register of row r of an implicit kernel's tile.
 func implicitRow(r int) string {
 	return []string{"AX", "BX", "DX", "SI", "DI", "R8", "R9", "R10", "R11", "R12", "R13", "R14"}[r]
@@ -357,23 +407,7 @@ func implicitKernel(t tile) {
 	nr := t.nr()
 	fmt.Fprintf(&out, "// func %s(tiles int, rows *int, x *float32, off0 int, ends *int, runs, jump int, b, c *float32, ldc, cols int, beta float32)\n", p)
 	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $%d-%d\n", p, impFrame, impSize)
-	for v := 0; v < t.vecs; v++ {
-		emit("MOVQ %s, CX", impCols)
-		if v > 0 {
-			emit("SUBQ $%d, CX", v*t.lanes)
-		}
-		emit("MOVQ $%d, BX", t.lanes)
-		emit("CMPQ CX, BX")
-		emit("CMOVQGT BX, CX")
-		emit("XORQ BX, BX")
-		emit("CMPQ CX, BX")
-		emit("CMOVQLT BX, CX")
-		emit("MOVL $1, BX")
-		emit("SHLL CX, BX")
-		emit("DECL BX")
-		emit("KMOVW BX, K%d", v+1)
-	}
-	mask := func(v int) string { return fmt.Sprintf("K%d, ", v+1) }
+	columnMasks(t, impCols)
 	emit("MOVQ %s, CX", impTiles)
 	emit("MOVQ CX, %s", locTiles)
 	emit("TESTQ CX, CX")
@@ -469,27 +503,7 @@ func implicitKernel(t tile) {
 	emit("MOVQ %s, DX", locC)
 	emit("MOVQ %s, BX", impLdc)
 	emit("SHLQ $2, BX")
-	emit("MOVL %s, CX", impBeta)
-	emit("SHLL $1, CX")
-	emit("JZ %s_store0", p)
-	emit("VBROADCASTSS %s, Z31", impBeta)
-	for r := 0; r < t.mr; r++ {
-		for v := 0; v < t.vecs; v++ {
-			x := acc(t, r, v)
-			emit("VFMADD231PS %d(DX), Z31, %s%s", v*t.lanes*4, mask(v), x)
-			emit("VMOVUPS %s, %s%d(DX)", x, mask(v), v*t.lanes*4)
-		}
-		emit("ADDQ BX, DX")
-	}
-	emit("JMP %s_next", p)
-	label(p + "_store0")
-	for r := 0; r < t.mr; r++ {
-		for v := 0; v < t.vecs; v++ {
-			emit("VMOVUPS %s, %s%d(DX)", acc(t, r, v), mask(v), v*t.lanes*4)
-		}
-		emit("ADDQ BX, DX")
-	}
-	label(p + "_next")
+	maskedStore(t, p, impBeta, "BX")
 	emit("MOVQ DX, %s", locC)
 	emit("DECQ %s", locTiles)
 	emit("JNZ %s_tile", p)
@@ -535,23 +549,7 @@ func filterKernel(t tile) {
 	p := t.name
 	fmt.Fprintf(&out, "// func %s(tiles int, a *float32, tsA int, runs *int, nruns, csA int, b *float32, ldb int, c *float32, ldc, cols int, beta float32)\n", p)
 	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", p, filSize)
-	for v := 0; v < t.vecs; v++ {
-		emit("MOVQ %s, CX", filCols)
-		if v > 0 {
-			emit("SUBQ $%d, CX", v*t.lanes)
-		}
-		emit("MOVQ $%d, BX", t.lanes)
-		emit("CMPQ CX, BX")
-		emit("CMOVQGT BX, CX")
-		emit("XORQ BX, BX")
-		emit("CMPQ CX, BX")
-		emit("CMOVQLT BX, CX")
-		emit("MOVL $1, BX")
-		emit("SHLL CX, BX")
-		emit("DECL BX")
-		emit("KMOVW BX, K%d", v+1)
-	}
-	mask := func(v int) string { return fmt.Sprintf("K%d, ", v+1) }
+	columnMasks(t, filCols)
 	emit("MOVQ %s, R9", filTiles)
 	emit("TESTQ R9, R9")
 	emit("JZ %s_done", p)
@@ -608,27 +606,7 @@ func filterKernel(t tile) {
 
 	// C = acc + beta·C (alpha is 1); with beta == ±0, C is not read.
 	emit("MOVQ R10, DX")
-	emit("MOVL %s, CX", filBeta)
-	emit("SHLL $1, CX")
-	emit("JZ %s_store0", p)
-	emit("VBROADCASTSS %s, Z31", filBeta)
-	for r := 0; r < t.mr; r++ {
-		for v := 0; v < t.vecs; v++ {
-			x := acc(t, r, v)
-			emit("VFMADD231PS %d(DX), Z31, %s%s", v*t.lanes*4, mask(v), x)
-			emit("VMOVUPS %s, %s%d(DX)", x, mask(v), v*t.lanes*4)
-		}
-		emit("ADDQ R11, DX")
-	}
-	emit("JMP %s_next", p)
-	label(p + "_store0")
-	for r := 0; r < t.mr; r++ {
-		for v := 0; v < t.vecs; v++ {
-			emit("VMOVUPS %s, %s%d(DX)", acc(t, r, v), mask(v), v*t.lanes*4)
-		}
-		emit("ADDQ R11, DX")
-	}
-	label(p + "_next")
+	maskedStore(t, p, filBeta, "R11")
 	emit("MOVQ DX, R10")
 	emit("ADDQ R12, R8")
 	emit("DECQ R9")
