@@ -1,7 +1,8 @@
 // Package kernels holds the numeric primitives of a training step behind one
 // interface, Backend, with several implementations: Reference (written the
-// obvious way, to check the others), CPU (im2col + GEMM, all cores) and, on
-// GPU hosts, CUDA.
+// obvious way, to check the others), CPU (GEMM on all cores: on AVX-512 an
+// implicit GEMM that reads patches where they lie, elsewhere im2col and
+// GEMM, the same bits either way) and, on GPU hosts, CUDA.
 //
 // # Tensors and devices
 //
