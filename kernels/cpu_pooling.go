@@ -83,6 +83,9 @@ func (t *cpuPoolTask) run(_, item int) {
 	g := t.g
 	n0 := item * t.blockSamples
 	n1 := min(n0+t.blockSamples, g.N)
+	if t.kind == cpuMaxPoolBackward && cpuPoolScatterVec(g, t.dy, t.argmax, t.dx, n0, n1) {
+		return
+	}
 	if t.kind == cpuMaxPoolBackward || t.kind == cpuAvgPoolBackward {
 		clear(t.dx[n0*g.H*g.W*g.C : n1*g.H*g.W*g.C])
 	}

@@ -87,6 +87,33 @@ func cpuMaxWindowVec(g PoolGeom, x []float32, n, h0, h1, w0, w1 int, y []float32
 }
 
 //go:noescape
+func cpuPoolScatterAVX2(dx, dy *float32, argmax *int32, cell0, ow, size, c int)
+
+// cpuPoolScatterVec writes the input gradient of samples [n0, n1) of a max
+// pool whose windows tile the image exactly (stride == size, no padding, H
+// and W multiples of the size) with AVX2, and reports whether it did: each
+// input row once, every cell written, so dx needs no clearing first.
+func cpuPoolScatterVec(g PoolGeom, dy []float32, argmax []int32, dx []float32, n0, n1 int) bool {
+	if !cpuHasAVX2 || g.C%8 != 0 || g.Pad != 0 || g.Stride != g.Size || g.H%g.Size != 0 || g.W%g.Size != 0 {
+		return false
+	}
+	oh, ow := g.OH(), g.OW()
+	if n1*g.H*g.W*g.C > len(dx) || n1*oh*ow*g.C > len(dy) || n1*oh*ow*g.C > len(argmax) {
+		panic(cpuShortSlice("maxpool backward", len(dx), n1*g.H*g.W*g.C))
+	}
+	for n := n0; n < n1; n++ {
+		for p := range oh {
+			out := (n*oh + p) * ow * g.C
+			for kh := range g.Size {
+				cell := (n*g.H + p*g.Size + kh) * g.W * g.C
+				cpuPoolScatterAVX2(&dx[cell], &dy[out], &argmax[out], cell, ow, g.Size, g.C)
+			}
+		}
+	}
+	return true
+}
+
+//go:noescape
 func cpuCopyRowsAVX2(dst *float32, ldd int, src *float32, lds int, rows, cols int)
 
 //go:noescape

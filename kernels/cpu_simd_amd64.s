@@ -456,3 +456,57 @@ c1w_store:
 	VMOVUPS Z9, (BX)
 	VZEROUPPER
 	RET
+
+// func cpuPoolScatterAVX2(dx, dy *float32, argmax *int32, cell0, ow, size, c int)
+// Writes one input row of a max-pool backward whose windows tile the image
+// (stride == size, no padding): for q < ow, kw < size and channel j < c (a
+// multiple of 8), input cell i = cell0 + (q·size + kw)·c + j (the index
+// argmax holds) gets dy[q·c + j] + 0 where argmax[q·c + j] == i, else +0.
+// That is what clearing dx and adding each dy to its winner gives, -0 and
+// NaN included, in one pass of whole-row stores.
+TEXT ·cpuPoolScatterAVX2(SB), NOSPLIT, $0-56
+	MOVQ dx+0(FP), DI
+	MOVQ dy+8(FP), SI
+	MOVQ argmax+16(FP), BX
+	MOVQ cell0+24(FP), AX
+	MOVQ ow+32(FP), R8
+	MOVQ size+40(FP), R9
+	MOVQ c+48(FP), R10
+	SHRQ $3, R10
+	VXORPS Y0, Y0, Y0
+	VMOVD AX, X4
+	VPBROADCASTD X4, Y4
+	VPADDD cpuIota<>(SB), Y4, Y4 // the indices of the next 8 cells
+	MOVL $8, AX
+	VMOVD AX, X5
+	VPBROADCASTD X5, Y5
+	TESTQ R8, R8
+	JZ scatter_done
+	TESTQ R10, R10
+	JZ scatter_done
+scatter_pixel:
+	MOVQ R9, DX
+scatter_cell:
+	MOVQ SI, R11
+	MOVQ BX, R12
+	MOVQ R10, CX
+scatter_chan:
+	VPCMPEQD (R12), Y4, Y2
+	VADDPS (R11), Y0, Y3
+	VANDPS Y2, Y3, Y3
+	VMOVUPS Y3, (DI)
+	VPADDD Y5, Y4, Y4
+	ADDQ $32, R11
+	ADDQ $32, R12
+	ADDQ $32, DI
+	DECQ CX
+	JNZ scatter_chan
+	DECQ DX
+	JNZ scatter_cell
+	MOVQ R11, SI
+	MOVQ R12, BX
+	DECQ R8
+	JNZ scatter_pixel
+scatter_done:
+	VZEROUPPER
+	RET

@@ -23,6 +23,8 @@ func cpuMaxWindowVec(PoolGeom, []float32, int, int, int, int, int, []float32, []
 	return false
 }
 
+func cpuPoolScatterVec(PoolGeom, []float32, []int32, []float32, int, int) bool { return false }
+
 func cpuCopyRows(dst []float32, ldd int, src []float32, lds, rows, cols int) {
 	if rows > 0 && cols > 0 {
 		cpuCopyRowsGo(dst, ldd, src, lds, rows, cols)

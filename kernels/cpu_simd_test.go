@@ -47,3 +47,71 @@ func TestCPURowCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUPoolScatter checks the one-pass max-pool backward (windows that
+// tile the image) against the clear-and-add loop it replaces, bit for bit:
+// NaN, infinities and zeros of both signs in dy, ties in x (the first cell
+// wins), stale values in dx that must all be overwritten, on one and three
+// threads; and that the shapes it cannot take (overlapping or padded
+// windows, images the windows do not tile, C not a multiple of 8) still
+// give the same bits through the loop.
+func TestCPUPoolScatter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, tc := range []struct {
+		g    PoolGeom
+		fast bool
+	}{
+		{PoolGeom{N: 5, H: 28, W: 28, C: 16, Size: 2, Stride: 2}, true},
+		{PoolGeom{N: 3, H: 16, W: 16, C: 32, Size: 2, Stride: 2}, true},
+		{PoolGeom{N: 7, H: 9, W: 6, C: 24, Size: 3, Stride: 3}, true},
+		{PoolGeom{N: 2, H: 8, W: 8, C: 64, Size: 4, Stride: 4}, true},
+		{PoolGeom{N: 3, H: 9, W: 9, C: 16, Size: 2, Stride: 2}, false},
+		{PoolGeom{N: 3, H: 8, W: 8, C: 16, Size: 3, Stride: 2}, false},
+		{PoolGeom{N: 3, H: 8, W: 8, C: 16, Size: 2, Stride: 2, Pad: 1}, false},
+		{PoolGeom{N: 3, H: 8, W: 8, C: 12, Size: 2, Stride: 2}, false},
+	} {
+		g := tc.g
+		x, dy := make([]float32, g.InLen()), make([]float32, g.OutLen())
+		for i := range x {
+			x[i] = float32(rng.IntN(5)) // many ties
+		}
+		sgemmAwkward(rng, dy, true)
+		for i := range dy {
+			switch rng.IntN(16) {
+			case 0:
+				dy[i] = float32(math.NaN())
+			case 1:
+				dy[i] = float32(math.Inf(1 - 2*rng.IntN(2)))
+			case 2:
+				dy[i] = float32(math.Copysign(0, -1))
+			}
+		}
+		y, argmax := make([]float32, g.OutLen()), make([]int32, g.OutLen())
+		NewCPU(1).MaxPoolForward(g, x, y, argmax)
+		want := make([]float32, g.InLen())
+		for i, a := range argmax {
+			want[a] += dy[i]
+		}
+		if cpuHasAVX2 {
+			scratch := make([]float32, g.InLen())
+			if got := cpuPoolScatterVec(g, dy, argmax, scratch, 0, g.N); got != tc.fast {
+				t.Errorf("%+v: the one-pass path taken: %v, want %v", g, got, tc.fast)
+			}
+		}
+		for _, threads := range []int{1, 3} {
+			c := NewCPU(threads)
+			dx := make([]float32, g.InLen())
+			for i := range dx {
+				dx[i] = float32(math.NaN()) // stale: every cell must be written
+			}
+			c.MaxPoolBackward(g, dy, argmax, dx)
+			c.Close()
+			for i := range want {
+				if math.Float32bits(dx[i]) != math.Float32bits(want[i]) {
+					t.Errorf("%+v, %d threads: dx[%d] is %v (%#x), want %v (%#x)", g, threads, i, dx[i], math.Float32bits(dx[i]), want[i], math.Float32bits(want[i]))
+					break
+				}
+			}
+		}
+	}
+}
