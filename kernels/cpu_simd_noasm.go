@@ -23,6 +23,9 @@ func cpuMaxWindowVec(PoolGeom, []float32, int, int, int, int, int, []float32, []
 	return false
 }
 
+// cpuHasAVX2 is false without the assembly: every loop is the Go one.
+const cpuHasAVX2 = false
+
 func cpuPoolScatterVec(PoolGeom, []float32, []int32, []float32, int, int) bool { return false }
 
 func cpuCopyRows(dst []float32, ldd int, src []float32, lds, rows, cols int) {
