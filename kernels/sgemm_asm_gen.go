@@ -170,23 +170,7 @@ func kernel(t tile) {
 	fmt.Fprintf(&out, "// func %s(tiles, kc int, a *float32, rsA, csA, tsA int, b *float32, ldb int, c *float32, ldc, cols, pfOff, pfStride int, alpha, beta float32)\n", t.name)
 	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", t.name, argSize)
 	if masked {
-		// K(v+1) = (1 << clamp(cols - 16v, 0, 16)) - 1.
-		for v := 0; v < t.vecs; v++ {
-			emit("MOVQ %s, CX", argCols)
-			if v > 0 {
-				emit("SUBQ $%d, CX", v*t.lanes)
-			}
-			emit("MOVQ $%d, BX", t.lanes)
-			emit("CMPQ CX, BX")
-			emit("CMOVQGT BX, CX")
-			emit("XORQ BX, BX")
-			emit("CMPQ CX, BX")
-			emit("CMOVQLT BX, CX")
-			emit("MOVL $1, BX")
-			emit("SHLL CX, BX")
-			emit("DECL BX")
-			emit("KMOVW BX, K%d", v+1)
-		}
+		columnMasks(t, argCols)
 	}
 	emit("MOVQ %s, R8", argTiles)
 	emit("MOVQ %s, AX", argA)
@@ -338,7 +322,9 @@ const (
 )
 
 // columnMasks sets K1 (and K2 for two vectors a row) to the first cols
-// columns of each of a row's vectors, cols read from the argument at colsArg.
+// columns of each of a row's vectors, cols read from the argument at
+// colsArg: K(v+1) = (1 << clamp(cols − 16v, 0, 16)) − 1. BX and CX are
+// scratch.
 func columnMasks(t tile, colsArg string) {
 	for v := 0; v < t.vecs; v++ {
 		emit("MOVQ %s, CX", colsArg)
