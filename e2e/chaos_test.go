@@ -121,9 +121,8 @@ func TestChaos(t *testing.T) {
 		workerRecovery  time.Duration // the longest wait for the next step
 		leaderKilled    bool
 		leaderKilledAt  time.Time
-		leaderKillSeen  int64  // the last step seen applied before the leader died
-		deadLeaderKey   string // the killed leader's election key
-		reconnects      int
+		leaderKillSeen  int64 // the last step seen applied before the leader died
+		follow          = jobFollower{cli: cli, tls: tls, id: "chaos"}
 		leaderRecovery  time.Duration
 		resumedFrom     int64 = -1
 		finalState      dpcnnv1.JobState
@@ -144,16 +143,8 @@ func TestChaos(t *testing.T) {
 			if !leaderKilled || errors.Is(err, io.EOF) && finalState != 0 {
 				t.Fatalf("watch: %v (replay: %s)", err, replay)
 			}
-			// The leader is gone: follow the job to the next one. The
-			// next one may refuse the watch until it has taken the job
-			// over (its election key is first before it leads), so a
-			// refusal by the new leader is retried on it after a pause,
-			// and only the dead leader's key is ruled out.
-			if reconnects++; reconnects > 1 {
-				t.Logf("watch on %s: %v; retrying", leader.Address, err)
-				time.Sleep(100 * time.Millisecond)
-			}
-			leader, jobs, stream = watchOnNewLeader(ctx, t, cli, tls, deadLeaderKey, "chaos")
+			// The leader is gone: follow the job to the next one.
+			leader, jobs, stream = follow.rewatch(ctx, t, err)
 			continue
 		}
 		switch k := ev.Kind.(type) {
@@ -191,7 +182,7 @@ func TestChaos(t *testing.T) {
 				t.Logf("killing the leader %s (pid %d) at %s", id, coords[id].cmd.Process.Pid, leader.Address)
 				coords[id].kill(t)
 				leaderKilled, leaderKilledAt, waitingForLeadr, leaderKillSeen = true, time.Now(), true, lastStep
-				deadLeaderKey = leader.Key
+				follow.deadKey = leader.Key
 				log = append(log, fmt.Sprintf("step %d: killed the leader %s", lastStep, id))
 				startCoord(fmt.Sprintf("c%d", len(coords)+1)) // a new standby
 			case lastStep >= nextKill && !waitingForLeadr && lastStep < int64(spec.Epochs*24-2) && actions == 2:
@@ -305,17 +296,36 @@ const (
 	leaderRecoveryTarget = 10 * time.Second
 )
 
-// watchOnNewLeader follows job id to the leader that replaces the one under
-// oldKey: a new leader within the lease (5 s) and a margin, or the test
-// says what holds the old leadership. It returns the leader, a client of
-// its JobService and the job's watch there.
-func watchOnNewLeader(ctx context.Context, t *testing.T, cli *clientv3.Client, tls clusterTLS, oldKey, id string) (cluster.Leader, dpcnnv1.JobServiceClient, grpc.ServerStreamingClient[dpcnnv1.JobEvent]) {
+// jobFollower follows a job's watch from a leader that was killed to the
+// one that replaces it. The next leader's election key comes first before
+// it has taken the job over and leads, and until then it refuses the watch
+// (UNAVAILABLE); so only the dead leader's key is ruled out, and a refusal
+// by its successor is asked again after a pause. (Ruling out the leader
+// whose watch broke instead made a refused watch wait for a third leader
+// that never came: TestFailoverWithoutSharedDisk failed so in CI.)
+type jobFollower struct {
+	cli     *clientv3.Client
+	tls     clusterTLS
+	id      string // the job
+	deadKey string // the killed leader's election key
+	tries   int
+}
+
+// rewatch is called when the watch ended with err: it waits for a leader
+// other than the dead one (within the lease, 5 s, and a margin, or the
+// test says what holds the old leadership) and returns that leader, a
+// client of its JobService and the job's watch there.
+func (f *jobFollower) rewatch(ctx context.Context, t *testing.T, err error) (cluster.Leader, dpcnnv1.JobServiceClient, grpc.ServerStreamingClient[dpcnnv1.JobEvent]) {
 	t.Helper()
+	if f.tries++; f.tries > 1 {
+		t.Logf("watch %s: %v; retrying", f.id, err)
+		time.Sleep(100 * time.Millisecond)
+	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	leader := currentLeader(lctx, t, cli, oldKey)
+	leader := currentLeader(lctx, t, f.cli, f.deadKey)
 	cancel()
-	jobs := dpcnnv1.NewJobServiceClient(tls.dial(t, leader.Address))
-	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: id})
+	jobs := dpcnnv1.NewJobServiceClient(f.tls.dial(t, leader.Address))
+	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: f.id})
 	if err != nil {
 		t.Fatalf("watch on the new leader %s: %v", leader.Address, err)
 	}

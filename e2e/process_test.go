@@ -15,6 +15,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/dpcnn/dpcnn/cluster"
 	"github.com/dpcnn/dpcnn/coordinator"
@@ -305,11 +307,13 @@ func waitIdleWorkers(ctx context.Context, t *testing.T, c dpcnnv1.ClusterService
 	t.Helper()
 	for {
 		r, err := c.ListWorkers(ctx, &dpcnnv1.ListWorkersRequest{})
-		if err != nil {
+		// A coordinator whose election key comes first refuses
+		// (UNAVAILABLE) until it has loaded the jobs and leads: ask again.
+		if err != nil && status.Code(err) != codes.Unavailable {
 			t.Fatalf("list workers: %v", err)
 		}
 		idle := 0
-		for _, w := range r.Workers {
+		for _, w := range r.GetWorkers() {
 			if w.State == dpcnnv1.WorkerState_WORKER_STATE_IDLE {
 				idle++
 			}
@@ -319,7 +323,7 @@ func waitIdleWorkers(ctx context.Context, t *testing.T, c dpcnnv1.ClusterService
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%d idle workers of %d wanted: %v", idle, n, r.Workers)
+			t.Fatalf("%d idle workers of %d wanted: %v (%v)", idle, n, r.GetWorkers(), err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -88,6 +88,7 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 		resumedFrom              int64 = -1
 		resumeTook               time.Duration
 		final                    dpcnnv1.JobState
+		follow                   = jobFollower{cli: cli, tls: tls, id: "replicated"}
 	)
 	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "replicated"})
 	if err != nil {
@@ -109,7 +110,7 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 			}
 			// The leader is gone: follow the job to the next one, and
 			// start a third coordinator that joins late.
-			leader, jobs, stream = watchOnNewLeader(ctx, t, cli, tls, leader.Key, "replicated")
+			leader, jobs, stream = follow.rewatch(ctx, t, err)
 			if _, ok := coords["c3"]; !ok {
 				startCoord("c3")
 			}
@@ -142,7 +143,7 @@ func TestFailoverWithoutSharedDisk(t *testing.T) {
 				t.Fatal(err)
 			}
 			if st := rec.Status; st.CheckpointStep >= 2*interval && st.Step > st.CheckpointStep {
-				killed = leaderID(t, coords, leader)
+				killed, follow.deadKey = leaderID(t, coords, leader), leader.Key
 				coords[killed].kill(t)
 				killedAt, killStep, recordAtKill = time.Now(), lastStep, st
 				checkpointAtKill = max(checkpointSeen, st.CheckpointStep)
