@@ -323,6 +323,13 @@ func (s *Server) notLeader(ctx context.Context) error {
 	case err != nil:
 		return notLeading(&dpcnnv1.LeaderResponse{}, "coordinator %s does not lead: %v", s.cfg.ID, err)
 	}
+	if l.Address == s.advertiseAddr() {
+		// This coordinator's election key comes first, but it has not
+		// taken over yet (it is loading the jobs): a moment's wait, not a
+		// redirect.
+		return notLeading(&dpcnnv1.LeaderResponse{CoordinatorId: s.cfg.ID, Address: l.Address, Term: l.Term},
+			"coordinator %s does not lead yet: it won the election and is taking over (loading the jobs); ask again shortly", s.cfg.ID)
+	}
 	id := s.coordinatorAt(ctx, l.Address)
 	// The leader travels as a structured detail, for clients to follow;
 	// the message is for people.
