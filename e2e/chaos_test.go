@@ -308,13 +308,15 @@ type jobFollower struct {
 	tls     clusterTLS
 	id      string // the job
 	deadKey string // the killed leader's election key
+	dial    []grpc.DialOption
 	tries   int
 }
 
-// rewatch is called when the watch ended with err: it waits for a leader
-// other than the dead one (within the lease, 5 s, and a margin, or the
-// test says what holds the old leadership) and returns that leader, a
-// client of its JobService and the job's watch there.
+// rewatch is called when the watch ended with err (nil for the first
+// watch after the kill): it waits for a leader other than the dead one
+// (within the lease, 5 s, and a margin, or the test says what holds the
+// old leadership) and returns that leader, a client of its JobService and
+// the job's watch there.
 func (f *jobFollower) rewatch(ctx context.Context, t *testing.T, err error) (cluster.Leader, dpcnnv1.JobServiceClient, grpc.ServerStreamingClient[dpcnnv1.JobEvent]) {
 	t.Helper()
 	if f.tries++; f.tries > 1 {
@@ -324,7 +326,7 @@ func (f *jobFollower) rewatch(ctx context.Context, t *testing.T, err error) (clu
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	leader := currentLeader(lctx, t, f.cli, f.deadKey)
 	cancel()
-	jobs := dpcnnv1.NewJobServiceClient(f.tls.dial(t, leader.Address))
+	jobs := dpcnnv1.NewJobServiceClient(f.tls.dial(t, leader.Address, f.dial...))
 	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: f.id})
 	if err != nil {
 		t.Fatalf("watch on the new leader %s: %v", leader.Address, err)

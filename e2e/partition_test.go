@@ -88,19 +88,20 @@ func TestLeaderPartition(t *testing.T) {
 	t.Logf("step %d: cut the leader c1 off from etcd, the workers and the client", cutStep)
 
 	// The standby is elected once c1's lease lapses, and resumes the job.
-	second := currentLeader(ctx, t, cli, first.Key)
+	// It refuses the watch (UNAVAILABLE) until it has taken the job over.
+	follow := jobFollower{cli: cli, tls: tls, id: "partition", deadKey: first.Key, dial: []grpc.DialOption{fromClient}}
+	second, jobs, stream := follow.rewatch(ctx, t, nil)
 	elected := time.Since(cutAt)
 	if second.Address != lab.addr("c2")+":7070" {
 		t.Fatalf("new leader %v, want c2", second)
 	}
-	jobs = dpcnnv1.NewJobServiceClient(c2)
-	stream, err = jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "partition"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var resumedStep time.Duration
 	for resumedStep == 0 {
 		ev, err := stream.Recv()
+		if status.Code(err) == codes.Unavailable {
+			_, jobs, stream = follow.rewatch(ctx, t, err)
+			continue
+		}
 		if err != nil {
 			t.Fatalf("watch on c2: %v", err)
 		}
