@@ -1,0 +1,157 @@
+package simulate
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Topology is how parameters and gradients travel between the
+// coordinator and the workers.
+type Topology string
+
+// The topologies.
+const (
+	// Star: every message crosses the coordinator's link.
+	Star Topology = "star"
+	// Tree: a fixed k-ary tree of workers relays the parameters down and
+	// adds the gradients up (see the package comment).
+	Tree Topology = "tree"
+)
+
+// ParseTopology reads "star" or "tree".
+func ParseTopology(s string) (Topology, error) {
+	switch t := Topology(s); t {
+	case Star, Tree:
+		return t, nil
+	}
+	return "", fmt.Errorf("topology %q: want star or tree", s)
+}
+
+// Link is the link of every worker and of the coordinator to the switch.
+type Link struct {
+	BitsPerSec float64       // each direction
+	Latency    time.Duration // one way, between any two nodes
+	Jitter     time.Duration // each message's latency grows by up to this
+}
+
+// Costs are the measured times the model is built from.
+type Costs struct {
+	// Compute is one worker's compute of one micro-batch; each compute
+	// lasts up to ComputeJitter (a fraction) longer.
+	Compute       time.Duration
+	ComputeJitter float64
+	// Message is the CPU time of encoding or decoding one parameter or
+	// gradient message, on each end (gRPC's marshalling and copies).
+	Message time.Duration
+	// Reduce is adding one gradient vector into a sum (the coordinator's,
+	// or a tree node's).
+	Reduce time.Duration
+	// Optimizer is the coordinator's update after a step's last result.
+	Optimizer time.Duration
+}
+
+// Stragglers makes each worker, at each step, a straggler with
+// probability Fraction: its compute lasts Slowdown times as long.
+type Stragglers struct {
+	Fraction float64
+	Slowdown float64
+}
+
+// Failure kills worker Worker (0-based, in the order the workers joined)
+// as it starts computing step Step (0-based).
+type Failure struct {
+	Worker int
+	Step   int64
+}
+
+// Config is one simulated run: a weak-scaling job of the deep net (or
+// another built-in network) on Workers workers.
+type Config struct {
+	Network        string // a built-in network name (default "deep")
+	PerWorkerBatch int    // images per worker per step (default 100)
+	MicroBatch     int    // images per micro-batch (default PerWorkerBatch)
+	Seed           uint64
+	Workers        int
+	// Warmup steps run before the Steps timed ones (and one more after,
+	// whose end the final evaluation follows, untimed).
+	Warmup, Steps int64
+
+	Topology Topology // default Star
+	// FanOut is a tree node's number of children (default 4).
+	FanOut int
+	// ChunkBytes is the unit in which messages are relayed (default 64
+	// KiB).
+	ChunkBytes int
+
+	Link       Link
+	Costs      Costs
+	Stragglers Stragglers
+	Failures   []Failure
+	// Detect is how long the coordinator takes to learn that a worker
+	// died (its connection breaking; default 1 ms).
+	Detect time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Network == "" {
+		c.Network = "deep"
+	}
+	if c.PerWorkerBatch == 0 {
+		c.PerWorkerBatch = 100
+	}
+	if c.MicroBatch == 0 {
+		c.MicroBatch = c.PerWorkerBatch
+	}
+	if c.Topology == "" {
+		c.Topology = Star
+	}
+	if c.FanOut == 0 {
+		c.FanOut = 4
+	}
+	if c.ChunkBytes == 0 {
+		c.ChunkBytes = 64 << 10
+	}
+	if c.Detect == 0 {
+		c.Detect = time.Millisecond
+	}
+	return c
+}
+
+// MaxWorkers is the largest worker count a run may simulate.
+const MaxWorkers = 4096
+
+func (c Config) validate() error {
+	switch {
+	case c.Workers < 1 || c.Workers > MaxWorkers:
+		return fmt.Errorf("simulate: %d workers: want 1 to %d", c.Workers, MaxWorkers)
+	case c.PerWorkerBatch < 1 || c.MicroBatch < 1 || c.PerWorkerBatch%c.MicroBatch != 0:
+		return fmt.Errorf("simulate: a per-worker batch of %d in micro-batches of %d: want a positive multiple", c.PerWorkerBatch, c.MicroBatch)
+	case c.Steps < 1 || c.Warmup < 0:
+		return fmt.Errorf("simulate: %d timed steps after %d warm-up ones: want at least 1 timed, none negative", c.Steps, c.Warmup)
+	case c.Topology != Star && c.Topology != Tree:
+		return fmt.Errorf("simulate: topology %q: want star or tree", c.Topology)
+	case c.FanOut < 1:
+		return fmt.Errorf("simulate: fan-out %d: want at least 1", c.FanOut)
+	case c.ChunkBytes < 1:
+		return fmt.Errorf("simulate: chunks of %d bytes: want at least 1", c.ChunkBytes)
+	case !(c.Link.BitsPerSec > 0):
+		return fmt.Errorf("simulate: link of %g bit/s: want a positive bandwidth", c.Link.BitsPerSec)
+	case c.Link.Latency < 0 || c.Link.Jitter < 0:
+		return errors.New("simulate: link latency and jitter must not be negative")
+	case c.Costs.Compute <= 0:
+		return errors.New("simulate: no compute time: give the measured time of one micro-batch")
+	case c.Costs.Message < 0 || c.Costs.Reduce < 0 || c.Costs.Optimizer < 0 || c.Costs.ComputeJitter < 0:
+		return errors.New("simulate: costs must not be negative")
+	case c.Stragglers.Fraction < 0 || c.Stragglers.Fraction > 1 || c.Stragglers.Fraction > 0 && c.Stragglers.Slowdown < 1:
+		return fmt.Errorf("simulate: stragglers %+v: want a fraction in [0, 1] and a slowdown of at least 1", c.Stragglers)
+	case c.Detect < 0:
+		return errors.New("simulate: the detection delay must not be negative")
+	}
+	for _, f := range c.Failures {
+		if f.Worker < 0 || f.Worker >= c.Workers || f.Step < 0 {
+			return fmt.Errorf("simulate: failure of worker %d at step %d: no such worker or step (%d workers)", f.Worker, f.Step, c.Workers)
+		}
+	}
+	return nil
+}
