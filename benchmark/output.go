@@ -19,8 +19,17 @@ func (s Scaling) Describe() string {
 	} else {
 		parts = append(parts, fmt.Sprintf("strong scaling, global batch %d", s.Batch))
 	}
-	parts = append(parts, fmt.Sprintf("micro-batch %d", s.MicroBatch),
-		fmt.Sprintf("%d steps after %d warm-up, %d rounds after one untimed warm-up job", s.Steps, s.Warmup, s.Repeat))
+	parts = append(parts, fmt.Sprintf("micro-batch %d", s.MicroBatch))
+	if m := s.Simulated; m != nil {
+		topo := m.Topology
+		if m.Topology == "tree" {
+			topo = fmt.Sprintf("a tree of fan-out %d", m.FanOut)
+		}
+		parts = append(parts, fmt.Sprintf("%d steps after %d warm-up, simulated: %s on links of %s, %.2f ms; %.2f ms a micro-batch",
+			s.Steps, s.Warmup, topo, bitRate(m.Link.BitsPerSec), m.Link.LatencyMs, m.ComputeMs))
+		return strings.Join(parts, ", ")
+	}
+	parts = append(parts, fmt.Sprintf("%d steps after %d warm-up, %d rounds after one untimed warm-up job", s.Steps, s.Warmup, s.Repeat))
 	if s.Synthetic {
 		parts = append(parts, fmt.Sprintf("synthetic workers (%g ms per micro-batch)", s.ComputeMs))
 	}

@@ -39,7 +39,9 @@ func PlotScaling(s Scaling, dir string, width, height int) ([]string, error) {
 		return nil, fmt.Errorf("benchmark: plots of %d×%d pixels: want at least %d×%d", width, height, MinPlotWidth, MinPlotHeight)
 	}
 	title := s.Net + ", " + s.Mode + " scaling"
-	if s.Synthetic {
+	if s.Simulated != nil {
+		title += ", simulated"
+	} else if s.Synthetic {
 		title += ", synthetic workers"
 	}
 	if s.Emulated != nil {
@@ -70,6 +72,7 @@ func PlotScaling(s Scaling, dir string, width, height int) ([]string, error) {
 var (
 	measuredColour = color.RGBA{0x30, 0x60, 0xc0, 0xff}
 	idealColour    = color.RGBA{0x90, 0x90, 0x90, 0xff}
+	comparedColour = color.RGBA{0xd0, 0x40, 0x30, 0xff}
 	// phaseColours follow Phases.Values: compute, wait, transfer, reduce,
 	// optimizer, broadcast.
 	phaseColours = [6]color.Color{
@@ -89,6 +92,20 @@ func throughputPlots(s Scaling, title string) ([]*plot.Plot, error) {
 		ideal = append(ideal, plotter.XY{X: x, Y: perWorker * x})
 		eff = append(eff, plotter.XY{X: x, Y: 100 * p.Efficiency})
 	}
+	label := "measured"
+	var compared, comparedEff plotter.XYs
+	if m := s.Simulated; m != nil {
+		label = "simulated (" + m.Topology + ")"
+		if len(m.Agreement) > 0 {
+			first := m.Agreement[0]
+			per := first.MeasuredImagesPerSec / float64(first.Workers)
+			for _, a := range m.Agreement {
+				x := float64(a.Workers)
+				compared = append(compared, plotter.XY{X: x, Y: a.MeasuredImagesPerSec})
+				comparedEff = append(comparedEff, plotter.XY{X: x, Y: 100 * a.MeasuredImagesPerSec / (per * x)})
+			}
+		}
+	}
 	top := newPlot(title, "workers", "images/s")
 	bottom := newPlot("scaling efficiency", "workers", "efficiency (%)")
 	bottom.Y.Min = 0
@@ -99,7 +116,7 @@ func throughputPlots(s Scaling, title string) ([]*plot.Plot, error) {
 		colour color.Color
 		name   string
 		dashed bool
-	}{{top, ideal, idealColour, "ideal (linear)", true}, {top, measured, measuredColour, "measured", false}, {bottom, eff, measuredColour, "", false}} {
+	}{{top, ideal, idealColour, "ideal (linear)", true}, {top, measured, measuredColour, label, false}, {bottom, eff, measuredColour, "", false}} {
 		line, points, err := plotter.NewLinePoints(l.xys)
 		if err != nil {
 			return nil, fmt.Errorf("benchmark: plot: %w", err)
@@ -111,6 +128,30 @@ func throughputPlots(s Scaling, title string) ([]*plot.Plot, error) {
 		l.p.Add(line, points)
 		if l.name != "" {
 			l.p.Legend.Add(l.name, line, points)
+		}
+	}
+	if len(compared) > 0 {
+		// The measured points the simulation was calibrated on, beside it.
+		for i, xys := range []plotter.XYs{compared, comparedEff} {
+			points, err := plotter.NewScatter(xys)
+			if err != nil {
+				return nil, fmt.Errorf("benchmark: plot: %w", err)
+			}
+			points.Color, points.Shape = comparedColour, draw.CrossGlyph{}
+			points.Radius = vg.Points(5)
+			if i == 0 {
+				top.Add(points)
+				top.Legend.Add("measured", points)
+			} else {
+				bottom.Add(points)
+			}
+		}
+	}
+	// Counts that span decades (1 to 4,096 simulated workers) on a log
+	// axis, or all but the largest crowd into its corner.
+	if lo, hi := s.Points[0].Workers, s.Points[len(s.Points)-1].Workers; lo > 0 && hi >= 32*lo {
+		for _, p := range []*plot.Plot{top, bottom} {
+			p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 		}
 	}
 	top.Legend.Top, top.Legend.Left = true, true

@@ -25,8 +25,11 @@ type Scaling struct {
 	// Emulated describes the emulated links when each worker ran in a
 	// network namespace of its own (--netem); nil otherwise.
 	Emulated *Link `json:"emulated,omitempty"`
+	// Simulated describes the model of a simulated run (`cnnctl bench
+	// simulate`); nil for a measured one.
+	Simulated *Simulation `json:"simulated,omitempty"`
 	// Cluster says where it ran: "embedded" (a local cluster in cnnctl's
-	// process) or the coordinator's address.
+	// process), the coordinator's address, or "simulated".
 	Cluster string `json:"cluster"`
 	// Machine describes the machine cnnctl ran on (CPU, cores, OS).
 	Machine string `json:"machine,omitempty"`
@@ -45,6 +48,47 @@ type Link struct {
 	// How says how the link was emulated, e.g. "tc netem" or "tc tbf
 	// rate, delay line in the sockets' path".
 	How string `json:"how"`
+}
+
+// Simulation is the model of a simulated run: how messages travel, and
+// the measured costs it was given (see the simulate package).
+type Simulation struct {
+	Topology string `json:"topology"` // "star" or "tree"
+	// FanOut is the tree's number of children a node; ChunkBytes the unit
+	// messages are relayed in.
+	FanOut     int     `json:"fanOut,omitempty"`
+	ChunkBytes int     `json:"chunkBytes"`
+	Link       Link    `json:"link"`
+	JitterMs   float64 `json:"jitterMs,omitempty"`
+	// The costs: a micro-batch's compute (and its jitter, a fraction), a
+	// worker's encoding or decoding of a message, the coordinator's
+	// sending of one, adding one gradient vector, the optimizer.
+	ComputeMs     float64 `json:"computeMs"`
+	ComputeJitter float64 `json:"computeJitter,omitempty"`
+	MessageMs     float64 `json:"messageMs"`
+	SendMs        float64 `json:"sendMs"`
+	ReduceMs      float64 `json:"reduceMs"`
+	OptimizerMs   float64 `json:"optimizerMs"`
+	// Stragglers: each worker each step is one with this probability, its
+	// compute this many times as long.
+	StragglerFraction float64 `json:"stragglerFraction,omitempty"`
+	StragglerSlowdown float64 `json:"stragglerSlowdown,omitempty"`
+	// Failures are the workers killed, as "worker@step".
+	Failures []string `json:"failures,omitempty"`
+	// CalibratedFrom names the measured result (`cnnctl bench scaling
+	// --json`) the costs were fitted to; Agreement compares the two at the
+	// worker counts both have.
+	CalibratedFrom string      `json:"calibratedFrom,omitempty"`
+	Agreement      []Agreement `json:"agreement,omitempty"`
+}
+
+// Agreement is a simulated point beside the measured one.
+type Agreement struct {
+	Workers               int     `json:"workers"`
+	MeasuredImagesPerSec  float64 `json:"measuredImagesPerSec"`
+	SimulatedImagesPerSec float64 `json:"simulatedImagesPerSec"`
+	// Error is simulated over measured, less one.
+	Error float64 `json:"error"`
 }
 
 // Point is one worker count's figures: medians over the rounds.

@@ -41,11 +41,15 @@ type Costs struct {
 	// lasts up to ComputeJitter (a fraction) longer.
 	Compute       time.Duration
 	ComputeJitter float64
-	// Message is the CPU time of encoding or decoding one parameter or
-	// gradient message, on each end (gRPC's marshalling and copies).
+	// Message is a worker's CPU time of decoding the parameters, or of
+	// encoding its gradients (gRPC's marshalling and copies).
 	Message time.Duration
-	// Reduce is adding one gradient vector into a sum (the coordinator's,
-	// or a tree node's).
+	// Send is the coordinator's CPU time of sending one message (its
+	// broadcast); its decoding of results runs beside its engine, as
+	// gRPC's does, and is left out.
+	Send time.Duration
+	// Reduce is adding one gradient vector into a sum: the coordinator's
+	// handling of each result, or a tree node's of each child's sum.
 	Reduce time.Duration
 	// Optimizer is the coordinator's update after a step's last result.
 	Optimizer time.Duration
@@ -141,7 +145,7 @@ func (c Config) validate() error {
 		return errors.New("simulate: link latency and jitter must not be negative")
 	case c.Costs.Compute <= 0:
 		return errors.New("simulate: no compute time: give the measured time of one micro-batch")
-	case c.Costs.Message < 0 || c.Costs.Reduce < 0 || c.Costs.Optimizer < 0 || c.Costs.ComputeJitter < 0:
+	case c.Costs.Message < 0 || c.Costs.Send < 0 || c.Costs.Reduce < 0 || c.Costs.Optimizer < 0 || c.Costs.ComputeJitter < 0:
 		return errors.New("simulate: costs must not be negative")
 	case c.Stragglers.Fraction < 0 || c.Stragglers.Fraction > 1 || c.Stragglers.Fraction > 0 && c.Stragglers.Slowdown < 1:
 		return fmt.Errorf("simulate: stragglers %+v: want a fraction in [0, 1] and a slowdown of at least 1", c.Stragglers)

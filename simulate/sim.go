@@ -56,7 +56,7 @@ type stepStats struct {
 	optimizer            time.Duration
 	primaries            int
 	compute, roundTrip   time.Duration // sums over the primaries
-	hold                 time.Duration // the primaries' worker time (decode, compute, encode)
+	hold                 time.Duration // the primaries' compute (a worker's decoding and encoding count as transfer, as a real worker's do)
 	applied              time.Duration
 	primaryAssignmentIDs map[uint64]bool
 }
@@ -288,8 +288,8 @@ func (s *sim) sentPrimary(step int64) bool { return len(s.stats(step).primaryAss
 // encode takes the coordinator's CPU to encode one message for step and
 // returns when it is ready to leave.
 func (s *sim) encode(st *stepStats) time.Duration {
-	s.coord.cpu = max(s.coord.cpu, s.now) + s.cfg.Costs.Message
-	st.broadcast += s.cfg.Costs.Message
+	s.coord.cpu = max(s.coord.cpu, s.now) + s.cfg.Costs.Send
+	st.broadcast += s.cfg.Costs.Send
 	return s.coord.cpu
 }
 
@@ -366,7 +366,7 @@ func (s *sim) compute(w *simWorker, a train.Assign) (time.Duration, bool) {
 	st := s.stats(a.Step)
 	if st.primaryAssignmentIDs[a.ID] {
 		st.compute += d
-		st.hold += c.Message + d + c.Message
+		st.hold += d
 	}
 	return w.port.cpu, true
 }
@@ -408,7 +408,7 @@ func (s *sim) result(a train.Assign) train.GradientsReceived {
 // arrived: the CPU decodes and adds it, then the engine has them.
 func (s *sim) receive(arrived time.Duration, results []train.GradientsReceived) {
 	c := s.cfg.Costs
-	cost := c.Message + c.Reduce
+	cost := c.Reduce
 	s.coord.cpu = max(s.coord.cpu, arrived) + cost
 	at := s.coord.cpu
 	for i, r := range results {

@@ -14,7 +14,7 @@ func tenGbit(workers int, topo Topology) Config {
 	return Config{
 		Workers: workers, Warmup: 1, Steps: 3, Topology: topo, Seed: 7,
 		Link: Link{BitsPerSec: 10e9, Latency: 200 * time.Microsecond},
-		Costs: Costs{Compute: 25 * time.Millisecond, Message: 50 * time.Microsecond,
+		Costs: Costs{Compute: 25 * time.Millisecond, Message: 50 * time.Microsecond, Send: 20 * time.Microsecond,
 			Reduce: 100 * time.Microsecond, Optimizer: 700 * time.Microsecond},
 	}
 }
@@ -34,9 +34,9 @@ func run(t *testing.T, c Config) Result {
 // The star's steps are the arithmetic of the README: the coordinator's
 // link carries the N parameter messages one after another, the last
 // worker computes, and its gradients cross back: C + (N+1)·tx, plus the
-// latencies, the four encodings and decodings of the last worker's
-// messages, its reduce and the optimizer, while the coordinator keeps up
-// (M + R below tx).
+// latencies, the last worker's decoding and encoding, the coordinator's
+// sending its message, its reduce and the optimizer, while the
+// coordinator keeps up (S and R below tx).
 func TestStarMatchesArithmetic(t *testing.T) {
 	for _, n := range []int{1, 8, 32} {
 		c := tenGbit(n, Star)
@@ -44,10 +44,10 @@ func TestStarMatchesArithmetic(t *testing.T) {
 		s := sim{cfg: c.withDefaults(), msgBytes: 4 * 123552}
 		tx := s.txTime(s.msgBytes)
 		k := c.Costs
-		want := k.Compute + time.Duration(n+1)*tx + 2*c.Link.Latency + 4*k.Message + k.Reduce + k.Optimizer
+		want := k.Compute + time.Duration(n+1)*tx + 2*c.Link.Latency + 2*k.Message + k.Send + k.Reduce + k.Optimizer
 		for i, got := range r.StepMs {
 			if math.Abs(got-ms(want)) > 0.001 {
-				t.Errorf("%d workers, step %d: %.4f ms, want %.4f (C + (N+1)·tx + 2·latency + 4·M + R + O)", n, i, got, ms(want))
+				t.Errorf("%d workers, step %d: %.4f ms, want %.4f (C + (N+1)·tx + 2·latency + 2·M + S + R + O)", n, i, got, ms(want))
 			}
 		}
 		if sum := r.Phases.Sum(); math.Abs(sum-ms(want)) > 0.001 {

@@ -26,10 +26,10 @@ func newBenchCmd(e *env) *cobra.Command {
 		Short: "Measure training speed",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return errors.New("say what to measure: cnnctl bench train (one worker's step), cluster (the local cluster's overhead), scaling (throughput and step phases over worker counts) or accuracy (time to a test accuracy)")
+			return errors.New("say what to measure: cnnctl bench train (one worker's step), cluster (the local cluster's overhead), scaling (throughput and step phases over worker counts), simulate (the same at counts no machine here holds) or accuracy (time to a test accuracy)")
 		},
 	}
-	cmd.AddCommand(newBenchClusterCmd(e), newBenchTrainCmd(e), newBenchScalingCmd(e), newBenchAccuracyCmd(e))
+	cmd.AddCommand(newBenchClusterCmd(e), newBenchTrainCmd(e), newBenchScalingCmd(e), newBenchSimulateCmd(e), newBenchAccuracyCmd(e))
 	return cmd
 }
 
