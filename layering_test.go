@@ -40,6 +40,7 @@ var mayImport = map[string][]string{
 	"metrics":                {},
 	"benchmark":              {},
 	"netlab":                 {},
+	"simulate":               {"train", "tree", "job", "kernels", "philox", "benchmark"},
 	"worker":                 {"backends", "cluster", "dataset", "job", "kernels", "metrics", "model", "proto/dpcnnv1", "secure", "tree"},
 	"coordinator":            {"train", "tree", "cluster", "dataset", "job", "kernels", "metrics", "model", "proto/dpcnnv1", "secure"},
 	"localcluster":           {"backends", "cluster", "coordinator", "dataset", "job", "kernels", "metrics", "model", "proto/dpcnnv1", "secure", "train", "tree", "worker"},

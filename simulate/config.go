@@ -82,7 +82,8 @@ type Config struct {
 	Warmup, Steps int64
 
 	Topology Topology // default Star
-	// FanOut is a tree node's number of children (default 4).
+	// FanOut is a reducer's number of sums (default 4): a power of two,
+	// for them to make a subtree of the engine's pairwise tree.
 	FanOut int
 	// ChunkBytes is the unit in which messages are relayed (default 64
 	// KiB).
@@ -135,8 +136,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("simulate: %d timed steps after %d warm-up ones: want at least 1 timed, none negative", c.Steps, c.Warmup)
 	case c.Topology != Star && c.Topology != Tree:
 		return fmt.Errorf("simulate: topology %q: want star or tree", c.Topology)
-	case c.FanOut < 1:
-		return fmt.Errorf("simulate: fan-out %d: want at least 1", c.FanOut)
+	case c.FanOut < 2 || c.FanOut&(c.FanOut-1) != 0:
+		// A reducer adds a subtree of the engine's pairwise tree.
+		return fmt.Errorf("simulate: fan-out %d: want a power of two from 2 (a reducer's sums must make a subtree of the pairwise reduction tree)", c.FanOut)
 	case c.ChunkBytes < 1:
 		return fmt.Errorf("simulate: chunks of %d bytes: want at least 1", c.ChunkBytes)
 	case !(c.Link.BitsPerSec > 0):

@@ -21,21 +21,20 @@
 //     another for the measured time each (plus up to the jitter; times the
 //     slowdown when the step makes it a straggler), after decoding the
 //     parameters, and encodes its result after.
-//   - The coordinator is one CPU: it decodes and adds each result it
-//     receives (its reduce), runs the optimizer after the last, and encodes
-//     each message it sends (its broadcast), one after another.
+//   - The coordinator is one CPU: it adds each result it receives (its
+//     reduce; gRPC decodes beside it), runs the optimizer after the last,
+//     and sends each message (its broadcast), one after another.
 //
 // Two topologies carry the same assignments. In the star every message
-// crosses the coordinator's link. In the tree, the workers of a step's
-// first assignments form a fixed k-ary tree in the engine's order: the
-// coordinator sends the parameters to the first k, each worker forwards
-// them to its k children, and each worker sends up one message with its
-// own gradient and its subtree's, added as its children's chunks arrive.
-// Work the engine gives out again (after a failure) travels the star's
-// way. A worker that dies mid step takes its own result with it; its
-// children send their sums to its parent instead, and the engine learns
-// of the death after the detection delay and gives its work to another.
+// crosses the coordinator's link. In the tree, reducers on the workers'
+// hosts add FanOut consecutive sums at a time in the engine's order (the
+// only order that keeps the bits) and relay the parameters down; see
+// tree.go. Work the engine gives out again (after a death) travels the
+// star's way, and the engine learns of a death after the detection delay.
 //
 // The results are the same JSON points as `cnnctl bench scaling`
 // (benchmark.Point), so simulated and measured figures plot side by side.
+//
+// It imports train, tree, job, kernels (the engine's backend), philox and
+// benchmark.
 package simulate

@@ -78,7 +78,7 @@ type sim struct {
 	kills     map[int64]map[int]bool
 	steps     map[int64]*stepStats
 	assigned  map[uint64]int64 // every assignment's step
-	tree      map[*simWorker]*treeNode
+	tree      *treeStep        // the latest step's, in the tree
 	effects   []train.Effect
 	finished  bool
 	err       error
@@ -376,8 +376,8 @@ func (s *sim) compute(w *simWorker, a train.Assign) (time.Duration, bool) {
 func (s *sim) kill(w *simWorker) {
 	w.dead = true
 	s.q.schedule(s.now+s.cfg.Detect, func() { s.deliver(train.WorkerLost{ID: w.id}) })
-	if n := s.tree[w]; n != nil && s.cfg.Topology == Tree {
-		s.reparent(n)
+	if s.cfg.Topology == Tree {
+		s.treeDeath(w)
 	}
 }
 

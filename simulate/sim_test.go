@@ -182,6 +182,7 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.Workers = MaxWorkers + 1 }, "want 1 to 4096"},
 		{func(c *Config) { c.MicroBatch = 30 }, "per-worker batch of 100 in micro-batches of 30"},
 		{func(c *Config) { c.Topology = "ring" }, `topology "ring"`},
+		{func(c *Config) { c.FanOut = 3 }, "fan-out 3: want a power of two"},
 		{func(c *Config) { c.Link.BitsPerSec = 0 }, "positive bandwidth"},
 		{func(c *Config) { c.Costs.Compute = 0 }, "no compute time"},
 		{func(c *Config) { c.Stragglers = Stragglers{Fraction: 0.5, Slowdown: 0.5} }, "slowdown of at least 1"},

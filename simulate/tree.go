@@ -1,126 +1,263 @@
 package simulate
 
 import (
+	"slices"
 	"time"
 
 	"github.com/dpcnn/dpcnn/train"
 )
 
-// treeNode is a worker's place in one step's tree.
-type treeNode struct {
-	w        *simWorker
-	a        train.Assign
-	parent   *treeNode // nil: the coordinator
-	children []*treeNode
-	// waiting counts the sums this node still waits for to begin
-	// arriving: its children's, or their children's once a child died.
-	waiting int
-	added   int           // sums received and added to its own
-	maxLast time.Duration // the last byte of the latest of them
-	own     bool          // its own gradient is computed and encoded
-	results []train.GradientsReceived
-	sent    bool
+// The tree keeps the bits the way a real one must: a sum may only be
+// added to the sum of the subtree beside it in the engine's pairwise tree.
+// So the workers are its leaves, in the order of their micro-batches, and
+// its inner nodes are reducers that add FanOut consecutive sums: those of
+// FanOut workers, or of FanOut reducers of the level below, up to a level
+// of at most FanOut sums, which go to the coordinator. The reducers run
+// on the workers' hosts (the i-th reducer from the top on the i-th
+// worker's host, one a host unless the fan-out is 2), beside the worker.
+//
+// Parameters come down the same tree: the coordinator sends them to the
+// hosts of the top reducers, each reducer's host relays them to the hosts
+// of the reducers below it, and a bottom reducer's host to its workers,
+// each host getting them once (from the first reducer above it that
+// reaches it), each relay starting as the first chunk comes in.
+//
+// A reducer waits for all its sums. When a host dies, its worker's sum
+// is lost and the engine gives the work to another, whose sum goes to the
+// coordinator; the reducers above the hole cannot add across it, so they
+// pass the sums they hold up unadded, one message each. Its reducer, if
+// it had one, is gone too: the sums sent to it go to its parent instead,
+// which adds them in their order.
+
+// treeLeaf is a worker's place in its step's tree.
+type treeLeaf struct {
+	w      *simWorker
+	a      train.Assign
+	parent *reducer // nil: the coordinator
 }
 
-// sendTree sends a step's first assignments down a fixed FanOut-ary tree
-// of their workers, in the engine's order: the coordinator sends to the
-// first FanOut, the node at index i forwards to those at FanOut·(i+1) …
-// FanOut·(i+1)+FanOut−1. A worker given two of them gets the second
-// straight from the coordinator.
+// reducer is an inner node of a step's tree.
+type reducer struct {
+	host     *simWorker
+	parent   *reducer // nil: the coordinator
+	expect   int      // sums it waits for
+	got      int      // sums begun to arrive
+	maxLast  time.Duration
+	pieces   [][]train.GradientsReceived // the sums received
+	holed    bool                        // a sum below it is lost: it passes the pieces up unadded
+	sent     bool
+	children []*reducer  // the reducers below, or
+	leaves   []*treeLeaf // the workers below (a bottom reducer)
+}
+
+// treeStep is one step's tree.
+type treeStep struct {
+	leaves   map[*simWorker]*treeLeaf
+	hosted   map[*simWorker][]*reducer // the reducers each host runs
+	relays   map[*simWorker][]*simWorker
+	topHosts []*simWorker // the hosts the coordinator sends the parameters to
+}
+
+// sendTree builds a step's tree over its first assignments and sends the
+// parameters down it. A worker given two of them gets the second straight
+// from the coordinator.
 func (s *sim) sendTree(as []train.Assign, st *stepStats) {
 	k := s.cfg.FanOut
-	s.tree = map[*simWorker]*treeNode{}
-	var nodes []*treeNode
+	as = slices.Clone(as)
+	slices.SortStableFunc(as, func(a, b train.Assign) int { return a.Leaves.Lo - b.Leaves.Lo })
+	t := &treeStep{leaves: map[*simWorker]*treeLeaf{}, hosted: map[*simWorker][]*reducer{}, relays: map[*simWorker][]*simWorker{}}
+	var leaves []*treeLeaf
 	for _, a := range as {
 		w := s.byID[a.Worker]
-		if s.tree[w] != nil {
+		if t.leaves[w] != nil {
 			s.sendDirect(a)
 			continue
 		}
-		n := &treeNode{w: w, a: a}
-		s.tree[w] = n
-		nodes = append(nodes, n)
+		l := &treeLeaf{w: w, a: a}
+		t.leaves[w] = l
+		leaves = append(leaves, l)
 	}
-	for i, n := range nodes {
-		for c := k * (i + 1); c < k*(i+1)+k && c < len(nodes); c++ {
-			n.children = append(n.children, nodes[c])
-			nodes[c].parent = n
+	// Levels of reducers, bottom up, until at most k sums are left.
+	var levels [][]*reducer
+	for width := len(leaves); width > k; width = len(levels[len(levels)-1]) {
+		var level []*reducer
+		for i := 0; i < width; i += k {
+			r := &reducer{}
+			if len(levels) == 0 {
+				r.leaves = leaves[i:min(i+k, width)]
+				for _, l := range r.leaves {
+					l.parent = r
+				}
+				r.expect = len(r.leaves)
+			} else {
+				r.children = levels[len(levels)-1][i:min(i+k, width)]
+				for _, c := range r.children {
+					c.parent = r
+				}
+				r.expect = len(r.children)
+			}
+			level = append(level, r)
 		}
-		n.waiting = len(n.children)
+		levels = append(levels, level)
 	}
-	for i := 0; i < k && i < len(nodes); i++ {
-		n := nodes[i]
+	// Hosts, from the top: one reducer a host while there are hosts
+	// enough (there are fewer reducers than workers from a fan-out of 3).
+	h := 0
+	for i := len(levels) - 1; i >= 0; i-- {
+		for _, r := range levels[i] {
+			r.host = leaves[h%len(leaves)].w
+			t.hosted[r.host] = append(t.hosted[r.host], r)
+			h++
+		}
+	}
+	// Each host gets the parameters once, from the first reducer above it
+	// that reaches it, top down.
+	reached := map[*simWorker]bool{}
+	if len(levels) == 0 {
+		for _, l := range leaves {
+			t.topHosts = append(t.topHosts, l.w)
+		}
+	} else {
+		for _, r := range levels[len(levels)-1] {
+			if !reached[r.host] {
+				reached[r.host] = true
+				t.topHosts = append(t.topHosts, r.host)
+			}
+		}
+	}
+	for i := len(levels) - 1; i >= 0; i-- {
+		for _, r := range levels[i] {
+			for _, c := range r.children {
+				if !reached[c.host] {
+					reached[c.host] = true
+					t.relays[r.host] = append(t.relays[r.host], c.host)
+				}
+			}
+			for _, l := range r.leaves {
+				if !reached[l.w] {
+					reached[l.w] = true
+					t.relays[r.host] = append(t.relays[r.host], l.w)
+				}
+			}
+		}
+	}
+	s.tree = t
+	for _, host := range t.topHosts {
 		ready := s.encode(st)
-		s.q.schedule(ready, func() { s.down(n, &s.coord, ready, ready) })
+		s.q.schedule(ready, func() { s.down(t, host, &s.coord, ready, ready) })
 	}
 }
 
-// down moves the parameters to n from the node that holds them from first
-// (first chunk) to last (last byte), and on: n forwards them to its
-// children as they arrive, and computes once they are all in.
-func (s *sim) down(n *treeNode, from *port, first, last time.Duration) {
-	if n.w.dead {
+// down moves the parameters to host from the node that holds them from
+// first (first chunk) to last (last byte), and on: host relays them as
+// they arrive, and its worker computes once they are all in.
+func (s *sim) down(t *treeStep, host *simWorker, from *port, first, last time.Duration) {
+	if host.dead {
 		return
 	}
-	fa, la := s.transfer(from, &n.w.port, first, last)
-	for _, c := range n.children {
-		s.q.schedule(fa, func() { s.down(c, &n.w.port, fa, la) })
+	fa, la := s.transfer(from, &host.port, first, last)
+	for _, next := range t.relays[host] {
+		s.q.schedule(fa, func() { s.down(t, next, &host.port, fa, la) })
 	}
+	l := t.leaves[host]
 	s.q.schedule(la, func() {
-		done, ok := s.compute(n.w, n.a)
+		done, ok := s.compute(host, l.a)
 		if !ok {
 			return
 		}
 		s.q.schedule(done, func() {
-			n.own = true
-			n.results = append(n.results, s.result(n.a))
-			s.up(n)
+			if !host.dead {
+				s.sendUp(t, host, l.parent, [][]train.GradientsReceived{{s.result(l.a)}}, s.now)
+			}
 		})
 	})
 }
 
-// up sends n's sum to its parent once its own gradient is ready and every
-// sum it waits for has begun to arrive: the sum leaves as they are added,
-// chunk by chunk, and its last byte after their last and after n has
-// added them all.
-func (s *sim) up(n *treeNode) {
-	if n.sent || !n.own || n.waiting > 0 || n.w.dead {
-		return
+// sendUp sends sums from host to r (the coordinator when nil), one
+// message each, whose last bytes leave no sooner than last; a sum sent to
+// the reducer on its own host arrives at once.
+func (s *sim) sendUp(t *treeStep, host *simWorker, r *reducer, sums [][]train.GradientsReceived, last time.Duration) {
+	if r != nil && len(sums) > 1 {
+		r.expect += len(sums) - 1 // pieces in place of one sum
 	}
-	n.sent = true
-	c := s.cfg.Costs
-	chunkShare := float64(min(s.cfg.ChunkBytes, s.msgBytes)) / float64(s.msgBytes)
-	last := max(s.now+time.Duration(n.added)*c.Reduce, n.maxLast+time.Duration(float64(c.Reduce)*chunkShare))
-	if n.parent == nil {
-		_, la := s.transfer(&n.w.port, &s.coord, s.now, last)
-		s.q.schedule(la, func() { s.receive(la, n.results) })
-		return
-	}
-	p := n.parent
-	fa, la := s.transfer(&n.w.port, &p.w.port, s.now, last)
-	s.q.schedule(fa, func() {
-		if p.w.dead {
-			// It died after this sum left: the sum is lost with it, and
-			// the engine's deadlines give its work out again.
-			return
+	for _, sum := range sums {
+		if r == nil {
+			_, la := s.transfer(&host.port, &s.coord, s.now, last)
+			s.q.schedule(la, func() { s.receive(la, sum) })
+			continue
 		}
-		p.waiting--
-		p.added++
-		p.maxLast = max(p.maxLast, la)
-		p.results = append(p.results, n.results...)
-		s.up(p)
-	})
+		if r.host == host {
+			s.arrive(t, r, sum, last)
+			continue
+		}
+		fa, la := s.transfer(&host.port, &r.host.port, s.now, last)
+		s.q.schedule(fa, func() {
+			if !r.host.dead {
+				s.arrive(t, r, sum, la)
+			}
+		})
+	}
 }
 
-// reparent takes a node that died out of its step's tree: its children
-// send their sums to its parent instead (the coordinator for a top node).
-func (s *sim) reparent(n *treeNode) {
-	for _, c := range n.children {
-		c.parent = n.parent
+// arrive takes a sum begun to arrive at r, whose last byte comes at last;
+// once all have begun, r sends their sum up as they come in, its last
+// byte after theirs and after r has added them all.
+func (s *sim) arrive(t *treeStep, r *reducer, sum []train.GradientsReceived, last time.Duration) {
+	r.got++
+	r.maxLast = max(r.maxLast, last)
+	r.pieces = append(r.pieces, sum)
+	s.flushReducer(t, r)
+}
+
+func (s *sim) flushReducer(t *treeStep, r *reducer) {
+	if r.sent || r.got < r.expect || r.host.dead {
+		return
 	}
-	if p := n.parent; p != nil {
-		p.waiting += len(n.children) - 1
-		s.q.schedule(s.now, func() { s.up(p) })
+	r.sent = true
+	if r.holed {
+		if r.parent != nil {
+			r.parent.holed = true
+		}
+		s.sendUp(t, r.host, r.parent, r.pieces, r.maxLast)
+		return
 	}
-	n.children = nil
+	c := s.cfg.Costs
+	chunkShare := float64(min(s.cfg.ChunkBytes, s.msgBytes)) / float64(s.msgBytes)
+	adds := time.Duration(len(r.pieces) - 1)
+	last := max(s.now+adds*c.Reduce, r.maxLast+time.Duration(float64(c.Reduce)*chunkShare))
+	s.sendUp(t, r.host, r.parent, [][]train.GradientsReceived{slices.Concat(r.pieces...)}, last)
+}
+
+// treeDeath takes host out of its step's tree as it dies: its worker's
+// sum leaves a hole in its reducer, and the sums sent to its own reducer
+// go to that reducer's parent.
+func (s *sim) treeDeath(host *simWorker) {
+	t := s.tree
+	if t == nil {
+		return
+	}
+	if l := t.leaves[host]; l != nil && l.parent != nil {
+		p := l.parent
+		p.expect--
+		p.holed = true
+		s.q.schedule(s.now, func() { s.flushReducer(t, p) })
+	}
+	for _, r := range t.hosted[host] {
+		own := slices.Contains(r.leaves, t.leaves[host])
+		n := len(r.children) + len(r.leaves)
+		if own {
+			n-- // the dead worker's own sum, lost
+		}
+		for _, c := range r.children {
+			c.parent = r.parent
+		}
+		for _, l := range r.leaves {
+			l.parent = r.parent
+		}
+		if p := r.parent; p != nil {
+			p.expect += n - 1
+			p.holed = p.holed || own || r.holed
+			s.q.schedule(s.now, func() { s.flushReducer(t, p) })
+		}
+	}
 }

@@ -75,7 +75,7 @@ compares the two at the counts both have; its emulated links are taken too unles
 	fs.Int64Var(&o.warmup, "warmup", 2, "steps before the timed ones")
 	fs.Uint64Var(&o.seed, "seed", 1, "the job's seed, and the jitter's and stragglers' streams")
 	fs.StringVar(&o.topology, "topology", "tree", "star or tree")
-	fs.IntVar(&o.fanOut, "fan-out", 4, "tree: children of each node")
+	fs.IntVar(&o.fanOut, "fan-out", 4, "tree: sums each reducer adds (a power of two)")
 	fs.IntVar(&o.chunkKiB, "chunk-kib", 64, "the unit messages are relayed in, KiB")
 	fs.StringVar(&o.bandwidth, "bandwidth", "10Gbit", "each link's rate, each direction, e.g. 1Gbit, 10Gbit, 500Mbit")
 	fs.DurationVar(&o.latency, "latency", 200*time.Microsecond, "one-way latency between any two nodes")
