@@ -1,12 +1,9 @@
 package dpcnnv1
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
-	"slices"
 )
 
 // Block tags of ParamsDelta.planes (worker.proto gives the format).
@@ -37,11 +34,7 @@ func (c *DeltaCodec) Encode(baseVersion uint64, base, next []float32) (*ParamsDe
 	}
 	n := len(next)
 	c.grow(n)
-	p0, p1, p2, p3 := c.planes[0][:n], c.planes[1][:n], c.planes[2][:n], c.planes[3][:n]
-	for i := range n {
-		x := math.Float32bits(base[i]) ^ math.Float32bits(next[i])
-		p0[i], p1[i], p2[i], p3[i] = byte(x>>24), byte(x>>16), byte(x>>8), byte(x)
-	}
+	splitPlanes(&c.planes, base, next)
 	// At most a tag and the raw bytes per plane: one allocation, the
 	// message's own.
 	out := make([]byte, 0, 4+4*n)
@@ -77,62 +70,6 @@ func (c *DeltaCodec) encodeBlock(dst, p []byte, level int) []byte {
 	return append(dst, p...)
 }
 
-// The loops below work on eight bytes at a time and without branches on
-// the data: the planes' bytes are close to random, and a branch per byte
-// mispredicted its way to ten times the time.
-
-const (
-	sevens = 0x7f7f7f7f7f7f7f7f
-	highs  = 0x8080808080808080
-)
-
-// nonzeroHighs sets the high bit of each byte of x that is not zero, and
-// clears the rest.
-func nonzeroHighs(x uint64) uint64 {
-	return ((x & sevens) + sevens | x) & highs
-}
-
-func countNonzero(p []byte) int {
-	n, i := 0, 0
-	for ; i+8 <= len(p); i += 8 {
-		n += bits.OnesCount64(nonzeroHighs(binary.LittleEndian.Uint64(p[i:])))
-	}
-	for ; i < len(p); i++ {
-		n += int((uint(p[i]) + 0xff) >> 8)
-	}
-	return n
-}
-
-// markNonzero sets bit i % 8 of bitmap[i / 8] where p[i] is not zero, and
-// clears the others.
-func markNonzero(bitmap, p []byte) {
-	i := 0
-	for ; i+8 <= len(p); i += 8 {
-		// The high bits, shifted to the bytes' low bits, gathered into the
-		// top byte by the multiply (byte k's bit lands on bit 56 + k).
-		h := nonzeroHighs(binary.LittleEndian.Uint64(p[i:])) >> 7
-		bitmap[i>>3] = byte(h * 0x0102040810204080 >> 56)
-	}
-	if i < len(p) {
-		var b byte
-		for j := i; j < len(p); j++ {
-			b |= byte((uint(p[j])+0xff)>>8) << (j - i)
-		}
-		bitmap[i>>3] = b
-	}
-}
-
-// appendNonzero appends p's nonzero bytes, of which there are nonzero.
-func appendNonzero(dst, p []byte, nonzero int) []byte {
-	at := len(dst)
-	dst = slices.Grow(dst, nonzero+1)[:at+nonzero+1] // one spare: every byte is written, zeros overwritten
-	for _, b := range p {
-		dst[at] = b
-		at += int((uint(b) + 0xff) >> 8)
-	}
-	return dst[:at]
-}
-
 // Apply turns params, which hold d's base version, into the version d
 // encodes, in place. It decodes and checks all of d before it writes, so
 // on error params are unchanged. The caller checks that it holds
@@ -156,11 +93,7 @@ func (c *DeltaCodec) Apply(params []float32, d *ParamsDelta) error {
 	if len(src) != 0 {
 		return fmt.Errorf("params delta: %d bytes after the fourth plane", len(src))
 	}
-	p0, p1, p2, p3 := c.planes[0][:n], c.planes[1][:n], c.planes[2][:n], c.planes[3][:n]
-	for i := range params {
-		x := uint32(p0[i])<<24 | uint32(p1[i])<<16 | uint32(p2[i])<<8 | uint32(p3[i])
-		params[i] = math.Float32frombits(math.Float32bits(params[i]) ^ x)
-	}
+	mergePlanes(params, &c.planes)
 	return nil
 }
 
@@ -190,10 +123,7 @@ func (c *DeltaCodec) decodeBlock(src, dst []byte, level int) ([]byte, error) {
 		if extra := len(dst) & 7; extra != 0 && bitmap[len(bitmap)-1]>>extra != 0 {
 			return nil, fmt.Errorf("sparse block of %d bytes: its bitmap marks bytes past its end", len(dst))
 		}
-		marked := 0
-		for _, b := range bitmap {
-			marked += bits.OnesCount8(b)
-		}
+		marked := countMarked(bitmap)
 		if marked > len(src) {
 			return nil, fmt.Errorf("sparse block of %d bytes: its bitmap marks %d, %d left", len(dst), marked, len(src))
 		}
@@ -201,14 +131,7 @@ func (c *DeltaCodec) decodeBlock(src, dst []byte, level int) ([]byte, error) {
 			clear(dst)
 			return src, nil
 		}
-		// Every byte takes the next value and keeps it only where marked;
-		// the read index stops at the last value, so it stays in range.
-		values, at, last := src[:marked], 0, marked-1
-		for i := range dst {
-			bit := int(bitmap[i>>3]>>(i&7)) & 1
-			dst[i] = values[min(at, last)] & -byte(bit)
-			at += bit
-		}
+		expandMarked(dst, bitmap, src[:marked])
 		return src[marked:], nil
 	}
 	return nil, fmt.Errorf("block tag %#x: want 0 (zero), 1 (raw) or 2 (sparse)", tag)
