@@ -6,15 +6,18 @@ import (
 )
 
 // DefaultParamsDeltaMinWorkers is where deltas start to pay on a
-// 10 Gbit/s coordinator link, by the deep net's figures (AMD EPYC, 2
-// cores, BenchmarkParamsDelta): encoding a step's delta costs the
-// coordinator about 0.8 ms and applying it each worker about 0.7 ms, both
-// on the step's critical path, while it leaves out 38% of the 494 KB a
-// worker receives, 0.15 ms of the link per worker at 10 Gbit/s (1.5 ms at
-// 1 Gbit/s, where one worker already pays). A slower link pays sooner:
+// 10 Gbit/s coordinator link, measured (AMD EPYC, 2 cores; cnnctl bench
+// scaling --netem --synthetic --compute-ms 25.3 --params-delta-min-workers
+// 1 against the default, 5 alternating rounds each): 8 emulated workers
+// took 0.74 ms less a step with deltas (median of the paired rounds,
+// faster in all 5), 4 and 2 no less (+0.30 and +0.05 ms, within the
+// noise). Encoding a step's delta costs the coordinator about 0.1 ms and
+// applying it a worker about 0.04 ms (BenchmarkParamsDelta, AVX-512),
+// against 0.15 ms of the link per worker at 10 Gbit/s that the 38% of the
+// 494 KB left out would take (1.5 ms at 1 Gbit/s, where fewer workers pay).
 // ServerConfig.ParamsDeltaMinWorkers, the coordinator's
-// --params-delta-min-workers.
-const DefaultParamsDeltaMinWorkers = 10
+// --params-delta-min-workers, sets it.
+const DefaultParamsDeltaMinWorkers = 8
 
 // paramsOut encodes the parameter versions a driver sends: a version as a
 // whole vector, or as its delta from the version before for workers that

@@ -29,6 +29,7 @@ type benchScalingOptions struct {
 	synthetic      bool
 	computeMs      float64
 	netem          bool
+	deltaMin       int
 	bandwidth      string
 	latency        time.Duration
 	json, csv      bool
@@ -94,6 +95,7 @@ real cluster instead, which must have the largest count of workers live.`,
 	fs.BoolVar(&o.synthetic, "synthetic", false, "synthetic workers: skip the math, answer after --compute-ms per micro-batch (embedded cluster only)")
 	fs.Float64Var(&o.computeMs, "compute-ms", 0, "with --synthetic: compute time of one micro-batch in milliseconds")
 	fs.BoolVar(&o.netem, "netem", false, "run each worker and the coordinator in a network namespace of its own, links shaped by --bandwidth and --latency (root, iproute2)")
+	fs.IntVar(&o.deltaMin, "params-delta-min-workers", 0, "the embedded coordinator sends parameters as deltas once a job has this many live workers (1: always; 0: its default)")
 	fs.StringVar(&o.bandwidth, "bandwidth", "10Gbit", "with --netem: each link's rate, e.g. 1Gbit, 10Gbit, 500Mbit")
 	fs.DurationVar(&o.latency, "latency", 200*time.Microsecond, "with --netem: one-way latency between a worker and the coordinator")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON (the schema the README gives)")
@@ -152,6 +154,12 @@ func (o *benchScalingOptions) plan(cmd *cobra.Command) (*scalingPlan, error) {
 		return nil, fmt.Errorf("--compute-ms %g: must be positive", o.computeMs)
 	}
 	remote := fs.Changed("coordinator") || os.Getenv("DPCNN_COORDINATOR") != ""
+	if o.deltaMin < 0 {
+		return nil, fmt.Errorf("--params-delta-min-workers %d: must not be negative", o.deltaMin)
+	}
+	if remote && fs.Changed("params-delta-min-workers") {
+		return nil, errors.New("--params-delta-min-workers sets the embedded cluster's coordinator: a real cluster's is the coordinator's own flag")
+	}
 	if remote && (o.synthetic || o.netem) {
 		return nil, errors.New("--synthetic and --netem make the embedded cluster's workers: they do not apply to a real cluster (--coordinator); start synthetic workers there with `worker --synthetic`")
 	}

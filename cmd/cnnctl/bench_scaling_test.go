@@ -150,6 +150,8 @@ func TestBenchScalingRefusesBadFlags(t *testing.T) {
 		{[]string{"--per-worker-batch", "30", "--micro-batch", "25"}, "not a multiple"},
 		{[]string{"--json", "--csv"}, "choose one"},
 		{[]string{"--coordinator", "127.0.0.1:1", "--synthetic", "--compute-ms", "3"}, "real cluster"},
+		{[]string{"--params-delta-min-workers", "-1"}, "--params-delta-min-workers -1"},
+		{[]string{"--coordinator", "127.0.0.1:1", "--params-delta-min-workers", "2"}, "the coordinator's own flag"},
 	})
 }
 
@@ -195,5 +197,19 @@ func TestBenchScalingNetem(t *testing.T) {
 		if pt.PhasesMs.Transfer < 4 {
 			t.Errorf("%d workers: transfer %.3f ms, less than the 4 ms round trip of two 2 ms links", pt.Workers, pt.PhasesMs.Transfer)
 		}
+	}
+}
+
+// --params-delta-min-workers reaches the embedded coordinator: with 1 it
+// sends deltas to the two workers, and says so.
+func TestBenchScalingParamsDeltaThreshold(t *testing.T) {
+	_, stderr, err := runCLISplit(t, "-v", "bench", "scaling", "--synthetic", "--compute-ms", "2", "--workers", "2",
+		"--per-worker-batch", "50", "--micro-batch", "50", "--steps", "3", "--warmup", "1", "--repeat", "1",
+		"--params-delta-min-workers", "1", "--csv", "-q")
+	if err != nil {
+		t.Fatalf("bench scaling: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "parameters go as deltas") {
+		t.Errorf("no deltas with --params-delta-min-workers 1:\n%s", stderr)
 	}
 }

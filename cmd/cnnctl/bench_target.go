@@ -64,7 +64,7 @@ func (o *benchScalingOptions) openTarget(ctx context.Context, e *env, p *scaling
 	t.closers = append(t.closers, func() { os.RemoveAll(tmp) })
 	cfg := localcluster.Config{
 		Dir: tmp, Workers: slices.Max(p.counts), Threads: o.train.threads, Backend: o.train.backend,
-		MNISTDir: dir, Logger: e.log, Version: localVersion,
+		MNISTDir: dir, Logger: e.log, Version: localVersion, ParamsDeltaMinWorkers: o.deltaMin,
 	}
 	if o.synthetic {
 		cfg.Synthetic = time.Duration(o.computeMs * float64(time.Millisecond))
