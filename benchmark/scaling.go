@@ -73,6 +73,13 @@ type Simulation struct {
 	// compute this many times as long.
 	StragglerFraction float64 `json:"stragglerFraction,omitempty"`
 	StragglerSlowdown float64 `json:"stragglerSlowdown,omitempty"`
+	// DeltaFraction, when set, is the parameters' delta as a fraction of
+	// the whole vector (sent instead of it), its encoding costing the
+	// coordinator DeltaEncodeMs once a step and its applying each worker
+	// DeltaApplyMs.
+	DeltaFraction float64 `json:"deltaFraction,omitempty"`
+	DeltaEncodeMs float64 `json:"deltaEncodeMs,omitempty"`
+	DeltaApplyMs  float64 `json:"deltaApplyMs,omitempty"`
 	// Failures are the workers killed, as "worker@step".
 	Failures []string `json:"failures,omitempty"`
 	// CalibratedFrom names the measured result (`cnnctl bench scaling

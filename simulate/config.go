@@ -62,6 +62,15 @@ type Stragglers struct {
 	Slowdown float64
 }
 
+// ParamsDelta sends the parameters as the step's delta from the version
+// before (dpcnnv1.DeltaCodec): Fraction of the whole vector's bytes, for
+// Encode of the coordinator's time once a step and Apply of each
+// worker's. A zero Fraction sends whole vectors.
+type ParamsDelta struct {
+	Fraction      float64
+	Encode, Apply time.Duration
+}
+
 // Failure kills worker Worker (0-based, in the order the workers joined)
 // as it starts computing step Step (0-based).
 type Failure struct {
@@ -85,14 +94,16 @@ type Config struct {
 	// FanOut is a reducer's number of sums (default 4): a power of two,
 	// for them to make a subtree of the engine's pairwise tree.
 	FanOut int
-	// ChunkBytes is the unit in which messages are relayed (default 64
-	// KiB).
+	// ChunkBytes is the unit in which messages are relayed (default 16
+	// KiB: an HTTP/2 frame at gRPC's default size, the unit a relay could
+	// forward as it reads).
 	ChunkBytes int
 
-	Link       Link
-	Costs      Costs
-	Stragglers Stragglers
-	Failures   []Failure
+	Link        Link
+	Costs       Costs
+	Stragglers  Stragglers
+	ParamsDelta ParamsDelta
+	Failures    []Failure
 	// Detect is how long the coordinator takes to learn that a worker
 	// died (its connection breaking; default 1 ms).
 	Detect time.Duration
@@ -115,7 +126,7 @@ func (c Config) withDefaults() Config {
 		c.FanOut = 4
 	}
 	if c.ChunkBytes == 0 {
-		c.ChunkBytes = 64 << 10
+		c.ChunkBytes = 16 << 10
 	}
 	if c.Detect == 0 {
 		c.Detect = time.Millisecond
@@ -151,6 +162,8 @@ func (c Config) validate() error {
 		return errors.New("simulate: costs must not be negative")
 	case c.Stragglers.Fraction < 0 || c.Stragglers.Fraction > 1 || c.Stragglers.Fraction > 0 && c.Stragglers.Slowdown < 1:
 		return fmt.Errorf("simulate: stragglers %+v: want a fraction in [0, 1] and a slowdown of at least 1", c.Stragglers)
+	case c.ParamsDelta.Fraction < 0 || c.ParamsDelta.Fraction > 1 || c.ParamsDelta.Encode < 0 || c.ParamsDelta.Apply < 0:
+		return fmt.Errorf("simulate: parameter deltas %+v: want a fraction in [0, 1] and costs not negative", c.ParamsDelta)
 	case c.Detect < 0:
 		return errors.New("simulate: the detection delay must not be negative")
 	}

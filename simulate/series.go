@@ -74,6 +74,9 @@ func describe(c Config) *benchmark.Simulation {
 		MessageMs: ms(c.Costs.Message), SendMs: ms(c.Costs.Send), ReduceMs: ms(c.Costs.Reduce), OptimizerMs: ms(c.Costs.Optimizer),
 		StragglerFraction: c.Stragglers.Fraction, StragglerSlowdown: c.Stragglers.Slowdown,
 	}
+	if d := c.ParamsDelta; d.Fraction > 0 {
+		m.DeltaFraction, m.DeltaEncodeMs, m.DeltaApplyMs = d.Fraction, ms(d.Encode), ms(d.Apply)
+	}
 	if c.Topology == Tree {
 		m.FanOut = c.FanOut
 	}

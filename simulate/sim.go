@@ -73,8 +73,9 @@ type sim struct {
 	workers   []*simWorker
 	byID      map[string]*simWorker
 	leafGrads [][]float32 // the gradients of the micro-batches, by leaf index modulo their number
-	msgBytes  int
-	nmsg      uint32 // messages sent, each one's jitter keyed by its number
+	msgBytes  int         // a gradient message, or whole parameters
+	downBytes int         // a parameter message: whole, or the delta
+	nmsg      uint32      // messages sent, each one's jitter keyed by its number
 	kills     map[int64]map[int]bool
 	steps     map[int64]*stepStats
 	assigned  map[uint64]int64 // every assignment's step
@@ -116,7 +117,7 @@ func Run(cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	s := &sim{
-		cfg: cfg, spec: spec, byID: map[string]*simWorker{}, msgBytes: 4 * n,
+		cfg: cfg, spec: spec, byID: map[string]*simWorker{}, msgBytes: 4 * n, downBytes: 4 * n,
 		kills: map[int64]map[int]bool{}, steps: map[int64]*stepStats{}, assigned: map[uint64]int64{},
 	}
 	// As a synthetic worker's, every magnitude a real gradient has; and a
@@ -128,6 +129,9 @@ func Run(cfg Config) (Result, error) {
 			g[i] = float32(math.Sin(float64(i)*0.7+float64(k))) * 1e-3
 		}
 		s.leafGrads = append(s.leafGrads, g)
+	}
+	if d := cfg.ParamsDelta; d.Fraction > 0 {
+		s.downBytes = max(1, int(float64(s.msgBytes)*d.Fraction))
 	}
 	for _, f := range cfg.Failures {
 		if s.kills[f.Step] == nil {
@@ -302,6 +306,11 @@ func (s *sim) sendStep(as []train.Assign) {
 		st.primaryAssignmentIDs[a.ID] = true
 	}
 	st.primaries = len(as)
+	if e := s.cfg.ParamsDelta; e.Fraction > 0 {
+		// One delta a step, whoever it goes to.
+		s.coord.cpu = max(s.coord.cpu, s.now) + e.Encode
+		st.broadcast += e.Encode
+	}
 	if s.cfg.Topology == Star {
 		for _, a := range as {
 			s.sendDirect(a)
@@ -321,7 +330,7 @@ func (s *sim) sendDirect(a train.Assign) {
 		if w.dead {
 			return // lost with it; the engine gives the work to another
 		}
-		_, last := s.transfer(&s.coord, &w.port, ready, ready)
+		_, last := s.transfer(&s.coord, &w.port, ready, ready, s.downBytes)
 		s.q.schedule(last, func() {
 			done, ok := s.compute(w, a)
 			if !ok {
@@ -331,7 +340,7 @@ func (s *sim) sendDirect(a train.Assign) {
 				if w.dead {
 					return
 				}
-				_, arrived := s.transfer(&w.port, &s.coord, done, done)
+				_, arrived := s.transfer(&w.port, &s.coord, done, done, s.msgBytes)
 				s.q.schedule(arrived, func() { s.receive(arrived, []train.GradientsReceived{s.result(a)}) })
 			})
 		})
@@ -362,7 +371,7 @@ func (s *sim) compute(w *simWorker, a train.Assign) (time.Duration, bool) {
 		d = time.Duration(float64(d) * f.Slowdown)
 	}
 	start := max(w.port.cpu, s.now)
-	w.port.cpu = start + c.Message + d + c.Message
+	w.port.cpu = start + c.Message + s.cfg.ParamsDelta.Apply + d + c.Message
 	st := s.stats(a.Step)
 	if st.primaryAssignmentIDs[a.ID] {
 		st.compute += d
@@ -428,7 +437,7 @@ func (s *sim) receive(arrived time.Duration, results []train.GradientsReceived) 
 	})
 }
 
-// transfer sends one message from src to dst, its first chunk ready to
+// transfer sends one message of bytes from src to dst, its first chunk ready to
 // leave at first and its last byte at last (later for a relayed message,
 // which leaves as it arrives), and returns when its first chunk and its
 // last byte arrive.
@@ -442,9 +451,9 @@ func (s *sim) receive(arrived time.Duration, results []train.GradientsReceived) 
 // children delivers the last byte to the last child k message times
 // after its first chunk came in, and the first chunks run ahead down the
 // tree, one chunk time and one latency a level.
-func (s *sim) transfer(src, dst *port, first, last time.Duration) (time.Duration, time.Duration) {
-	tx := s.txTime(s.msgBytes)
-	chunk := s.txTime(min(s.cfg.ChunkBytes, s.msgBytes))
+func (s *sim) transfer(src, dst *port, first, last time.Duration, bytes int) (time.Duration, time.Duration) {
+	tx := s.txTime(bytes)
+	chunk := s.txTime(min(s.cfg.ChunkBytes, bytes))
 	start := max(s.now, first)
 	src.out = max(src.out, start) + tx
 	dst.in = max(dst.in, start) + tx

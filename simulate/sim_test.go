@@ -56,6 +56,32 @@ func TestStarMatchesArithmetic(t *testing.T) {
 	}
 }
 
+// With parameters as deltas the messages down are shorter than the
+// gradients up, so the coordinator's incoming link sets the pace: the
+// first worker's delta arrives after one delta's time, and the N
+// gradients then cross back one after another: C + tx_delta + N·tx, plus
+// the delta's encoding once and its applying on the worker.
+func TestStarWithDeltasMatchesArithmetic(t *testing.T) {
+	for _, n := range []int{1, 8, 32} {
+		c := tenGbit(n, Star)
+		c.ParamsDelta = ParamsDelta{Fraction: 0.62, Encode: 100 * time.Microsecond, Apply: 40 * time.Microsecond}
+		r := run(t, c)
+		s := sim{cfg: c.withDefaults()}
+		tx, txDelta := s.txTime(4*123552), s.txTime(int(c.ParamsDelta.Fraction*4*123552))
+		k, d := c.Costs, c.ParamsDelta
+		want := k.Compute + txDelta + time.Duration(n)*tx + 2*c.Link.Latency + 2*k.Message + d.Apply + d.Encode + k.Send + k.Reduce + k.Optimizer
+		for i, got := range r.StepMs {
+			if math.Abs(got-ms(want)) > 0.001 {
+				t.Errorf("%d workers, step %d: %.4f ms, want %.4f (C + tx_delta + N·tx + 2·latency + 2·M + apply + encode + S + R + O)", n, i, got, ms(want))
+			}
+		}
+		whole := run(t, tenGbit(n, Star))
+		if n > 1 && r.StepMs[0] >= whole.StepMs[0] {
+			t.Errorf("%d workers: %.3f ms a step with deltas, %.3f without", n, r.StepMs[0], whole.StepMs[0])
+		}
+	}
+}
+
 // The engine keeps the bits whatever carries the messages: star and tree,
 // stragglers, jitter, and workers dying (an inner node of the tree, whose
 // children send their sums to its parent, and a leaf) end with the same

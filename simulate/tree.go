@@ -155,7 +155,7 @@ func (s *sim) down(t *treeStep, host *simWorker, from *port, first, last time.Du
 	if host.dead {
 		return
 	}
-	fa, la := s.transfer(from, &host.port, first, last)
+	fa, la := s.transfer(from, &host.port, first, last, s.downBytes)
 	for _, next := range t.relays[host] {
 		s.q.schedule(fa, func() { s.down(t, next, &host.port, fa, la) })
 	}
@@ -182,7 +182,7 @@ func (s *sim) sendUp(t *treeStep, host *simWorker, r *reducer, sums [][]train.Gr
 	}
 	for _, sum := range sums {
 		if r == nil {
-			_, la := s.transfer(&host.port, &s.coord, s.now, last)
+			_, la := s.transfer(&host.port, &s.coord, s.now, last, s.msgBytes)
 			s.q.schedule(la, func() { s.receive(la, sum) })
 			continue
 		}
@@ -190,7 +190,7 @@ func (s *sim) sendUp(t *treeStep, host *simWorker, r *reducer, sums [][]train.Gr
 			s.arrive(t, r, sum, last)
 			continue
 		}
-		fa, la := s.transfer(&host.port, &r.host.port, s.now, last)
+		fa, la := s.transfer(&host.port, &r.host.port, s.now, last, s.msgBytes)
 		s.q.schedule(fa, func() {
 			if !r.host.dead {
 				s.arrive(t, r, sum, la)

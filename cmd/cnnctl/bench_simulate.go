@@ -32,6 +32,8 @@ type benchSimulateOptions struct {
 	messageMs, sendMs     float64
 	reduceMs, optimizerMs float64
 	stragglers, slowdown  float64
+	delta                 float64
+	deltaEnc, deltaApply  float64
 	failures              []string
 	calibrate             string
 	json, csv, quiet      bool
@@ -76,7 +78,7 @@ compares the two at the counts both have; its emulated links are taken too unles
 	fs.Uint64Var(&o.seed, "seed", 1, "the job's seed, and the jitter's and stragglers' streams")
 	fs.StringVar(&o.topology, "topology", "tree", "star or tree")
 	fs.IntVar(&o.fanOut, "fan-out", 4, "tree: sums each reducer adds (a power of two)")
-	fs.IntVar(&o.chunkKiB, "chunk-kib", 64, "the unit messages are relayed in, KiB")
+	fs.IntVar(&o.chunkKiB, "chunk-kib", 16, "the unit messages are relayed in, KiB (16: an HTTP/2 frame, gRPC's default)")
 	fs.StringVar(&o.bandwidth, "bandwidth", "10Gbit", "each link's rate, each direction, e.g. 1Gbit, 10Gbit, 500Mbit")
 	fs.DurationVar(&o.latency, "latency", 200*time.Microsecond, "one-way latency between any two nodes")
 	fs.DurationVar(&o.jitter, "jitter", 0, "each message's latency grows by up to this")
@@ -89,6 +91,9 @@ compares the two at the counts both have; its emulated links are taken too unles
 	fs.Float64Var(&o.optimizerMs, "optimizer-ms", 0.45, "the coordinator's optimizer step")
 	fs.Float64Var(&o.stragglers, "stragglers", 0, "probability that a worker straggles at a step")
 	fs.Float64Var(&o.slowdown, "slowdown", 2, "a straggler's compute, times its usual")
+	fs.Float64Var(&o.delta, "params-delta", 0, "send the parameters as deltas of this fraction of the whole vector (0.62 for the deep net, measured); 0: whole vectors")
+	fs.Float64Var(&o.deltaEnc, "delta-encode-ms", 0.1, "with --params-delta: the coordinator's encoding of a step's delta")
+	fs.Float64Var(&o.deltaApply, "delta-apply-ms", 0.04, "with --params-delta: a worker's applying of it")
 	fs.StringSliceVar(&o.failures, "fail", nil, "kill worker W (0-based) as it starts computing step S: W@S, repeatable")
 	fs.StringVar(&o.calibrate, "calibrate", "", "fit the costs to this measured cnnctl bench scaling --json result and compare")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON (cnnctl bench scaling's schema, with a simulated block)")
@@ -131,6 +136,9 @@ func (o *benchSimulateOptions) config(cmd *cobra.Command) (simulate.Config, *ben
 			Compute: msDur(o.computeMs), ComputeJitter: o.jitterFrac, Message: msDur(o.messageMs),
 			Send: msDur(o.sendMs), Reduce: msDur(o.reduceMs), Optimizer: msDur(o.optimizerMs),
 		},
+	}
+	if o.delta > 0 {
+		c.ParamsDelta = simulate.ParamsDelta{Fraction: o.delta, Encode: msDur(o.deltaEnc), Apply: msDur(o.deltaApply)}
 	}
 	if o.stragglers > 0 {
 		c.Stragglers = simulate.Stragglers{Fraction: o.stragglers, Slowdown: o.slowdown}
