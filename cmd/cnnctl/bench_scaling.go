@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dpcnn/dpcnn/benchmark"
 	"github.com/dpcnn/dpcnn/job"
@@ -32,11 +33,31 @@ type benchScalingOptions struct {
 	deltaMin       int
 	bandwidth      string
 	latency        time.Duration
-	json, csv      bool
+	out            scalingOutput
 	quiet          bool
-	plotDir        string
-	plotWidth      int
-	plotHeight     int
+}
+
+// scalingOutput are the output flags of bench scaling and bench simulate:
+// a table, JSON or CSV, and the plots.
+type scalingOutput struct {
+	json, csv             bool
+	plotDir               string
+	plotWidth, plotHeight int
+}
+
+func (o *scalingOutput) register(fs *pflag.FlagSet, jsonHelp string) {
+	fs.BoolVar(&o.json, "json", false, jsonHelp)
+	fs.BoolVar(&o.csv, "csv", false, "print the result as CSV, one row per worker count")
+	fs.StringVar(&o.plotDir, "plot", "", "write PNG plots (throughput and efficiency, phases) into this folder")
+	fs.IntVar(&o.plotWidth, "plot-width", 1000, "width of the plots in pixels")
+	fs.IntVar(&o.plotHeight, "plot-height", 600, "height of the plots in pixels")
+}
+
+func (o *scalingOutput) check() error {
+	if o.json && o.csv {
+		return errors.New("--json and --csv: choose one")
+	}
+	return nil
 }
 
 func newBenchScalingCmd(e *env) *cobra.Command {
@@ -98,12 +119,8 @@ real cluster instead, which must have the largest count of workers live.`,
 	fs.IntVar(&o.deltaMin, "params-delta-min-workers", 0, "the embedded coordinator sends parameters as deltas once a job has this many live workers (1: always; 0: its default)")
 	fs.StringVar(&o.bandwidth, "bandwidth", "10Gbit", "with --netem: each link's rate, e.g. 1Gbit, 10Gbit, 500Mbit")
 	fs.DurationVar(&o.latency, "latency", 200*time.Microsecond, "with --netem: one-way latency between a worker and the coordinator")
-	fs.BoolVar(&o.json, "json", false, "print the result as JSON (the schema the README gives)")
-	fs.BoolVar(&o.csv, "csv", false, "print the result as CSV, one row per worker count")
+	o.out.register(fs, "print the result as JSON (the schema the README gives)")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines (for a log that should hold the result alone)")
-	fs.StringVar(&o.plotDir, "plot", "", "write PNG plots (throughput and efficiency, phases) into this folder")
-	fs.IntVar(&o.plotWidth, "plot-width", 1000, "width of the plots in pixels")
-	fs.IntVar(&o.plotHeight, "plot-height", 600, "height of the plots in pixels")
 	o.train.registerEmbedded(fs)
 	return cmd
 }
@@ -131,8 +148,8 @@ func (o *benchScalingOptions) plan(cmd *cobra.Command) (*scalingPlan, error) {
 		return nil, fmt.Errorf("--steps %d: want at least 1 timed step", o.jobs.spec.Steps)
 	case o.perWorkerBatch < 0:
 		return nil, fmt.Errorf("--per-worker-batch %d: must not be negative", o.perWorkerBatch)
-	case o.json && o.csv:
-		return nil, errors.New("--json and --csv: choose one")
+	case o.out.check() != nil:
+		return nil, o.out.check()
 	}
 	for _, w := range o.workers {
 		if w < 1 {
@@ -281,7 +298,7 @@ func runBenchScaling(ctx context.Context, e *env, o *benchScalingOptions, p *sca
 	}
 	prog.finish()
 	p.result.Points = scalingPoints(p, rounds)
-	return o.report(e, p.result)
+	return o.out.write(e, p.result)
 }
 
 // stepFigures are one job's timed steps: the mean step time (from one
@@ -375,7 +392,8 @@ func scalingPoints(p *scalingPlan, rounds map[int][]stepFigures) []benchmark.Poi
 	return points
 }
 
-func (o *benchScalingOptions) report(e *env, s benchmark.Scaling) error {
+// write prints s as asked and draws its plots.
+func (o *scalingOutput) write(e *env, s benchmark.Scaling) error {
 	w := e.stdout
 	if o.plotDir != "" {
 		if err := os.MkdirAll(o.plotDir, 0o755); err != nil {

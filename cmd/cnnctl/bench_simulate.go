@@ -36,9 +36,8 @@ type benchSimulateOptions struct {
 	deltaEnc, deltaApply  float64
 	failures              []string
 	calibrate             string
-	json, csv, quiet      bool
-	plotDir               string
-	plotWidth, plotHeight int
+	out                   scalingOutput
+	quiet                 bool
 }
 
 func newBenchSimulateCmd(e *env) *cobra.Command {
@@ -96,19 +95,15 @@ compares the two at the counts both have; its emulated links are taken too unles
 	fs.Float64Var(&o.deltaApply, "delta-apply-ms", 0.04, "with --params-delta: a worker's applying of it")
 	fs.StringSliceVar(&o.failures, "fail", nil, "kill worker W (0-based) as it starts computing step S: W@S, repeatable")
 	fs.StringVar(&o.calibrate, "calibrate", "", "fit the costs to this measured cnnctl bench scaling --json result and compare")
-	fs.BoolVar(&o.json, "json", false, "print the result as JSON (cnnctl bench scaling's schema, with a simulated block)")
-	fs.BoolVar(&o.csv, "csv", false, "print the result as CSV, one row per worker count")
+	o.out.register(fs, "print the result as JSON (cnnctl bench scaling's schema, with a simulated block)")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines")
-	fs.StringVar(&o.plotDir, "plot", "", "write PNG plots (throughput and efficiency, phases) into this folder")
-	fs.IntVar(&o.plotWidth, "plot-width", 1000, "width of the plots in pixels")
-	fs.IntVar(&o.plotHeight, "plot-height", 600, "height of the plots in pixels")
 	return cmd
 }
 
 func (o *benchSimulateOptions) config(cmd *cobra.Command) (simulate.Config, *benchmark.Scaling, error) {
 	fs := cmd.Flags()
-	if o.json && o.csv {
-		return simulate.Config{}, nil, errors.New("--json and --csv: choose one")
+	if err := o.out.check(); err != nil {
+		return simulate.Config{}, nil, err
 	}
 	if len(o.workers) == 0 {
 		return simulate.Config{}, nil, errors.New("--workers: give at least one worker count")
@@ -220,23 +215,7 @@ func runBenchSimulate(cmd *cobra.Command, e *env, o *benchSimulateOptions) error
 		res.Simulated.CalibratedFrom = o.calibrate
 		simulate.Compare(&res, *measured)
 	}
-	if o.plotDir != "" {
-		if err := os.MkdirAll(o.plotDir, 0o755); err != nil {
-			return err
-		}
-		paths, err := benchmark.PlotScaling(res, o.plotDir, o.plotWidth, o.plotHeight)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stderr, "plots: %s\n", strings.Join(paths, ", "))
-	}
-	switch {
-	case o.json:
-		return benchmark.WriteScalingJSON(e.stdout, res)
-	case o.csv:
-		return benchmark.WriteScalingCSV(e.stdout, res)
-	}
-	if err := benchmark.WriteScalingTable(e.stdout, res); err != nil {
+	if err := o.out.write(e, res); err != nil || o.out.json || o.out.csv {
 		return err
 	}
 	if m := res.Simulated; len(m.Agreement) > 0 {
