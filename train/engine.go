@@ -152,6 +152,8 @@ func (e *Engine) Step(ev Event, dst []Effect) []Effect {
 		e.lose(ev.ID)
 	case GradientsReceived:
 		e.gradients(ev)
+	case SumReceived:
+		e.sum(ev)
 	case EvalReceived:
 		e.evalResult(ev)
 	case WorkFailed:

@@ -61,6 +61,19 @@ type GradientsReceived struct {
 	Compute time.Duration
 }
 
+// SumReceived is a reducer's answer for several assignments of one step at
+// once: Grad is the sum of their gradient sums, added with
+// tree.ReducePieces, for consecutive subtrees that together make one node
+// of the reduction tree, so the engine takes it as that node's sum and the
+// bits are those of the parts arriving one by one. Each part is the
+// GradientsReceived its worker would have sent, less its Grad (ignored).
+// If any part cannot be taken, the whole sum is refused or dropped and the
+// parts stay outstanding.
+type SumReceived struct {
+	Parts []GradientsReceived
+	Grad  []float32
+}
+
 // EvalReceived is a worker's answer to an Evaluate.
 type EvalReceived struct {
 	Worker     string
@@ -91,6 +104,7 @@ func (JobStarted) engineEvent()        {}
 func (WorkerJoined) engineEvent()      {}
 func (WorkerLost) engineEvent()        {}
 func (GradientsReceived) engineEvent() {}
+func (SumReceived) engineEvent()       {}
 func (EvalReceived) engineEvent()      {}
 func (WorkFailed) engineEvent()        {}
 func (Tick) engineEvent()              {}

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -99,38 +100,11 @@ func (e *Engine) complete(a *assignment, compute time.Duration) {
 
 func (e *Engine) gradients(ev GradientsReceived) {
 	a := e.takeKind(ev.Worker, ev.Assignment, false)
-	if a == nil {
+	if a == nil || !e.checkResult(a, ev, ev.Grad) {
 		return
 	}
 	j := e.job
 	it := a.item
-	switch {
-	case ev.Leaves != (tree.Subtree{}) && ev.Leaves != (tree.Subtree{Lo: it.lo, Hi: it.hi}):
-		e.reject(a, fmt.Errorf("train: %s: the result is for micro-batches [%d, %d): %w",
-			a.describe(), ev.Leaves.Lo, ev.Leaves.Hi, ErrOtherWork))
-		return
-	case len(ev.Grad) != len(j.flat):
-		e.reject(a, fmt.Errorf("train: %s: gradient of %d values, the network has %d parameters: %w",
-			a.describe(), len(ev.Grad), len(j.flat), ErrWrongShape))
-		return
-	case len(ev.LeafLosses) != it.hi-it.lo:
-		e.reject(a, fmt.Errorf("train: %s: %d loss sums for %d micro-batches: %w",
-			a.describe(), len(ev.LeafLosses), it.hi-it.lo, ErrWrongShape))
-		return
-	case ev.Correct < 0 || ev.Correct > a.images:
-		e.reject(a, fmt.Errorf("train: %s: %d correct of %d images: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
-		return
-	}
-	err := CheckFinite(ev.Grad)
-	for i, l := range ev.LeafLosses {
-		if err == nil && (math.IsNaN(l) || math.IsInf(l, 0)) {
-			err = fmt.Errorf("loss sum of micro-batch %d is %v", it.lo+i, l)
-		}
-	}
-	if err != nil {
-		e.badWork(a, ErrNonFinite, err, "non-finite gradients")
-		return
-	}
 	dst := j.bufs[it.lo]
 	if dst == nil {
 		dst = make([]float32, len(j.flat))
@@ -138,11 +112,110 @@ func (e *Engine) gradients(ev GradientsReceived) {
 	}
 	copy(dst, ev.Grad)
 	j.roots[it.lo] = dst
-	copy(j.losses[it.lo:it.hi], ev.LeafLosses)
+	e.completeResult(a, ev)
+}
+
+// checkResult checks a result for a's subtree and refuses a bad one; grad
+// is the gradient sum to check with it (the result's own, or a reducer's
+// whole sum with its first part), nil to leave it out.
+func (e *Engine) checkResult(a *assignment, ev GradientsReceived, grad []float32) bool {
+	j := e.job
+	it := a.item
+	switch {
+	case ev.Leaves != (tree.Subtree{}) && ev.Leaves != (tree.Subtree{Lo: it.lo, Hi: it.hi}):
+		e.reject(a, fmt.Errorf("train: %s: the result is for micro-batches [%d, %d): %w",
+			a.describe(), ev.Leaves.Lo, ev.Leaves.Hi, ErrOtherWork))
+		return false
+	case grad != nil && len(grad) != len(j.flat):
+		e.reject(a, fmt.Errorf("train: %s: gradient of %d values, the network has %d parameters: %w",
+			a.describe(), len(grad), len(j.flat), ErrWrongShape))
+		return false
+	case len(ev.LeafLosses) != it.hi-it.lo:
+		e.reject(a, fmt.Errorf("train: %s: %d loss sums for %d micro-batches: %w",
+			a.describe(), len(ev.LeafLosses), it.hi-it.lo, ErrWrongShape))
+		return false
+	case ev.Correct < 0 || ev.Correct > a.images:
+		e.reject(a, fmt.Errorf("train: %s: %d correct of %d images: %w", a.describe(), ev.Correct, a.images, ErrBadCount))
+		return false
+	}
+	var err error
+	if grad != nil {
+		err = CheckFinite(grad)
+	}
+	for i, l := range ev.LeafLosses {
+		if err == nil && (math.IsNaN(l) || math.IsInf(l, 0)) {
+			err = fmt.Errorf("loss sum of micro-batch %d is %v", it.lo+i, l)
+		}
+	}
+	if err != nil {
+		e.badWork(a, ErrNonFinite, err, "non-finite gradients")
+		return false
+	}
+	return true
+}
+
+// completeResult takes a checked result's losses and count, completes a,
+// and applies the step when it was the last.
+func (e *Engine) completeResult(a *assignment, ev GradientsReceived) {
+	j := e.job
+	copy(j.losses[a.item.lo:a.item.hi], ev.LeafLosses)
 	a.round.correct += ev.Correct
 	e.complete(a, ev.Compute)
 	if a.round.left == 0 {
 		e.applyStep()
+	}
+}
+
+// sum takes a reducer's sum of several parts (SumReceived): every part
+// must be outstanding, of one step, in order, together one node of the
+// tree; then the sum stands at the node's first leaf, as one worker's
+// result for the whole node would.
+func (e *Engine) sum(ev SumReceived) {
+	if len(ev.Parts) == 0 {
+		e.emit(Refused{Err: errors.New("train: a sum of no parts")})
+		return
+	}
+	j := e.job
+	if j != nil && len(ev.Grad) != len(j.flat) {
+		e.emit(Refused{Err: fmt.Errorf("train: a sum of %d values, the network has %d parameters: %w", len(ev.Grad), len(j.flat), ErrWrongShape)})
+		return
+	}
+	as := make([]*assignment, len(ev.Parts))
+	for i, p := range ev.Parts {
+		a := e.takeKind(p.Worker, p.Assignment, false)
+		if a == nil {
+			return // said why; the other parts stay outstanding
+		}
+		if i > 0 && (a.round != as[0].round || a.item.lo != as[i-1].item.hi) {
+			e.emit(Refused{Worker: p.Worker, Assignment: p.Assignment,
+				Err: fmt.Errorf("train: a sum's part %d, %s: not the subtree after part %d's in the same step: %w", i, a.describe(), i-1, ErrOtherWork)})
+			return
+		}
+		as[i] = a
+	}
+	node := tree.Subtree{Lo: as[0].item.lo, Hi: as[len(as)-1].item.hi}
+	if !node.IsNode(len(j.roots)) {
+		e.emit(Refused{Err: fmt.Errorf("train: a sum of micro-batches %v: not a node of the step's tree of %d: %w", node, len(j.roots), ErrOtherWork)})
+		return
+	}
+	for i, a := range as {
+		grad := ev.Grad
+		if i > 0 {
+			grad = nil // checked with the first part
+		}
+		if !e.checkResult(a, ev.Parts[i], grad) {
+			return
+		}
+	}
+	dst := j.bufs[node.Lo]
+	if dst == nil {
+		dst = make([]float32, len(j.flat))
+		j.bufs[node.Lo] = dst
+	}
+	copy(dst, ev.Grad)
+	j.roots[node.Lo] = dst
+	for i, a := range as {
+		e.completeResult(a, ev.Parts[i])
 	}
 }
 
