@@ -31,6 +31,9 @@ type Result struct {
 	ParamsSHA256 string
 	// ImagesReissued counts the training images the engine gave out again.
 	ImagesReissued int64
+	// Sums counts the reducers' sums the engine took whole (SumReceived),
+	// each standing for several workers' results.
+	Sums int
 	// Events is the number of model events the run took.
 	Events int
 }
@@ -80,6 +83,9 @@ type sim struct {
 	steps     map[int64]*stepStats
 	assigned  map[uint64]int64 // every assignment's step
 	tree      *treeStep        // the latest step's, in the tree
+	leaves    int              // micro-batches a step
+	pool      [][]float32      // gradient buffers for the reducers' sums
+	sums      int
 	effects   []train.Effect
 	finished  bool
 	err       error
@@ -146,6 +152,7 @@ func Run(cfg Config) (Result, error) {
 		}
 	}()
 	s.eng = train.NewEngine(backend, train.EngineConfig{})
+	s.leaves = batch / cfg.MicroBatch
 	speed := float64(cfg.MicroBatch) / cfg.Costs.Compute.Seconds()
 	for i := range cfg.Workers {
 		w := &simWorker{id: fmt.Sprintf("w%04d", i), idx: i}
@@ -187,7 +194,7 @@ func (s *sim) tick() {
 
 // figures turns the steps' records into the run's figures.
 func (s *sim) figures(batch int) Result {
-	r := Result{Workers: s.cfg.Workers, Batch: batch, Topology: s.cfg.Topology, ImagesReissued: s.reissued, Events: s.events}
+	r := Result{Workers: s.cfg.Workers, Batch: batch, Topology: s.cfg.Topology, ImagesReissued: s.reissued, Sums: s.sums, Events: s.events}
 	if c := s.eng.Checkpoint(); c != nil {
 		r.ParamsSHA256 = c.ParamsSHA256()
 	}
@@ -341,7 +348,7 @@ func (s *sim) sendDirect(a train.Assign) {
 					return
 				}
 				_, arrived := s.transfer(&w.port, &s.coord, done, done, s.msgBytes)
-				s.q.schedule(arrived, func() { s.receive(arrived, []train.GradientsReceived{s.result(a)}) })
+				s.q.schedule(arrived, func() { s.receive(arrived, resultPiece(s.result(a))) })
 			})
 		})
 	})
@@ -413,14 +420,15 @@ func (s *sim) result(a train.Assign) train.GradientsReceived {
 	}
 }
 
-// receive takes a message of results arriving at the coordinator at
-// arrived: the CPU decodes and adds it, then the engine has them.
-func (s *sim) receive(arrived time.Duration, results []train.GradientsReceived) {
+// receive takes a message arriving at the coordinator at arrived: the CPU
+// adds it, then the engine has it, as one worker's result or a reducer's
+// sum of several.
+func (s *sim) receive(arrived time.Duration, p piece) {
 	c := s.cfg.Costs
 	cost := c.Reduce
 	s.coord.cpu = max(s.coord.cpu, arrived) + cost
 	at := s.coord.cpu
-	for i, r := range results {
+	for i, r := range p.parts {
 		st := s.stats(s.assigned[r.Assignment])
 		if i == 0 {
 			st.reduce += cost
@@ -431,11 +439,31 @@ func (s *sim) receive(arrived time.Duration, results []train.GradientsReceived) 
 		}
 	}
 	s.q.schedule(at, func() {
-		for _, r := range results {
+		if len(p.parts) == 1 {
+			r := p.parts[0]
+			r.Grad = p.grad
 			s.deliver(r)
+		} else {
+			s.sums++
+			s.deliver(train.SumReceived{Parts: p.parts, Grad: p.grad})
+		}
+		if p.owned {
+			s.release(p.grad) // the engine has copied it
 		}
 	})
 }
+
+// buffer gives a gradient buffer from the pool; release gives one back.
+func (s *sim) buffer() []float32 {
+	if n := len(s.pool); n > 0 {
+		b := s.pool[n-1]
+		s.pool = s.pool[:n-1]
+		return b
+	}
+	return make([]float32, s.msgBytes/4)
+}
+
+func (s *sim) release(b []float32) { s.pool = append(s.pool, b) }
 
 // transfer sends one message of bytes from src to dst, its first chunk ready to
 // leave at first and its last byte at last (later for a relayed message,

@@ -85,7 +85,9 @@ func TestStarWithDeltasMatchesArithmetic(t *testing.T) {
 // The engine keeps the bits whatever carries the messages: star and tree,
 // stragglers, jitter, and workers dying (an inner node of the tree, whose
 // children send their sums to its parent, and a leaf) end with the same
-// parameters, the deaths costing work given out again.
+// parameters, the deaths costing work given out again. In the tree the
+// reducers really add: each sums its workers' or reducers' gradients with
+// tree.ReducePieces, and the engine takes the sum whole.
 func TestSameParamsEveryTopology(t *testing.T) {
 	base := tenGbit(21, Star)
 	star := run(t, base)
@@ -114,6 +116,11 @@ func TestSameParamsEveryTopology(t *testing.T) {
 		}
 		if died := len(c.Failures) > 0; died != (r.ImagesReissued > 0) {
 			t.Errorf("%s: %d images given out again", tc.name, r.ImagesReissued)
+		}
+		// The tree's reducers' sums reach the engine whole (SumReceived):
+		// the bits above are theirs, not the star's results one by one.
+		if c.Topology == Tree && r.Sums == 0 {
+			t.Errorf("%s: no reducer's sum reached the engine", tc.name)
 		}
 	}
 	// Two micro-batches a worker: the workers reduce them in the tree's

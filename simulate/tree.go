@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dpcnn/dpcnn/train"
+	"github.com/dpcnn/dpcnn/tree"
 )
 
 // The tree keeps the bits the way a real one must: a sum may only be
@@ -43,8 +44,8 @@ type reducer struct {
 	expect   int      // sums it waits for
 	got      int      // sums begun to arrive
 	maxLast  time.Duration
-	pieces   [][]train.GradientsReceived // the sums received
-	holed    bool                        // a sum below it is lost: it passes the pieces up unadded
+	pieces   []piece // the sums received
+	holed    bool    // a sum below it is lost: it passes the pieces up unadded
 	sent     bool
 	children []*reducer  // the reducers below, or
 	leaves   []*treeLeaf // the workers below (a bottom reducer)
@@ -167,7 +168,7 @@ func (s *sim) down(t *treeStep, host *simWorker, from *port, first, last time.Du
 		}
 		s.q.schedule(done, func() {
 			if !host.dead {
-				s.sendUp(t, host, l.parent, [][]train.GradientsReceived{{s.result(l.a)}}, s.now)
+				s.sendUp(t, host, l.parent, []piece{resultPiece(s.result(l.a))}, s.now)
 			}
 		})
 	})
@@ -176,7 +177,7 @@ func (s *sim) down(t *treeStep, host *simWorker, from *port, first, last time.Du
 // sendUp sends sums from host to r (the coordinator when nil), one
 // message each, whose last bytes leave no sooner than last; a sum sent to
 // the reducer on its own host arrives at once.
-func (s *sim) sendUp(t *treeStep, host *simWorker, r *reducer, sums [][]train.GradientsReceived, last time.Duration) {
+func (s *sim) sendUp(t *treeStep, host *simWorker, r *reducer, sums []piece, last time.Duration) {
 	if r != nil && len(sums) > 1 {
 		r.expect += len(sums) - 1 // pieces in place of one sum
 	}
@@ -202,7 +203,7 @@ func (s *sim) sendUp(t *treeStep, host *simWorker, r *reducer, sums [][]train.Gr
 // arrive takes a sum begun to arrive at r, whose last byte comes at last;
 // once all have begun, r sends their sum up as they come in, its last
 // byte after theirs and after r has added them all.
-func (s *sim) arrive(t *treeStep, r *reducer, sum []train.GradientsReceived, last time.Duration) {
+func (s *sim) arrive(t *treeStep, r *reducer, sum piece, last time.Duration) {
 	r.got++
 	r.maxLast = max(r.maxLast, last)
 	r.pieces = append(r.pieces, sum)
@@ -221,11 +222,63 @@ func (s *sim) flushReducer(t *treeStep, r *reducer) {
 		s.sendUp(t, r.host, r.parent, r.pieces, r.maxLast)
 		return
 	}
+	sum, ok := s.addPieces(r.pieces)
+	if !ok {
+		// The sums do not make one node of the tree (the engine split the
+		// step unevenly): adding them would change the bits, so they go up
+		// as they are.
+		if r.parent != nil {
+			r.parent.holed = true
+		}
+		s.sendUp(t, r.host, r.parent, r.pieces, r.maxLast)
+		return
+	}
 	c := s.cfg.Costs
 	chunkShare := float64(min(s.cfg.ChunkBytes, s.msgBytes)) / float64(s.msgBytes)
 	adds := time.Duration(len(r.pieces) - 1)
 	last := max(s.now+adds*c.Reduce, r.maxLast+time.Duration(float64(c.Reduce)*chunkShare))
-	s.sendUp(t, r.host, r.parent, [][]train.GradientsReceived{slices.Concat(r.pieces...)}, last)
+	s.sendUp(t, r.host, r.parent, []piece{sum}, last)
+}
+
+// piece is a sum on its way up: one worker's result, or a reducer's sum of
+// consecutive subtrees that make the node Leaves.
+type piece struct {
+	leaves tree.Subtree
+	parts  []train.GradientsReceived // their Grad left out, but for a single result's
+	grad   []float32
+	owned  bool // grad is the simulation's buffer, to be given back once read
+}
+
+func resultPiece(r train.GradientsReceived) piece {
+	return piece{leaves: r.Leaves, parts: []train.GradientsReceived{r}, grad: r.Grad}
+}
+
+// addPieces adds a reducer's sums in the tree's order (tree.ReducePieces),
+// when they make one node of the step's tree; the buffers of the sums it
+// added go back to the pool.
+func (s *sim) addPieces(ps []piece) (piece, bool) {
+	ps = slices.Clone(ps)
+	slices.SortFunc(ps, func(a, b piece) int { return a.leaves.Lo - b.leaves.Lo })
+	node := tree.Subtree{Lo: ps[0].leaves.Lo, Hi: ps[len(ps)-1].leaves.Hi}
+	in := make([]tree.Piece, len(ps))
+	for i, p := range ps {
+		in[i] = tree.Piece{Leaves: p.leaves, Sum: p.grad}
+	}
+	grad, err := tree.ReducePieces(node, in, s.leaves, s.buffer)
+	if err != nil {
+		return piece{}, false
+	}
+	out := piece{leaves: node, grad: grad, owned: len(ps) > 1}
+	for _, p := range ps {
+		for _, r := range p.parts {
+			r.Grad = nil
+			out.parts = append(out.parts, r)
+		}
+		if p.owned {
+			s.release(p.grad)
+		}
+	}
+	return out, true
 }
 
 // treeDeath takes host out of its step's tree as it dies: its worker's
