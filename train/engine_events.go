@@ -11,8 +11,8 @@ import (
 )
 
 // Event is an input of the Engine: one of JobStarted, WorkerJoined,
-// WorkerLost, GradientsReceived, EvalReceived, WorkFailed and Tick, passed
-// by value.
+// WorkerLost, GradientsReceived, SumReceived, EvalReceived, WorkFailed and
+// Tick, passed by value.
 type Event interface{ engineEvent() }
 
 // JobStarted starts a job (one at a time; another may start once it has
