@@ -103,16 +103,20 @@ func (e *Engine) gradients(ev GradientsReceived) {
 	if a == nil || !e.checkResult(a, ev, ev.Grad) {
 		return
 	}
-	j := e.job
-	it := a.item
-	dst := j.bufs[it.lo]
+	e.job.setRoot(a.item.lo, ev.Grad)
+	e.completeResult(a, ev)
+}
+
+// setRoot keeps a copy of grad as the sum of the received subtree whose
+// first leaf is lo.
+func (j *jobState) setRoot(lo int, grad []float32) {
+	dst := j.bufs[lo]
 	if dst == nil {
 		dst = make([]float32, len(j.flat))
-		j.bufs[it.lo] = dst
+		j.bufs[lo] = dst
 	}
-	copy(dst, ev.Grad)
-	j.roots[it.lo] = dst
-	e.completeResult(a, ev)
+	copy(dst, grad)
+	j.roots[lo] = dst
 }
 
 // checkResult checks a result for a's subtree and refuses a bad one; grad
@@ -207,13 +211,7 @@ func (e *Engine) sum(ev SumReceived) {
 			return
 		}
 	}
-	dst := j.bufs[node.Lo]
-	if dst == nil {
-		dst = make([]float32, len(j.flat))
-		j.bufs[node.Lo] = dst
-	}
-	copy(dst, ev.Grad)
-	j.roots[node.Lo] = dst
+	j.setRoot(node.Lo, ev.Grad)
 	for i, a := range as {
 		e.completeResult(a, ev.Parts[i])
 	}
