@@ -114,6 +114,25 @@ func TestLeaderPartition(t *testing.T) {
 	// c1 back on the network: it has stepped down and names c2; from now
 	// on exactly one coordinator leads.
 	lab.heal("c1")
+	// c1's etcd client reconnects with backoff after the heal; until it
+	// has, c1 cannot read who leads and says so (UNAVAILABLE, "read the
+	// leader", after the Leader RPC's 2 s) — it must never answer as the
+	// leader meanwhile. The first read waits about 0.9 s for the reconnect
+	// on a quiet machine; in one CI run it took past the 2 s and the test,
+	// which asked once, failed on the refusal.
+	for healed := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		r, err := dpcnnv1.NewClusterServiceClient(c1).Leader(ctx, &dpcnnv1.LeaderRequest{})
+		if err == nil {
+			if r.AnsweredByLeader {
+				t.Fatalf("c1 answers as the leader after the heal")
+			}
+			t.Logf("c1 reads the leader again %s after the heal", time.Since(healed).Round(time.Millisecond))
+			break
+		}
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "read the leader") || time.Since(healed) > 30*time.Second {
+			t.Fatalf("Leader on c1 %s after the heal: %v", time.Since(healed).Round(time.Millisecond), err)
+		}
+	}
 	for i := range 10 {
 		leading := 0
 		for name, conn := range map[string]*grpc.ClientConn{"c1": c1, "c2": c2} {
