@@ -23,6 +23,14 @@ func Series(cfg Config, counts []int, progress func(Result)) (benchmark.Scaling,
 		Steps: cfg.Steps, Warmup: cfg.Warmup, Repeat: 1, Cluster: "simulated",
 		Simulated: describe(cfg),
 	}
+	// The configuration's own mistakes are said once, not as one count's.
+	for _, n := range []int{slices.Min(counts), slices.Max(counts)} {
+		c := cfg
+		c.Workers, c.Failures = n, nil
+		if err := c.validate(); err != nil {
+			return benchmark.Scaling{}, err
+		}
+	}
 	// A failure applies to the counts that have its worker; one that no
 	// count has is a mistake.
 	for _, f := range cfg.Failures {

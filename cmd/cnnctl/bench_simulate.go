@@ -13,6 +13,7 @@ import (
 
 	"github.com/dpcnn/dpcnn/benchmark"
 	"github.com/dpcnn/dpcnn/job"
+	"github.com/dpcnn/dpcnn/model"
 	"github.com/dpcnn/dpcnn/simulate"
 )
 
@@ -68,7 +69,7 @@ compares the two at the counts both have; its emulated links are taken too unles
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.net, "net", "deep", "network: deep, simple or lenet")
+	fs.StringVar(&o.net, "net", "deep", "built-in network: "+fmt.Sprint(model.BuiltinNames()))
 	fs.IntSliceVar(&o.workers, "workers", []int{1, 64, 1024}, "worker counts to simulate, in order (1 to 4096)")
 	fs.IntVar(&o.perWorkerBatch, "per-worker-batch", 100, "images per worker per step (weak scaling)")
 	fs.IntVar(&o.micro, "micro-batch", 0, "images per micro-batch (default: the per-worker batch)")
@@ -121,6 +122,20 @@ func (o *benchSimulateOptions) config(cmd *cobra.Command) (simulate.Config, *ben
 	}
 	if o.chunkKiB < 1 {
 		return simulate.Config{}, nil, fmt.Errorf("--chunk-kib %d: want at least 1", o.chunkKiB)
+	}
+	if _, err := paramCount(o.net); err != nil {
+		return simulate.Config{}, nil, fmt.Errorf("--net %q: %w", o.net, err)
+	}
+	// Flags of a feature not asked for would be ignored: refuse them.
+	for flag, needs := range map[string]string{
+		"delta-encode-ms": "params-delta", "delta-apply-ms": "params-delta", "slowdown": "stragglers",
+	} {
+		if fs.Changed(flag) && !fs.Changed(needs) {
+			return simulate.Config{}, nil, fmt.Errorf("--%s goes with --%s: give it too", flag, needs)
+		}
+	}
+	if fs.Changed("fan-out") && topo != simulate.Tree {
+		return simulate.Config{}, nil, errors.New("--fan-out shapes the tree: it does not apply to --topology star")
 	}
 	c := simulate.Config{
 		Network: o.net, PerWorkerBatch: o.perWorkerBatch, MicroBatch: o.micro, Seed: o.seed,

@@ -99,6 +99,11 @@ func TestBenchSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--compute-ms", "5", "--calibrate", "x.json"}, "--compute-ms and --calibrate"},
 		{[]string{"--calibrate", "no-such-file.json"}, "no-such-file.json"},
 		{[]string{"--compute-ms", "5", "--workers", "2,2"}, "2 is given twice"},
+		{[]string{"--compute-ms", "5", "--delta-apply-ms", "1"}, "--delta-apply-ms goes with --params-delta"},
+		{[]string{"--compute-ms", "5", "--slowdown", "3"}, "--slowdown goes with --stragglers"},
+		{[]string{"--compute-ms", "5", "--topology", "star", "--fan-out", "8"}, "does not apply to --topology star"},
+		{[]string{"--compute-ms", "5", "--params-delta", "2"}, "want a fraction in [0, 1]"},
+		{[]string{"--compute-ms", "5", "--net", "nope"}, `unknown built-in network "nope"`},
 	} {
 		_, _, err := runCLISplit(t, append([]string{"bench", "simulate", "-q"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
