@@ -154,6 +154,10 @@ func (e *Engine) Step(ev Event, dst []Effect) []Effect {
 		e.gradients(ev)
 	case SumReceived:
 		e.sum(ev)
+	case ResultLost:
+		if a := e.take(ev.Worker, ev.Assignment); a != nil {
+			e.release(a) // pending again: advance gives it out
+		}
 	case EvalReceived:
 		e.evalResult(ev)
 	case WorkFailed:
@@ -299,6 +303,9 @@ func (e *Engine) Restore(c *model.Checkpoint) error {
 	}
 	return j.restore(c)
 }
+
+// Outstanding reports whether assignment id awaits its result.
+func (e *Engine) Outstanding(id uint64) bool { return e.lookup(id) != nil }
 
 // NextAssignment is the ID the engine's next assignment will have: every
 // ID it gave out is in [FirstAssignment, NextAssignment).

@@ -11,8 +11,8 @@ import (
 )
 
 // Event is an input of the Engine: one of JobStarted, WorkerJoined,
-// WorkerLost, GradientsReceived, SumReceived, EvalReceived, WorkFailed and
-// Tick, passed by value.
+// WorkerLost, GradientsReceived, SumReceived, ResultLost, EvalReceived,
+// WorkFailed and Tick, passed by value.
 type Event interface{ engineEvent() }
 
 // JobStarted starts a job (one at a time; another may start once it has
@@ -74,6 +74,15 @@ type SumReceived struct {
 	Grad  []float32
 }
 
+// ResultLost says that an assignment's result was lost on its way: it
+// went up a tree of reducers, and a reducer died holding it, or passed up
+// a sum the engine could not take. The work is given out again (perhaps
+// to the same worker, which is not flagged: the loss was not its doing).
+type ResultLost struct {
+	Worker     string
+	Assignment uint64
+}
+
 // EvalReceived is a worker's answer to an Evaluate.
 type EvalReceived struct {
 	Worker     string
@@ -105,6 +114,7 @@ func (WorkerJoined) engineEvent()      {}
 func (WorkerLost) engineEvent()        {}
 func (GradientsReceived) engineEvent() {}
 func (SumReceived) engineEvent()       {}
+func (ResultLost) engineEvent()        {}
 func (EvalReceived) engineEvent()      {}
 func (WorkFailed) engineEvent()        {}
 func (Tick) engineEvent()              {}

@@ -144,3 +144,50 @@ func TestEngineRefusesBadSums(t *testing.T) {
 		t.Fatalf("after the refused sums: finished %v, parameters as the reference run's: %v", h.finished != nil, slices.Equal(h.hashes, ref.hashes))
 	}
 }
+
+// A result lost on its way up (ResultLost) is given out again and the
+// worker is not flagged; a repeat of the loss, or a late copy of the
+// result, changes nothing; the job ends with the reference run's bits.
+func TestEngineGivesLostResultsOutAgain(t *testing.T) {
+	ref := fuzzReference(t)
+	h := newFuzzHarness(t, EngineConfig{})
+	for i := range 4 {
+		h.join(fmt.Sprintf("w%d", i), 100)
+	}
+	h.start()
+	p := h.out[0]
+	late := h.answer(p)
+	h.out = h.out[1:]
+	if !h.eng.Outstanding(p.id) {
+		t.Fatalf("assignment %d is not outstanding before its result", p.id)
+	}
+	h.step(ResultLost{Worker: p.worker, Assignment: p.id})
+	if h.eng.Outstanding(p.id) {
+		t.Fatalf("assignment %d still outstanding after its result was lost", p.id)
+	}
+	covered := 0
+	for _, q := range h.out {
+		if !q.eval && q.step == p.step && q.leaves.Lo >= p.leaves.Lo && q.leaves.Hi <= p.leaves.Hi {
+			covered += q.leaves.Len()
+		}
+	}
+	if covered != p.leaves.Len() {
+		t.Fatalf("the lost result's leaves %v were not given out again: %v", p.leaves, h.out)
+	}
+	effects := h.eng.Step(ResultLost{Worker: p.worker, Assignment: p.id}, nil)
+	effects = append(effects, h.eng.Step(late, nil)...)
+	for _, ef := range effects {
+		switch ef.(type) {
+		case Dropped:
+		default:
+			t.Fatalf("a repeated loss and a late result: %T %v, want Dropped only", ef, ef)
+		}
+	}
+	h.drain(t, nil)
+	if len(h.flagged) != 0 {
+		t.Fatalf("workers flagged: %v", h.flagged)
+	}
+	if h.finished == nil || !slices.Equal(h.hashes, ref.hashes) {
+		t.Fatalf("finished %v, parameters as the reference run's: %v", h.finished != nil, slices.Equal(h.hashes, ref.hashes))
+	}
+}
