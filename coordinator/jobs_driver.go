@@ -65,6 +65,14 @@ type driver struct {
 	times          stepTimes  // for the metrics and the progress reports
 	params         *paramsOut // the parameter versions sent, encoded once each
 	deltasLogged   bool       // the first delta sent was logged
+	// tree is the current step's tree of reducers; nil when its sums go
+	// straight to the coordinator. routes are the routes of the step's
+	// assignments not yet sent; topology the last one chosen (logged when
+	// it changes); lastGroup the last group ID given out.
+	tree      *stepTree
+	routes    map[uint64]*dpcnnv1.ReduceRoute
+	topology  string
+	lastGroup uint64
 }
 
 // driverWorker is a worker in the engine and what its stream has been sent.
@@ -227,8 +235,16 @@ func (d *driver) input(in driverInput) {
 		}
 	case workResult:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			if in.r.GetTrain() != nil {
+				d.s.cfg.Metrics.SumReceived(metrics.ViaStar)
+			}
 			d.resultTimed(in.r, in.roundTrip)
 			d.step(d.resultEvent(in.ws, in.r))
+		}
+	case pieceResult:
+		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			d.s.cfg.Metrics.SumReceived(metrics.ViaTree)
+			d.piece(in.ws, in.p)
 		}
 	case workFailure:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
@@ -281,12 +297,15 @@ func (d *driver) streamOpened(ws *workStream) {
 	d.step(train.WorkerJoined{ID: ws.worker, Speed: ws.speed})
 }
 
-// lose takes a worker out of the engine; its work goes to others.
+// lose takes a worker out of the engine; its work goes to others, and so
+// does the work whose sums it held as a reducer.
 func (d *driver) lose(id string) {
 	delete(d.workers, id)
 	d.publish(&dpcnnv1.JobEvent{Kind: &dpcnnv1.JobEvent_WorkersChanged{WorkersChanged: &dpcnnv1.WorkersChanged{
 		Live: int32(len(d.workers)), Left: []string{id}}}}, true)
+	held := d.reducerLost(id)
 	d.step(train.WorkerLost{ID: id})
+	d.resultsLost(held)
 }
 
 // resultEvent turns a worker's result into the engine's event. Malformed
@@ -297,39 +316,56 @@ func (d *driver) resultEvent(ws *workStream, r *dpcnnv1.WorkResult) train.Event 
 	switch o := r.Outcome.(type) {
 	case *dpcnnv1.WorkResult_Train:
 		t := o.Train // may be nil: the getters below are nil-safe
-		var grad []float32
-		if g := t.GetGradientSum(); g == nil {
-			d.log.Warn("result without a gradient", "worker", ws.worker, "assignment", r.AssignmentId)
-		} else if n, err := g.Elements(); err != nil {
-			d.log.Warn("malformed gradient", "worker", ws.worker, "assignment", r.AssignmentId, "err", err)
-		} else {
-			if cap(d.grad) < n {
-				d.grad = make([]float32, n)
-			}
-			grad = d.grad[:n]
-			if err := dpcnnv1.DecodeFloat32s(grad, g.Data); err != nil {
-				grad = nil
-			}
-		}
-		leafLosses := t.GetLeafLossSums()
-		if r.ComputeNanos > 0 && len(leafLosses) > 0 {
-			ws.mu.Lock()
-			ws.measured = train.ObserveSpeed(ws.measured, len(leafLosses)*d.spec.MicroBatch, time.Duration(r.ComputeNanos))
-			ws.mu.Unlock()
-			d.s.cfg.Metrics.Microbatches(ws.worker, len(leafLosses), time.Duration(r.ComputeNanos))
-		}
-		first := int(t.GetFirstLeaf())
-		return train.GradientsReceived{
-			Worker: ws.worker, Assignment: r.AssignmentId, Leaves: tree.Subtree{Lo: first, Hi: first + int(t.GetLeafCount())},
-			Grad: grad, LeafLosses: leafLosses,
-			Correct: clampCount(t.GetCorrect()), Compute: time.Duration(max(r.ComputeNanos, 0)),
-		}
+		grad := d.decodeGradient(t.GetGradientSum(), ws.worker, r.AssignmentId)
+		return d.trainReceived(ws, ws.worker, r, grad)
 	case *dpcnnv1.WorkResult_Eval:
 		e := o.Eval
 		return train.EvalReceived{Worker: ws.worker, Assignment: r.AssignmentId,
 			From: clampCount(e.GetBegin()), To: clampCount(e.GetEnd()), Correct: clampCount(e.GetCorrect())}
 	}
 	return train.WorkFailed{Worker: ws.worker, Assignment: r.AssignmentId, Err: errors.New("a result with neither gradients nor an evaluation")}
+}
+
+// decodeGradient decodes a gradient sum into the driver's buffer; nil
+// (said in the log) when it is missing or malformed.
+func (d *driver) decodeGradient(g *dpcnnv1.Tensor, worker string, id uint64) []float32 {
+	if g == nil {
+		d.log.Warn("result without a gradient", "worker", worker, "assignment", id)
+		return nil
+	}
+	n, err := g.Elements()
+	if err != nil {
+		d.log.Warn("malformed gradient", "worker", worker, "assignment", id, "err", err)
+		return nil
+	}
+	if cap(d.grad) < n {
+		d.grad = make([]float32, n)
+	}
+	grad := d.grad[:n]
+	if err := dpcnnv1.DecodeFloat32s(grad, g.Data); err != nil {
+		return nil
+	}
+	return grad
+}
+
+// trainReceived is the engine's event for worker's training result r,
+// with its gradient sum grad; ws, when set, is the worker's stream, whose
+// speed the result measures.
+func (d *driver) trainReceived(ws *workStream, worker string, r *dpcnnv1.WorkResult, grad []float32) train.GradientsReceived {
+	t := r.GetTrain()
+	leafLosses := t.GetLeafLossSums()
+	if ws != nil && r.ComputeNanos > 0 && len(leafLosses) > 0 {
+		ws.mu.Lock()
+		ws.measured = train.ObserveSpeed(ws.measured, len(leafLosses)*d.spec.MicroBatch, time.Duration(r.ComputeNanos))
+		ws.mu.Unlock()
+		d.s.cfg.Metrics.Microbatches(worker, len(leafLosses), time.Duration(r.ComputeNanos))
+	}
+	first := int(t.GetFirstLeaf())
+	return train.GradientsReceived{
+		Worker: worker, Assignment: r.AssignmentId, Leaves: tree.Subtree{Lo: first, Hi: first + int(t.GetLeafCount())},
+		Grad: grad, LeafLosses: leafLosses,
+		Correct: clampCount(t.GetCorrect()), Compute: time.Duration(max(r.ComputeNanos, 0)),
+	}
 }
 
 // clampCount maps counts (and sample numbers) beyond int32 to −1, which
@@ -344,6 +380,7 @@ func clampCount(n int64) int {
 // step hands the engine an event and carries out its effects in order.
 func (d *driver) step(ev train.Event) {
 	d.timeEngineCall(ev)
+	d.planTree()
 	for i, ef := range d.effects {
 		if !d.ended {
 			d.effect(ef)
@@ -351,6 +388,7 @@ func (d *driver) step(ev train.Event) {
 		d.effects[i] = nil
 	}
 	d.engineCallDone()
+	d.checkTree()
 }
 
 func (d *driver) effect(ef train.Effect) {
@@ -369,6 +407,11 @@ func (d *driver) effect(ef train.Effect) {
 		a := d.assignment(dw, ef.ID, ef.Epoch, ef.Step, ef.Step, ef.Params)
 		a.Work = &dpcnnv1.Assignment_Train{Train: &dpcnnv1.TrainWork{Subtree: &dpcnnv1.Subtree{
 			FirstLeaf: uint32(ef.Leaves.Lo), LeafCount: uint32(ef.Leaves.Len()), Indices: idx}}}
+		if r := d.routes[ef.ID]; r != nil {
+			a.Route = r
+			delete(d.routes, ef.ID)
+			dw.ws.setRouted(ef.ID) // before it is sent: its heartbeats may leave it out at once
+		}
 		d.sendWork(dw, a)
 		if again := d.assignSent(ef.Leaves, time.Since(began)); again && d.backupFor == ef.Worker {
 			d.backupFor = "" // the straggler's copy, said already
@@ -386,6 +429,9 @@ func (d *driver) effect(ef train.Effect) {
 		d.sendWork(dw, a)
 		d.evalSent(ef.From)
 	case train.StepApplied:
+		if d.tree != nil && d.tree.step < ef.Step {
+			d.tree = nil // its step is done
+		}
 		d.stepApplied(ef, d.stepTimed(ef))
 	case train.EvalDone:
 		d.evalTimed(ef)

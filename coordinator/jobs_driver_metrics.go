@@ -40,6 +40,9 @@ type stepTimes struct {
 // timeEngineCall runs one engine call and notes its times.
 func (d *driver) timeEngineCall(ev train.Event) {
 	_, result := ev.(train.GradientsReceived)
+	if _, sum := ev.(train.SumReceived); sum {
+		result = true
+	}
 	t := &d.times
 	t.callStart, t.callResult, t.applied = time.Now(), result, false
 	d.effects = d.eng.Step(ev, d.effects[:0])

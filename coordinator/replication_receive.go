@@ -117,7 +117,8 @@ func (r *replicaReceiver) PushFile(stream grpc.ClientStreamingServer[dpcnnv1.Pus
 
 // checkCaller lets only coordinators push: over TLS, the caller's verified
 // certificate must carry the subject of this coordinator's own and the
-// serverAuth usage, which the workers' and cnnctl's certificates lack (the
+// serverAuth usage, which cnnctl's certificates lack (the workers' carry it,
+// for their reduce service, under another subject; the
 // Authenticator has already refused callers without a verified
 // certificate). Over plaintext, allowed on loopback only, the connection
 // itself was trusted explicitly, as for the other services.

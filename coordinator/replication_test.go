@@ -268,7 +268,7 @@ func TestReplicationRefusesBadPushes(t *testing.T) {
 		{"no client certificate", noCert, &dpcnnv1.PushFileRequest{JobId: "tiny", File: fileOf(name8, good)}, good, dpcnnv1.ChunkSize,
 			codes.Unauthenticated, "no verified client certificate"},
 		{"a worker's certificate", workerCert, &dpcnnv1.PushFileRequest{JobId: "tiny", File: fileOf(name8, good)}, good, dpcnnv1.ChunkSize,
-			codes.PermissionDenied, `the certificate of "CN=dpcnn worker,O=dpcnn" is not a coordinator's: it lacks the serverAuth usage`},
+			codes.PermissionDenied, `the certificate of "CN=dpcnn worker,O=dpcnn" is not a coordinator's ("CN=dpcnn coordinator,O=dpcnn")`},
 		{"etcd's certificate", etcdCert, &dpcnnv1.PushFileRequest{JobId: "tiny", File: fileOf(name8, good)}, good, dpcnnv1.ChunkSize,
 			codes.PermissionDenied, `the certificate of "CN=dpcnn etcd,O=dpcnn" is not a coordinator's ("CN=dpcnn coordinator,O=dpcnn")`},
 		{"a certificate of another CA", stranger, &dpcnnv1.PushFileRequest{JobId: "tiny", File: fileOf(name8, good)}, good, dpcnnv1.ChunkSize,

@@ -88,6 +88,16 @@ type ServerConfig struct {
 	// sends parameters as deltas to the workers that take them (default
 	// DefaultParamsDeltaMinWorkers; 1: always). See paramsOut.
 	ParamsDeltaMinWorkers int
+	// Topology is how a step's gradient sums reach the coordinator:
+	// TopologyStar (every worker sends its own), TopologyTree (up a tree of
+	// reducers, the workers that serve ReduceService, whenever two or more
+	// do) or TopologyAuto, the default: the tree once TreeMinWorkers of
+	// the job's live workers serve ReduceService. TreeFanOut is the most
+	// sums a reducer adds, and the most that reach the coordinator a step
+	// (default DefaultTreeFanOut). See jobs_driver_tree.go.
+	Topology       string
+	TreeMinWorkers int
+	TreeFanOut     int
 	// Engine tunes the training engine of every job.
 	Engine train.EngineConfig
 	// Clock is the time of the jobs' drivers: the engines' Ticks, the
@@ -138,6 +148,15 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.ParamsDeltaMinWorkers <= 0 {
 		c.ParamsDeltaMinWorkers = DefaultParamsDeltaMinWorkers
+	}
+	if c.Topology == "" {
+		c.Topology = TopologyAuto
+	}
+	if c.TreeMinWorkers <= 0 {
+		c.TreeMinWorkers = DefaultTreeMinWorkers
+	}
+	if c.TreeFanOut <= 0 {
+		c.TreeFanOut = DefaultTreeFanOut
 	}
 	c.Replication = c.Replication.withDefaults()
 	return c
@@ -195,6 +214,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("coordinator: server: no etcd client")
 	case cfg.DataDir == "":
 		return nil, errors.New("coordinator: server: no data folder")
+	case cfg.TreeFanOut < 2:
+		return nil, fmt.Errorf("coordinator: server: a tree fan-out of %d: a reducer adds at least 2 sums", cfg.TreeFanOut)
+	}
+	if err := CheckTopology(cfg.Topology); err != nil {
+		return nil, fmt.Errorf("coordinator: server: %w", err)
 	}
 	dir, err := dataset.Locate(cfg.MNISTDir)
 	if err != nil {

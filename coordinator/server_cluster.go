@@ -54,6 +54,7 @@ func (s *Server) ListWorkers(ctx context.Context, _ *dpcnnv1.ListWorkersRequest)
 			if ws.measured > 0 {
 				info.ImagesPerSec = ws.measured
 			}
+			info.ReducerGroups, info.Reduces = int32(ws.reducerGroups), ws.reduce != ""
 			if ws.job != "" && ws.job == running {
 				info.JobId = ws.job
 			}

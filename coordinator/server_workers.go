@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ type workStream struct {
 	backend string
 	speed   float64 // images/s the worker joined with
 	deltas  bool    // the worker applies parameter deltas (JoinRequest.accepts_params_delta)
+	reduce  string  // where it serves ReduceService (JoinRequest.reduce_address); "" when not
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	out     *mailbox[*dpcnnv1.CoordinatorMessage]
@@ -45,9 +47,13 @@ type workStream struct {
 
 	mu          sync.Mutex
 	outstanding map[uint64]bool      // assignments sent and not yet answered or withdrawn
+	routed      map[uint64]bool      // those of them whose results go up a tree of reducers
 	sending     map[uint64]time.Time // when the sending of an outstanding assignment began
 	measured    float64              // images/s timed from its results; 0 until then
 	job         string               // the job whose driver took it in
+	// reducerGroups counts the groups of the current step's tree of
+	// reducers it adds.
+	reducerGroups int
 }
 
 // send queues m for the worker; it does nothing once the stream ended.
@@ -61,7 +67,19 @@ func (w *workStream) setOutstanding(id uint64, on bool) {
 	} else {
 		delete(w.outstanding, id)
 		delete(w.sending, id)
+		delete(w.routed, id)
 	}
+}
+
+// setRouted marks an outstanding assignment as answered through a tree of
+// reducers: the worker rightly stops listing it before its answer comes.
+func (w *workStream) setRouted(id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.routed == nil {
+		w.routed = map[uint64]bool{}
+	}
+	w.routed[id] = true
 }
 
 // sendingStarts notes that the sending of m begins, when m is an
@@ -94,6 +112,7 @@ func (w *workStream) answered(id uint64) time.Duration {
 	}
 	delete(w.outstanding, id)
 	delete(w.sending, id)
+	delete(w.routed, id)
 	return rtt
 }
 
@@ -113,7 +132,7 @@ func (w *workStream) checkBusy(busy []uint64) error {
 	w.mu.Lock()
 	var missing []uint64
 	for id := range w.outstanding {
-		if id < latest && !slices.Contains(busy, id) {
+		if id < latest && !slices.Contains(busy, id) && !w.routed[id] {
 			missing = append(missing, id)
 		}
 	}
@@ -173,6 +192,11 @@ func checkJoin(req *dpcnnv1.JoinRequest) error {
 		return fmt.Errorf("join: worker %s: %d cores", req.WorkerId, req.Cores)
 	case req.ImagesPerSec < 0 || math.IsNaN(req.ImagesPerSec) || math.IsInf(req.ImagesPerSec, 0):
 		return fmt.Errorf("join: worker %s: speed %v images/s", req.WorkerId, req.ImagesPerSec)
+	}
+	if a := req.ReduceAddress; a != "" {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" || port == "0" {
+			return fmt.Errorf("join: worker %s: reduce address %q: want host:port, reachable by the other workers", req.WorkerId, a)
+		}
 	}
 	return nil
 }
@@ -266,7 +290,8 @@ func (s *Server) openStream(ctx context.Context, hello *dpcnnv1.Hello) (*workStr
 	stopOnLoss := context.AfterFunc(s.lead.ctx, func() { cancel(errLostLead) })
 	ws := &workStream{
 		worker: hello.WorkerId, backend: w.join.Backend, speed: w.join.ImagesPerSec, deltas: w.join.AcceptsParamsDelta,
-		ctx: sctx, cancel: func(cause error) { stopOnLoss(); cancel(cause) },
+		reduce: w.join.ReduceAddress,
+		ctx:    sctx, cancel: func(cause error) { stopOnLoss(); cancel(cause) },
 		out: newMailbox[*dpcnnv1.CoordinatorMessage](), outstanding: map[uint64]bool{},
 	}
 	ws.lastSeen.Store(time.Now().UnixNano())
@@ -316,6 +341,11 @@ func (s *Server) workerMessage(ws *workStream, m *dpcnnv1.WorkerMessage) error {
 		}
 		rtt := ws.answered(k.Result.AssignmentId)
 		s.toDriver(ws, k.Result.JobId, workResult{ws, k.Result, rtt})
+	case *dpcnnv1.WorkerMessage_Piece:
+		if k.Piece == nil || len(k.Piece.Parts) == 0 {
+			return status.Error(codes.InvalidArgument, "work: a piece with no parts")
+		}
+		s.toDriver(ws, k.Piece.JobId, pieceResult{ws, k.Piece})
 	case *dpcnnv1.WorkerMessage_Failure:
 		if k.Failure == nil {
 			return status.Error(codes.InvalidArgument, "work: empty failure")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,7 +76,8 @@ func TestChaos(t *testing.T) {
 	coords := map[string]*process{}
 	startCoord := func(id string) {
 		args := append([]string{"--listen", "127.0.0.1:0", "--etcd", endpoints, "--data-dir", filepath.Join(tmp, "coordinator-data"),
-			"--mnist", mnistDir, "--id", id, "--threads", "1", "--log-level", "warn"}, tls.coordinator...)
+			"--mnist", mnistDir, "--id", id, "--threads", "1", "--log-level", "warn",
+			"--topology", "tree", "--tree-fan-out", "2"}, tls.coordinator...)
 		coords[id] = startProcess(t, id, filepath.Join(bin, "coordinator"), args...)
 	}
 	startCoord("c1")
@@ -89,7 +91,8 @@ func TestChaos(t *testing.T) {
 	startWorker := func() {
 		id := fmt.Sprintf("w%d", nextWorker)
 		nextWorker++
-		args := append([]string{"--etcd", endpoints, "--id", id, "--threads", "1", "--log-level", "warn", "--data", mnistDir}, tls.worker...)
+		args := append([]string{"--etcd", endpoints, "--id", id, "--threads", "1", "--log-level", "warn", "--data", mnistDir,
+			"--reduce-listen", "127.0.0.1:0"}, tls.worker...)
 		workers[id] = startProcess(t, id, filepath.Join(bin, "worker"), args...)
 		live = append(live, id)
 	}
@@ -132,6 +135,7 @@ func TestChaos(t *testing.T) {
 		frozenAt        time.Time // until the next step
 		frozenStep      int64
 		frozenRecovery  time.Duration
+		reducersLost    int // the job's log saying a reducer was lost
 	)
 	stream, err := jobs.WatchJob(ctx, &dpcnnv1.WatchJobRequest{JobId: "chaos"})
 	if err != nil {
@@ -149,6 +153,10 @@ func TestChaos(t *testing.T) {
 		}
 		switch k := ev.Kind.(type) {
 		case *dpcnnv1.JobEvent_Log:
+			if m := k.Log.Message; strings.Contains(m, ": reducer ") && strings.Contains(m, " was lost;") {
+				reducersLost++
+				log = append(log, m)
+			}
 			if m := k.Log.Message; strings.HasPrefix(m, "resuming the running job from its checkpoint at step ") {
 				resumedFrom, _ = strconv.ParseInt(strings.TrimPrefix(m, "resuming the running job from its checkpoint at step "), 10, 64)
 			}
@@ -210,7 +218,9 @@ func TestChaos(t *testing.T) {
 					live = append(live, frozen)
 					frozen = ""
 				}
-				i := rng.IntN(len(live))
+				// A worker that adds sums of the step's tree of reducers,
+				// when one does: its subtree's work is redone.
+				i := pickReducer(ctx, t, tls.dial(t, leader.Address), live, rng)
 				id := live[i]
 				live = append(live[:i], live[i+1:]...)
 				workers[id].kill(t)
@@ -227,6 +237,9 @@ func TestChaos(t *testing.T) {
 	}
 	if resumedFrom < 0 {
 		t.Errorf("the new leader did not say it resumed from a checkpoint (replay: %s)", replay)
+	}
+	if reducersLost == 0 {
+		t.Errorf("no reducer of the tree was lost with sums in hand: the kills missed the tree (replay: %s)", replay)
 	}
 
 	// The result: bit for bit one in-process worker's.
@@ -283,6 +296,29 @@ func TestChaos(t *testing.T) {
 			t.Errorf("after %s the next step took %s, more than the target %s (replay: %s)", r.what, r.took.Round(time.Millisecond), r.target, replay)
 		}
 	}
+}
+
+// pickReducer picks one of the live workers to kill: at random among those
+// adding sums of the current step's tree of reducers, when any does (as
+// the coordinator lists them), else among all.
+func pickReducer(ctx context.Context, t *testing.T, conn *grpc.ClientConn, live []string, rng *rand.Rand) int {
+	t.Helper()
+	defer conn.Close()
+	ws, err := dpcnnv1.NewClusterServiceClient(conn).ListWorkers(ctx, &dpcnnv1.ListWorkersRequest{})
+	if err != nil {
+		t.Fatalf("list workers: %v", err)
+	}
+	var reducers []int
+	for _, w := range ws.Workers {
+		if i := slices.Index(live, w.Id); i >= 0 && w.ReducerGroups > 0 {
+			reducers = append(reducers, i)
+		}
+	}
+	slices.Sort(reducers) // the schedule's draws do not depend on the listing's order
+	if len(reducers) > 0 {
+		return reducers[rng.IntN(len(reducers))]
+	}
+	return rng.IntN(len(live))
 }
 
 // The recovery targets the README states and TestChaos asserts: after a

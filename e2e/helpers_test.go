@@ -89,12 +89,16 @@ func startEtcd(t *testing.T) (*clientv3.Client, []string) {
 
 // startCoordinator serves a coordinator on a free loopback port until the
 // test ends, and waits until it leads.
-func startCoordinator(t *testing.T, cli *clientv3.Client, mnistDir string) string {
+func startCoordinator(t *testing.T, cli *clientv3.Client, mnistDir string, tune ...func(*coordinator.ServerConfig)) string {
 	t.Helper()
-	srv, err := coordinator.NewServer(coordinator.ServerConfig{
+	cfg := coordinator.ServerConfig{
 		ID: "e2e-coordinator", Etcd: cli, DataDir: t.TempDir(), MNISTDir: mnistDir,
 		Logger: testLogger(t), Backend: kernels.NewCPU(1), Version: "e2e",
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	srv, err := coordinator.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +141,7 @@ func waitLeader(t *testing.T, cli *clientv3.Client, addr string) {
 // startWorkers runs n workers as goroutines until the test ends: each
 // finds the leader in etcd, as the daemon does, and computes with one
 // thread on the data set in memory.
-func startWorkers(t *testing.T, cli *clientv3.Client, n int, mnistDir string, train, test *dataset.Set) {
+func startWorkers(t *testing.T, cli *clientv3.Client, n int, mnistDir string, train, test *dataset.Set, tune ...func(*worker.DaemonConfig)) {
 	t.Helper()
 	files, err := dataset.MNISTFiles(mnistDir)
 	if err != nil {
@@ -151,6 +155,9 @@ func startWorkers(t *testing.T, cli *clientv3.Client, n int, mnistDir string, tr
 			ID: fmt.Sprintf("e2e-w%d", i+1), Address: "127.0.0.1", Version: "e2e",
 			Etcd: cli, Backend: b, Train: train, Test: test, DatasetFiles: files,
 			ImagesPerSec: -1, Logger: testLogger(t),
+		}
+		for _, f := range tune {
+			f(&cfg)
 		}
 		go func() {
 			err := worker.Run(ctx, cfg)
@@ -190,6 +197,7 @@ type jobRun struct {
 	Losses      []float64 // of each step, in order
 	Evaluations []*dpcnnv1.Evaluation
 	Workers     int32 // most live workers seen
+	Logs        []string
 }
 
 // submitAndWatch submits spec and follows the job until it ends.
@@ -232,6 +240,8 @@ func watch(ctx context.Context, t *testing.T, jobs dpcnnv1.JobServiceClient, id 
 			}
 		case *dpcnnv1.JobEvent_StateChange:
 			run.State, run.Reason = k.StateChange.NewState, k.StateChange.Reason
+		case *dpcnnv1.JobEvent_Log:
+			run.Logs = append(run.Logs, k.Log.GetMessage())
 		}
 	}
 }

@@ -54,6 +54,14 @@ type Config struct {
 	// coordinator and the workers over another network (a benchmark's
 	// emulated one); nil keeps it on 127.0.0.1.
 	WorkerNetwork *WorkerNetwork
+	// Topology, TreeMinWorkers and TreeFanOut are the coordinator's
+	// (ServerConfig's; zero: its defaults). Each worker serves
+	// ReduceService on 127.0.0.1, over mutual TLS, so that it may be
+	// appointed a reducer — except on a WorkerNetwork, whose workers
+	// reach only the coordinator: their sums go the star's way.
+	Topology       string
+	TreeMinWorkers int
+	TreeFanOut     int
 }
 
 // WorkerNetwork is a network of its own between the coordinator and the
@@ -175,6 +183,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		Replication: coordinator.ReplicationConfig{Disabled: true},
 		Credentials: credentials.NewTLS(pki.coordinatorServer), Tokens: pki.tokens,
 		ParamsDeltaMinWorkers: cfg.ParamsDeltaMinWorkers,
+		Topology:              cfg.Topology, TreeMinWorkers: cfg.TreeMinWorkers, TreeFanOut: cfg.TreeFanOut,
 	})
 	if err != nil {
 		return nil, err
@@ -224,6 +233,10 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		if wn := cfg.WorkerNetwork; wn != nil {
 			wcfg.Coordinator = wn.Address
 			wcfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(wn.Dialer(i))}
+		} else {
+			wcfg.ReduceListen = "127.0.0.1:0"
+			wcfg.ReduceServerCredentials = credentials.NewTLS(pki.workerServer)
+			wcfg.ReduceCredentials = credentials.NewTLS(pki.workerPeer)
 		}
 		lc.workers.Go(func() {
 			defer backends.Close(b)
@@ -313,6 +326,8 @@ type localPKI struct {
 	coordinatorServer *tls.Config // serves gRPC
 	coordinatorClient *tls.Config // dials etcd
 	worker            *tls.Config // dials the coordinator
+	workerServer      *tls.Config // serves ReduceService
+	workerPeer        *tls.Config // pushes to another worker's
 }
 
 func newLocalPKI(dir string, hosts []string) (*localPKI, error) {
@@ -334,7 +349,15 @@ func newLocalPKI(dir string, hosts []string) (*localPKI, error) {
 	if p.coordinatorClient, err = secure.ClientTLS(coordinator, ""); err != nil {
 		return nil, fmt.Errorf("local cluster: %w", err)
 	}
-	if p.worker, err = secure.ClientTLS(secure.Files{CA: p.file(secure.FileCA), Cert: p.file(secure.FileWorkerCert), Key: p.file(secure.FileWorkerKey)}, ""); err != nil {
+	workerFiles := secure.Files{CA: p.file(secure.FileCA), Cert: p.file(secure.FileWorkerCert), Key: p.file(secure.FileWorkerKey)}
+	if p.worker, err = secure.ClientTLS(workerFiles, ""); err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	// The workers' reduce services: each other's clients, by certificate.
+	if p.workerServer, err = secure.ServerTLS(workerFiles, true); err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	if p.workerPeer, err = secure.ClientTLS(workerFiles, secure.WorkerServerName); err != nil {
 		return nil, fmt.Errorf("local cluster: %w", err)
 	}
 	return p, nil

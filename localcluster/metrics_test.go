@@ -72,7 +72,8 @@ func TestMetricsOfAJob(t *testing.T) {
 		"dpcnn_train_steps_total", "dpcnn_train_images_total", "dpcnn_train_loss", "dpcnn_test_accuracy",
 		"dpcnn_step_phase_seconds", "dpcnn_worker_microbatch_seconds", "dpcnn_workers_live",
 		"dpcnn_reassignments_total", "dpcnn_worker_failures_total", "dpcnn_jobs", "dpcnn_checkpoints_total",
-		"dpcnn_leader", "dpcnn_params_sent_bytes_total", "grpc_server_handled_total", "go_goroutines",
+		"dpcnn_leader", "dpcnn_params_sent_bytes_total", "dpcnn_gradient_sums_received_total",
+		"grpc_server_handled_total", "go_goroutines",
 	} {
 		if families[name] == nil {
 			t.Errorf("%s not exposed", name)
@@ -128,6 +129,8 @@ func TestMetricsOfAJob(t *testing.T) {
 	// The workers got the first version whole and later ones as deltas.
 	want("dpcnn_params_sent_bytes_total{encoding=whole}", value("dpcnn_params_sent_bytes_total", "encoding", metrics.ParamsWhole), 1)
 	want("dpcnn_params_sent_bytes_total{encoding=delta}", value("dpcnn_params_sent_bytes_total", "encoding", metrics.ParamsDelta), 1)
+	// Two workers are below the tree's threshold: the star's way.
+	want("dpcnn_gradient_sums_received_total{via=star}", value("dpcnn_gradient_sums_received_total", "via", metrics.ViaStar), 4)
 }
 
 // scrape reads a /metrics page by the text parser.

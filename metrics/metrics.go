@@ -33,7 +33,7 @@ type Metrics struct {
 	steps, images, reassignments, failures, checkpoints prometheus.Counter
 	loss, accuracy                                      prometheus.Gauge
 	phase, microbatch                                   *prometheus.HistogramVec
-	paramsSent                                          *prometheus.CounterVec
+	paramsSent, sumsReceived                            *prometheus.CounterVec
 
 	mu    sync.Mutex
 	state func() State // nil: no coordinator in this process
@@ -75,11 +75,15 @@ func New() *Metrics {
 		Name: "dpcnn_params_sent_bytes_total",
 		Help: "Parameter bytes sent to workers, by encoding: whole vectors, or deltas from the version before.",
 	}, []string{"encoding"})
+	m.sumsReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dpcnn_gradient_sums_received_total",
+		Help: "Gradient sums that reached the coordinator, by the way they came: star (a worker's own result) or tree (up a tree of reducers: a reducer's sum, or a sum passed up unadded).",
+	}, []string{"via"})
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.steps, m.images, m.reassignments, m.failures, m.checkpoints,
-		m.loss, m.accuracy, m.phase, m.microbatch, m.paramsSent,
+		m.loss, m.accuracy, m.phase, m.microbatch, m.paramsSent, m.sumsReceived,
 		stateCollector{m},
 	)
 	return m
@@ -148,6 +152,20 @@ const (
 func (m *Metrics) ParamsSent(encoding string, bytes int) {
 	if m != nil {
 		m.paramsSent.WithLabelValues(encoding).Add(float64(bytes))
+	}
+}
+
+// The ways a gradient sum reaches the coordinator, the values of
+// dpcnn_gradient_sums_received_total's label via.
+const (
+	ViaStar = "star"
+	ViaTree = "tree"
+)
+
+// SumReceived counts a gradient sum that reached the coordinator.
+func (m *Metrics) SumReceived(via string) {
+	if m != nil {
+		m.sumsReceived.WithLabelValues(via).Inc()
 	}
 }
 

@@ -193,13 +193,20 @@ const (
 	FileToken           = "token"
 )
 
+// WorkerServerName is the name a worker's certificate carries as a
+// server: workers reach each other's reduce service at addresses no
+// certificate could name in advance (pod IPs), so they check this name
+// instead, which only the cluster's CA issues.
+const WorkerServerName = "worker.dpcnn.internal"
+
 // DevelopmentSet is every file a cluster needs for mutual TLS and token
 // authentication, made by NewDevelopmentSet:
 //
 //	ca.crt, ca.key              the CA (keep ca.key away from the cluster)
 //	coordinator.crt/.key        coordinators: gRPC server, and etcd client
 //	etcd.crt/.key               etcd: client and peer server
-//	worker.crt/.key             workers: gRPC and etcd client
+//	worker.crt/.key             workers: gRPC and etcd client, and the
+//	                            reduce service's server (WorkerServerName)
 //	cnnctl.crt/.key             cnnctl: client (optional with a token)
 //	token                       the bearer token for cnnctl's calls
 //
@@ -233,7 +240,7 @@ func NewDevelopmentSet(hosts []string, validFor time.Duration) (*DevelopmentSet,
 	}{
 		{FileCoordinatorCert, FileCoordinatorKey, Leaf{Name: "dpcnn coordinator", Hosts: hosts, Server: true, Client: true}},
 		{FileEtcdCert, FileEtcdKey, Leaf{Name: "dpcnn etcd", Hosts: hosts, Server: true, Client: true}},
-		{FileWorkerCert, FileWorkerKey, Leaf{Name: "dpcnn worker", Client: true}},
+		{FileWorkerCert, FileWorkerKey, Leaf{Name: "dpcnn worker", Hosts: []string{WorkerServerName}, Server: true, Client: true}},
 		{FileCnnctlCert, FileCnnctlKey, Leaf{Name: "dpcnn cnnctl", Client: true}},
 	} {
 		l.leaf.ValidFor = validFor

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -112,6 +113,19 @@ type DaemonConfig struct {
 	// EtcdTLS secures the etcd client made from EtcdEndpoints (nil:
 	// plaintext, to loopback endpoints only).
 	EtcdTLS *tls.Config
+
+	// ReduceListen, when set, is where the worker serves ReduceService
+	// (host:port; port 0 picks one), so that the coordinator may appoint
+	// it a reducer in a tree of reducers; ReduceAdvertise is the address
+	// the other workers reach it at (default: the listener's, with Address
+	// for an unspecified host). ReduceServerCredentials secure that
+	// server (TLS with the worker's certificate, client certificates
+	// required); ReduceCredentials the pushes to other workers' (see
+	// ReduceCredentialsFor). Nil is plaintext, allowed on loopback only.
+	ReduceListen            string
+	ReduceAdvertise         string
+	ReduceServerCredentials credentials.TransportCredentials
+	ReduceCredentials       credentials.TransportCredentials
 }
 
 // Defaults of DaemonConfig.
@@ -167,6 +181,11 @@ type daemon struct {
 	// Coordinator.
 	redirect     string
 	quickRejoins int // joins in a row after a refused session
+
+	reduce     *reducers // the groups it reduces (see reduce.go)
+	reduceAddr string    // where its ReduceService is reached; "" when none
+	connMu     sync.Mutex
+	conns      map[string]*grpc.ClientConn // to other workers' ReduceService
 }
 
 func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
@@ -235,6 +254,9 @@ func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {
 	default:
 		d.fetch = true
 		d.cache = DatasetCache{Dir: cfg.CacheDir}
+	}
+	if d.reduceAddr, err = d.startReduce(); err != nil {
+		return nil, err
 	}
 	d.jobs = newJobs(cfg.ID, d.backend, cfg.EvalBatch)
 	d.jobs.metrics = cfg.Metrics

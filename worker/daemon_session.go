@@ -137,6 +137,7 @@ func (d *daemon) join(ctx context.Context, conn *grpc.ClientConn, client dpcnnv1
 		Version:       d.cfg.Version,
 		// This worker applies parameter deltas (jobs.prepare).
 		AcceptsParamsDelta: true,
+		ReduceAddress:      d.reduceAddr,
 	})
 	if err == nil {
 		return resp, nil

@@ -59,6 +59,8 @@ func (d *daemon) work(ctx context.Context, client dpcnnv1.WorkerServiceClient, r
 		return sessionEnd{err: fmt.Errorf("worker %s: open work stream at %s: %w", d.cfg.ID, addr, err)}
 	}
 	s := &stream{d: d, s: ws, queue: newWorkQueue()}
+	d.reduce.bind(s)
+	defer d.reduce.unbind(s)
 	hello := &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Hello{Hello: &dpcnnv1.Hello{WorkerId: d.cfg.ID, Session: resp.GetSession()}}}
 	if err := s.send(hello); err != nil {
 		return sessionEnd{err: fmt.Errorf("worker %s: hello to %s: %w", d.cfg.ID, addr, err)}
@@ -86,6 +88,10 @@ func (d *daemon) work(ctx context.Context, client dpcnnv1.WorkerServiceClient, r
 				s.queue.push(&queuedWork{a: k.Assignment, arrived: time.Now()})
 			case *dpcnnv1.CoordinatorMessage_Cancel:
 				s.queue.cancel(k.Cancel)
+			case *dpcnnv1.CoordinatorMessage_Reduce:
+				d.reduce.assign(k.Reduce)
+			case *dpcnnv1.CoordinatorMessage_Flush:
+				d.reduce.flush(k.Flush)
 			}
 		}
 	})
@@ -279,6 +285,9 @@ func (s *stream) compute(ctx, item context.Context, w *queuedWork, j *jobRun) er
 			return err
 		}
 		msg.GetResult().HeldNanos = time.Since(w.arrived).Nanoseconds()
+		if route := a.GetRoute(); route.GetReducerId() != "" && s.pushUp(ctx, route, msg.GetResult()) {
+			return nil
+		}
 		if err := s.send(msg); err != nil {
 			return fmt.Errorf("%w: step %d: gradients of leaves [%d, %d): %w", errSend, a.GetStep()+1,
 				sub.GetFirstLeaf(), sub.GetFirstLeaf()+sub.GetLeafCount(), err)
@@ -297,4 +306,25 @@ func (s *stream) compute(ctx, item context.Context, w *queuedWork, j *jobRun) er
 	default:
 		return errors.New("assignment carries no work")
 	}
+}
+
+// pushUp hands a result to the reducer its route names (itself, or
+// another worker's ReduceService) and reports whether it took it; when it
+// did not, the caller sends the result to the coordinator.
+func (s *stream) pushUp(ctx context.Context, route *dpcnnv1.ReduceRoute, r *dpcnnv1.WorkResult) bool {
+	d := s.d
+	p := resultPiece(d.cfg.ID, r, route.GetGroup())
+	var err error
+	if route.GetReducerId() == d.cfg.ID {
+		err = d.reduce.take(p)
+	} else {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
+		err = d.pushPiece(pctx, route.GetAddress(), p)
+		cancel()
+	}
+	if err != nil {
+		d.log.Warn("reducer unreachable: the result goes to the coordinator", "reducer", route.GetReducerId(), "address", route.GetAddress(), "err", err)
+		return false
+	}
+	return true
 }

@@ -116,6 +116,8 @@ named in its description instead.`,
 	fs.StringVar(&etcdFiles.Key, "etcd-key", "", "the key of --etcd-cert")
 	fs.BoolVar(&insecure, "insecure", false, "allow plaintext to coordinators and etcd where no TLS files are given, on loopback addresses only (1 or true)")
 	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics on /metrics, in plaintext, on this address (host:port); empty: none")
+	fs.StringVar(&cfg.ReduceListen, "reduce-listen", "", "serve the reduce service on this address (host:port, e.g. :7071), so the coordinator may appoint this worker a reducer in a tree of reducers; mutual TLS with the --tls-* files (their certificate must name "+secure.WorkerServerName+"); empty: none")
+	fs.StringVar(&cfg.ReduceAdvertise, "reduce-advertise", "", "the host:port other workers reach --reduce-listen at (default the listener's address, with --address for an unspecified host: set it to the pod IP in Kubernetes)")
 	fs.DurationVar(&cfg.Synthetic, "synthetic", 0, "benchmarks only: skip the math and answer each micro-batch after this long (e.g. 20ms) with a gradient of the job's true size; 0: compute for real")
 	envflag.Vars(fs,
 		"coordinator", envCoordinator, "etcd", envEtcd, "etcd-prefix", envEtcdPrefix, "id", envID,
@@ -123,7 +125,8 @@ named in its description instead.`,
 		"cache-dir", envCacheDir, "drain-timeout", envDrainTimeout, "log-level", envLogLevel,
 		"tls-ca", envTLSCA, "tls-cert", envTLSCert, "tls-key", envTLSKey, "tls-server-name", envServerName,
 		"etcd-ca", envEtcdCA, "etcd-cert", envEtcdCert, "etcd-key", envEtcdKey, "insecure", secure.EnvInsecure,
-		"metrics-listen", "DPCNN_METRICS_LISTEN", "synthetic", "DPCNN_SYNTHETIC")
+		"metrics-listen", "DPCNN_METRICS_LISTEN", "synthetic", "DPCNN_SYNTHETIC",
+		"reduce-listen", "DPCNN_REDUCE_LISTEN", "reduce-advertise", "DPCNN_REDUCE_ADVERTISE")
 	if err := cmd.Execute(); err != nil {
 		return cfg, 0, "", err
 	}
@@ -173,6 +176,18 @@ func secureConfig(cfg *worker.DaemonConfig, tlsFiles, etcdFiles secure.Files, se
 			return err
 		}
 		cfg.Credentials = credentials.NewTLS(tlsCfg)
+		if cfg.ReduceListen != "" {
+			// Workers reach each other's reduce service by address; the
+			// name they check is the one only the cluster's CA gives out.
+			srvCfg, err := secure.ServerTLS(tlsFiles, true)
+			if err != nil {
+				return err
+			}
+			cfg.ReduceServerCredentials = credentials.NewTLS(srvCfg)
+			if cfg.ReduceCredentials, err = worker.ReduceCredentialsFor(tlsFiles); err != nil {
+				return err
+			}
+		}
 	}
 	if len(cfg.EtcdEndpoints) > 0 {
 		etcdTLS, err := secure.EtcdTLS(etcdFiles.Or(tlsFiles), insecure, cfg.EtcdEndpoints)

@@ -108,8 +108,14 @@ type WorkerInfo struct {
 	JoinedUnixNanos int64 `protobuf:"varint,10,opt,name=joined_unix_nanos,json=joinedUnixNanos,proto3" json:"joined_unix_nanos,omitempty"`
 	// LastSeenUnixNanos is when the worker's last message arrived.
 	LastSeenUnixNanos int64 `protobuf:"varint,11,opt,name=last_seen_unix_nanos,json=lastSeenUnixNanos,proto3" json:"last_seen_unix_nanos,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// ReducerGroups is the number of groups of the current step's tree of
+	// reducers the worker adds (0 when its job's sums go the star's way).
+	ReducerGroups int32 `protobuf:"varint,12,opt,name=reducer_groups,json=reducerGroups,proto3" json:"reducer_groups,omitempty"`
+	// Reduces says that the worker serves the reduce service
+	// (JoinRequest.reduce_address), so it may be appointed a reducer.
+	Reduces       bool `protobuf:"varint,13,opt,name=reduces,proto3" json:"reduces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerInfo) Reset() {
@@ -217,6 +223,20 @@ func (x *WorkerInfo) GetLastSeenUnixNanos() int64 {
 		return x.LastSeenUnixNanos
 	}
 	return 0
+}
+
+func (x *WorkerInfo) GetReducerGroups() int32 {
+	if x != nil {
+		return x.ReducerGroups
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetReduces() bool {
+	if x != nil {
+		return x.Reduces
+	}
+	return false
 }
 
 // ListWorkersRequest asks for every known worker.
@@ -426,7 +446,7 @@ var File_dpcnn_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_dpcnn_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16dpcnn/v1/cluster.proto\x12\bdpcnn.v1\"\xee\x02\n" +
+	"\x16dpcnn/v1/cluster.proto\x12\bdpcnn.v1\"\xaf\x03\n" +
 	"\n" +
 	"WorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -440,7 +460,9 @@ const file_dpcnn_v1_cluster_proto_rawDesc = "" +
 	"\x06job_id\x18\t \x01(\tR\x05jobId\x12*\n" +
 	"\x11joined_unix_nanos\x18\n" +
 	" \x01(\x03R\x0fjoinedUnixNanos\x12/\n" +
-	"\x14last_seen_unix_nanos\x18\v \x01(\x03R\x11lastSeenUnixNanos\"\x14\n" +
+	"\x14last_seen_unix_nanos\x18\v \x01(\x03R\x11lastSeenUnixNanos\x12%\n" +
+	"\x0ereducer_groups\x18\f \x01(\x05R\rreducerGroups\x12\x18\n" +
+	"\areduces\x18\r \x01(\bR\areduces\"\x14\n" +
 	"\x12ListWorkersRequest\"E\n" +
 	"\x13ListWorkersResponse\x12.\n" +
 	"\aworkers\x18\x01 \x03(\v2\x14.dpcnn.v1.WorkerInfoR\aworkers\"\x0f\n" +

@@ -62,8 +62,13 @@ type JoinRequest struct {
 	// (revision 4). The coordinator sends deltas only to workers that say so;
 	// older workers get whole parameter vectors, as before.
 	AcceptsParamsDelta bool `protobuf:"varint,9,opt,name=accepts_params_delta,json=acceptsParamsDelta,proto3" json:"accepts_params_delta,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// ReduceAddress is where the worker serves ReduceService (host:port),
+	// reachable from the other workers (revision 5); empty when it serves
+	// none. The coordinator appoints reducers only among workers that name
+	// one.
+	ReduceAddress string `protobuf:"bytes,10,opt,name=reduce_address,json=reduceAddress,proto3" json:"reduce_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinRequest) Reset() {
@@ -157,6 +162,13 @@ func (x *JoinRequest) GetAcceptsParamsDelta() bool {
 		return x.AcceptsParamsDelta
 	}
 	return false
+}
+
+func (x *JoinRequest) GetReduceAddress() string {
+	if x != nil {
+		return x.ReduceAddress
+	}
+	return ""
 }
 
 // JoinResponse admits a worker.
@@ -302,6 +314,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Result
 	//	*WorkerMessage_Heartbeat
 	//	*WorkerMessage_Failure
+	//	*WorkerMessage_Piece
 	Kind          isWorkerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -380,6 +393,15 @@ func (x *WorkerMessage) GetFailure() *WorkFailure {
 	return nil
 }
 
+func (x *WorkerMessage) GetPiece() *Piece {
+	if x != nil {
+		if x, ok := x.Kind.(*WorkerMessage_Piece); ok {
+			return x.Piece
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Kind interface {
 	isWorkerMessage_Kind()
 }
@@ -404,6 +426,13 @@ type WorkerMessage_Failure struct {
 	Failure *WorkFailure `protobuf:"bytes,4,opt,name=failure,proto3,oneof"`
 }
 
+type WorkerMessage_Piece struct {
+	// A sum on its way up the tree of reducers that reaches the
+	// coordinator: a reducer's sum, or pieces passed up unadded, or a
+	// worker's result whose reducer could not be reached (revision 5).
+	Piece *Piece `protobuf:"bytes,5,opt,name=piece,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_Result) isWorkerMessage_Kind() {}
@@ -411,6 +440,8 @@ func (*WorkerMessage_Result) isWorkerMessage_Kind() {}
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_Failure) isWorkerMessage_Kind() {}
+
+func (*WorkerMessage_Piece) isWorkerMessage_Kind() {}
 
 // Hello binds a Work stream to a joined worker.
 type Hello struct {
@@ -592,6 +623,8 @@ type CoordinatorMessage struct {
 	//
 	//	*CoordinatorMessage_Assignment
 	//	*CoordinatorMessage_Cancel
+	//	*CoordinatorMessage_Reduce
+	//	*CoordinatorMessage_Flush
 	Kind          isCoordinatorMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -652,6 +685,24 @@ func (x *CoordinatorMessage) GetCancel() *CancelWork {
 	return nil
 }
 
+func (x *CoordinatorMessage) GetReduce() *ReduceWork {
+	if x != nil {
+		if x, ok := x.Kind.(*CoordinatorMessage_Reduce); ok {
+			return x.Reduce
+		}
+	}
+	return nil
+}
+
+func (x *CoordinatorMessage) GetFlush() *FlushReduce {
+	if x != nil {
+		if x, ok := x.Kind.(*CoordinatorMessage_Flush); ok {
+			return x.Flush
+		}
+	}
+	return nil
+}
+
 type isCoordinatorMessage_Kind interface {
 	isCoordinatorMessage_Kind()
 }
@@ -666,9 +717,23 @@ type CoordinatorMessage_Cancel struct {
 	Cancel *CancelWork `protobuf:"bytes,2,opt,name=cancel,proto3,oneof"`
 }
 
+type CoordinatorMessage_Reduce struct {
+	// A reducer's part in a step's tree (revision 5).
+	Reduce *ReduceWork `protobuf:"bytes,3,opt,name=reduce,proto3,oneof"`
+}
+
+type CoordinatorMessage_Flush struct {
+	// A reducer's tree has a hole: pass its sums up unadded (revision 5).
+	Flush *FlushReduce `protobuf:"bytes,4,opt,name=flush,proto3,oneof"`
+}
+
 func (*CoordinatorMessage_Assignment) isCoordinatorMessage_Kind() {}
 
 func (*CoordinatorMessage_Cancel) isCoordinatorMessage_Kind() {}
+
+func (*CoordinatorMessage_Reduce) isCoordinatorMessage_Kind() {}
+
+func (*CoordinatorMessage_Flush) isCoordinatorMessage_Kind() {}
 
 // Assignment is work for one step of one job: the gradient sum of one
 // subtree of the step's reduction tree, or the correct count over a range
@@ -712,7 +777,12 @@ type Assignment struct {
 	// difference from the version the worker holds (revision 4): sent to a
 	// worker that announced JoinRequest.accepts_params_delta and holds the
 	// version just before, which it did when it had work in the step before.
-	ParamsDelta   *ParamsDelta `protobuf:"bytes,10,opt,name=params_delta,json=paramsDelta,proto3" json:"params_delta,omitempty"`
+	ParamsDelta *ParamsDelta `protobuf:"bytes,10,opt,name=params_delta,json=paramsDelta,proto3" json:"params_delta,omitempty"`
+	// Route, when set, sends this assignment's result up a tree of reducers
+	// (revision 5): the worker pushes it, as a Piece, to the reducer the
+	// route names (ReduceService.Push), and sends it on its Work stream only
+	// when that fails. Without a route the result goes on the stream.
+	Route         *ReduceRoute `protobuf:"bytes,11,opt,name=route,proto3" json:"route,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +894,13 @@ func (x *Assignment) GetEval() *EvalWork {
 func (x *Assignment) GetParamsDelta() *ParamsDelta {
 	if x != nil {
 		return x.ParamsDelta
+	}
+	return nil
+}
+
+func (x *Assignment) GetRoute() *ReduceRoute {
+	if x != nil {
+		return x.Route
 	}
 	return nil
 }
@@ -1437,11 +1514,432 @@ func (x *EvalCount) GetCorrect() int64 {
 	return 0
 }
 
+// ReduceRoute names where a sum goes up.
+type ReduceRoute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ReducerId is the worker that reduces the group; empty: the
+	// coordinator, on the sender's Work stream.
+	ReducerId string `protobuf:"bytes,1,opt,name=reducer_id,json=reducerId,proto3" json:"reducer_id,omitempty"`
+	// Address is the reducer's ReduceService (JoinRequest.reduce_address).
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// Group names the reducer's group within the job.
+	Group         uint64 `protobuf:"varint,3,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReduceRoute) Reset() {
+	*x = ReduceRoute{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReduceRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReduceRoute) ProtoMessage() {}
+
+func (x *ReduceRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReduceRoute.ProtoReflect.Descriptor instead.
+func (*ReduceRoute) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReduceRoute) GetReducerId() string {
+	if x != nil {
+		return x.ReducerId
+	}
+	return ""
+}
+
+func (x *ReduceRoute) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ReduceRoute) GetGroup() uint64 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+// ReduceWork makes the receiving worker the reducer of one group of a
+// step: it waits for `pieces` pieces that together cover the node
+// [first_leaf, first_leaf + leaf_count) of the step's tree, adds them in
+// the tree's order and sends the sum up `up`.
+type ReduceWork struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Step is the 0-based step; a reducer forgets a job's groups of earlier
+	// steps when one of a later step comes.
+	Step      int64  `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Group     uint64 `protobuf:"varint,3,opt,name=group,proto3" json:"group,omitempty"`
+	FirstLeaf uint32 `protobuf:"varint,4,opt,name=first_leaf,json=firstLeaf,proto3" json:"first_leaf,omitempty"`
+	LeafCount uint32 `protobuf:"varint,5,opt,name=leaf_count,json=leafCount,proto3" json:"leaf_count,omitempty"`
+	// StepLeaves is the number of leaves of the step's tree.
+	StepLeaves uint32 `protobuf:"varint,6,opt,name=step_leaves,json=stepLeaves,proto3" json:"step_leaves,omitempty"`
+	Pieces     uint32 `protobuf:"varint,7,opt,name=pieces,proto3" json:"pieces,omitempty"`
+	// Up is where the group's sum goes; its reducer_id is empty for the
+	// coordinator.
+	Up            *ReduceRoute `protobuf:"bytes,8,opt,name=up,proto3" json:"up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReduceWork) Reset() {
+	*x = ReduceWork{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReduceWork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReduceWork) ProtoMessage() {}
+
+func (x *ReduceWork) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReduceWork.ProtoReflect.Descriptor instead.
+func (*ReduceWork) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReduceWork) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ReduceWork) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *ReduceWork) GetGroup() uint64 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *ReduceWork) GetFirstLeaf() uint32 {
+	if x != nil {
+		return x.FirstLeaf
+	}
+	return 0
+}
+
+func (x *ReduceWork) GetLeafCount() uint32 {
+	if x != nil {
+		return x.LeafCount
+	}
+	return 0
+}
+
+func (x *ReduceWork) GetStepLeaves() uint32 {
+	if x != nil {
+		return x.StepLeaves
+	}
+	return 0
+}
+
+func (x *ReduceWork) GetPieces() uint32 {
+	if x != nil {
+		return x.Pieces
+	}
+	return 0
+}
+
+func (x *ReduceWork) GetUp() *ReduceRoute {
+	if x != nil {
+		return x.Up
+	}
+	return nil
+}
+
+// FlushReduce says that a group's tree has a hole (a worker or a reducer
+// below it was lost): the reducer passes the pieces it holds up unadded,
+// one by one, and every piece that comes later at once.
+type FlushReduce struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Groups        []uint64               `protobuf:"varint,2,rep,packed,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushReduce) Reset() {
+	*x = FlushReduce{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushReduce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushReduce) ProtoMessage() {}
+
+func (x *FlushReduce) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushReduce.ProtoReflect.Descriptor instead.
+func (*FlushReduce) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FlushReduce) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *FlushReduce) GetGroups() []uint64 {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// Piece is the sum of one node of a step's tree on its way up: one
+// worker's result, or a reducer's sum of several.
+type Piece struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Group is the group the piece is pushed into (the route's); 0 on a
+	// Work stream.
+	Group uint64 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
+	// From names the worker that sent it.
+	From string `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	// FirstLeaf and leaf_count give the node.
+	FirstLeaf uint32 `protobuf:"varint,4,opt,name=first_leaf,json=firstLeaf,proto3" json:"first_leaf,omitempty"`
+	LeafCount uint32 `protobuf:"varint,5,opt,name=leaf_count,json=leafCount,proto3" json:"leaf_count,omitempty"`
+	// GradientSum is the node's gradient sum, laid out as
+	// SubtreeGradient.gradient_sum.
+	GradientSum *Tensor `protobuf:"bytes,6,opt,name=gradient_sum,json=gradientSum,proto3" json:"gradient_sum,omitempty"`
+	// Parts are the workers' results the sum adds, in leaf order, each
+	// with its gradient_sum left out.
+	Parts         []*PiecePart `protobuf:"bytes,7,rep,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Piece) Reset() {
+	*x = Piece{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Piece) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Piece) ProtoMessage() {}
+
+func (x *Piece) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Piece.ProtoReflect.Descriptor instead.
+func (*Piece) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Piece) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Piece) GetGroup() uint64 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *Piece) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Piece) GetFirstLeaf() uint32 {
+	if x != nil {
+		return x.FirstLeaf
+	}
+	return 0
+}
+
+func (x *Piece) GetLeafCount() uint32 {
+	if x != nil {
+		return x.LeafCount
+	}
+	return 0
+}
+
+func (x *Piece) GetGradientSum() *Tensor {
+	if x != nil {
+		return x.GradientSum
+	}
+	return nil
+}
+
+func (x *Piece) GetParts() []*PiecePart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// PiecePart is one worker's result inside a Piece.
+type PiecePart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Result        *WorkResult            `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PiecePart) Reset() {
+	*x = PiecePart{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PiecePart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PiecePart) ProtoMessage() {}
+
+func (x *PiecePart) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PiecePart.ProtoReflect.Descriptor instead.
+func (*PiecePart) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PiecePart) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *PiecePart) GetResult() *WorkResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+// PushReply acknowledges a Push.
+type PushReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushReply) Reset() {
+	*x = PushReply{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushReply) ProtoMessage() {}
+
+func (x *PushReply) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushReply.ProtoReflect.Descriptor instead.
+func (*PushReply) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{22}
+}
+
 var File_dpcnn_v1_worker_proto protoreflect.FileDescriptor
 
 const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x15dpcnn/v1/worker.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xbb\x02\n" +
+	"\x15dpcnn/v1/worker.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xe2\x02\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -1451,7 +1949,9 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x0eimages_per_sec\x18\x06 \x01(\x01R\fimagesPerSec\x12,\n" +
 	"\adataset\x18\a \x03(\v2\x12.dpcnn.v1.FileInfoR\adataset\x12\x18\n" +
 	"\aversion\x18\b \x01(\tR\aversion\x120\n" +
-	"\x14accepts_params_delta\x18\t \x01(\bR\x12acceptsParamsDelta\"\xd4\x01\n" +
+	"\x14accepts_params_delta\x18\t \x01(\bR\x12acceptsParamsDelta\x12%\n" +
+	"\x0ereduce_address\x18\n" +
+	" \x01(\tR\rreduceAddress\"\xd4\x01\n" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12%\n" +
@@ -1459,12 +1959,13 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x18heartbeat_interval_nanos\x18\x04 \x01(\x03R\x16heartbeatIntervalNanos\x12,\n" +
 	"\adataset\x18\x05 \x03(\v2\x12.dpcnn.v1.FileInfoR\adataset\"+\n" +
 	"\x13FetchDatasetRequest\x12\x14\n" +
-	"\x05names\x18\x01 \x03(\tR\x05names\"\xd8\x01\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\x81\x02\n" +
 	"\rWorkerMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.dpcnn.v1.HelloH\x00R\x05hello\x12.\n" +
 	"\x06result\x18\x02 \x01(\v2\x14.dpcnn.v1.WorkResultH\x00R\x06result\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.dpcnn.v1.HeartbeatH\x00R\theartbeat\x121\n" +
-	"\afailure\x18\x04 \x01(\v2\x15.dpcnn.v1.WorkFailureH\x00R\afailureB\x06\n" +
+	"\afailure\x18\x04 \x01(\v2\x15.dpcnn.v1.WorkFailureH\x00R\afailure\x12'\n" +
+	"\x05piece\x18\x05 \x01(\v2\x0f.dpcnn.v1.PieceH\x00R\x05pieceB\x06\n" +
 	"\x04kind\">\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
@@ -1474,13 +1975,15 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\vWorkFailure\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\x04R\fassignmentId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x84\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xe3\x01\n" +
 	"\x12CoordinatorMessage\x126\n" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x14.dpcnn.v1.AssignmentH\x00R\n" +
 	"assignment\x12.\n" +
-	"\x06cancel\x18\x02 \x01(\v2\x14.dpcnn.v1.CancelWorkH\x00R\x06cancelB\x06\n" +
-	"\x04kind\"\x80\x03\n" +
+	"\x06cancel\x18\x02 \x01(\v2\x14.dpcnn.v1.CancelWorkH\x00R\x06cancel\x12.\n" +
+	"\x06reduce\x18\x03 \x01(\v2\x14.dpcnn.v1.ReduceWorkH\x00R\x06reduce\x12-\n" +
+	"\x05flush\x18\x04 \x01(\v2\x15.dpcnn.v1.FlushReduceH\x00R\x05flushB\x06\n" +
+	"\x04kind\"\xad\x03\n" +
 	"\n" +
 	"Assignment\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\x04R\fassignmentId\x12\x15\n" +
@@ -1493,7 +1996,8 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x05train\x18\b \x01(\v2\x13.dpcnn.v1.TrainWorkH\x00R\x05train\x12(\n" +
 	"\x04eval\x18\t \x01(\v2\x12.dpcnn.v1.EvalWorkH\x00R\x04eval\x128\n" +
 	"\fparams_delta\x18\n" +
-	" \x01(\v2\x15.dpcnn.v1.ParamsDeltaR\vparamsDeltaB\x06\n" +
+	" \x01(\v2\x15.dpcnn.v1.ParamsDeltaR\vparamsDelta\x12+\n" +
+	"\x05route\x18\v \x01(\v2\x15.dpcnn.v1.ReduceRouteR\x05routeB\x06\n" +
 	"\x04work\"^\n" +
 	"\vParamsDelta\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x12\x14\n" +
@@ -1537,11 +2041,48 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\tEvalCount\x12\x14\n" +
 	"\x05begin\x18\x01 \x01(\x03R\x05begin\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x03R\x03end\x12\x18\n" +
-	"\acorrect\x18\x03 \x01(\x03R\acorrect2\xcf\x01\n" +
+	"\acorrect\x18\x03 \x01(\x03R\acorrect\"\\\n" +
+	"\vReduceRoute\x12\x1d\n" +
+	"\n" +
+	"reducer_id\x18\x01 \x01(\tR\treducerId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\x04R\x05group\"\xeb\x01\n" +
+	"\n" +
+	"ReduceWork\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\x03R\x04step\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\x04R\x05group\x12\x1d\n" +
+	"\n" +
+	"first_leaf\x18\x04 \x01(\rR\tfirstLeaf\x12\x1d\n" +
+	"\n" +
+	"leaf_count\x18\x05 \x01(\rR\tleafCount\x12\x1f\n" +
+	"\vstep_leaves\x18\x06 \x01(\rR\n" +
+	"stepLeaves\x12\x16\n" +
+	"\x06pieces\x18\a \x01(\rR\x06pieces\x12%\n" +
+	"\x02up\x18\b \x01(\v2\x15.dpcnn.v1.ReduceRouteR\x02up\"<\n" +
+	"\vFlushReduce\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\x04R\x06groups\"\xe6\x01\n" +
+	"\x05Piece\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\x04R\x05group\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x1d\n" +
+	"\n" +
+	"first_leaf\x18\x04 \x01(\rR\tfirstLeaf\x12\x1d\n" +
+	"\n" +
+	"leaf_count\x18\x05 \x01(\rR\tleafCount\x123\n" +
+	"\fgradient_sum\x18\x06 \x01(\v2\x10.dpcnn.v1.TensorR\vgradientSum\x12)\n" +
+	"\x05parts\x18\a \x03(\v2\x13.dpcnn.v1.PiecePartR\x05parts\"V\n" +
+	"\tPiecePart\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12,\n" +
+	"\x06result\x18\x02 \x01(\v2\x14.dpcnn.v1.WorkResultR\x06result\"\v\n" +
+	"\tPushReply2\xcf\x01\n" +
 	"\rWorkerService\x125\n" +
 	"\x04Join\x12\x15.dpcnn.v1.JoinRequest\x1a\x16.dpcnn.v1.JoinResponse\x12A\n" +
 	"\x04Work\x12\x17.dpcnn.v1.WorkerMessage\x1a\x1c.dpcnn.v1.CoordinatorMessage(\x010\x01\x12D\n" +
-	"\fFetchDataset\x12\x1d.dpcnn.v1.FetchDatasetRequest\x1a\x13.dpcnn.v1.FileChunk0\x01B.Z,github.com/dpcnn/dpcnn/proto/dpcnnv1;dpcnnv1b\x06proto3"
+	"\fFetchDataset\x12\x1d.dpcnn.v1.FetchDatasetRequest\x1a\x13.dpcnn.v1.FileChunk0\x012=\n" +
+	"\rReduceService\x12,\n" +
+	"\x04Push\x12\x0f.dpcnn.v1.Piece\x1a\x13.dpcnn.v1.PushReplyB.Z,github.com/dpcnn/dpcnn/proto/dpcnnv1;dpcnnv1b\x06proto3"
 
 var (
 	file_dpcnn_v1_worker_proto_rawDescOnce sync.Once
@@ -1555,7 +2096,7 @@ func file_dpcnn_v1_worker_proto_rawDescGZIP() []byte {
 	return file_dpcnn_v1_worker_proto_rawDescData
 }
 
-var file_dpcnn_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_dpcnn_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_dpcnn_v1_worker_proto_goTypes = []any{
 	(*JoinRequest)(nil),         // 0: dpcnn.v1.JoinRequest
 	(*JoinResponse)(nil),        // 1: dpcnn.v1.JoinResponse
@@ -1574,38 +2115,54 @@ var file_dpcnn_v1_worker_proto_goTypes = []any{
 	(*WorkResult)(nil),          // 14: dpcnn.v1.WorkResult
 	(*SubtreeGradient)(nil),     // 15: dpcnn.v1.SubtreeGradient
 	(*EvalCount)(nil),           // 16: dpcnn.v1.EvalCount
-	(*FileInfo)(nil),            // 17: dpcnn.v1.FileInfo
-	(*Tensor)(nil),              // 18: dpcnn.v1.Tensor
-	(*FileChunk)(nil),           // 19: dpcnn.v1.FileChunk
+	(*ReduceRoute)(nil),         // 17: dpcnn.v1.ReduceRoute
+	(*ReduceWork)(nil),          // 18: dpcnn.v1.ReduceWork
+	(*FlushReduce)(nil),         // 19: dpcnn.v1.FlushReduce
+	(*Piece)(nil),               // 20: dpcnn.v1.Piece
+	(*PiecePart)(nil),           // 21: dpcnn.v1.PiecePart
+	(*PushReply)(nil),           // 22: dpcnn.v1.PushReply
+	(*FileInfo)(nil),            // 23: dpcnn.v1.FileInfo
+	(*Tensor)(nil),              // 24: dpcnn.v1.Tensor
+	(*FileChunk)(nil),           // 25: dpcnn.v1.FileChunk
 }
 var file_dpcnn_v1_worker_proto_depIdxs = []int32{
-	17, // 0: dpcnn.v1.JoinRequest.dataset:type_name -> dpcnn.v1.FileInfo
-	17, // 1: dpcnn.v1.JoinResponse.dataset:type_name -> dpcnn.v1.FileInfo
+	23, // 0: dpcnn.v1.JoinRequest.dataset:type_name -> dpcnn.v1.FileInfo
+	23, // 1: dpcnn.v1.JoinResponse.dataset:type_name -> dpcnn.v1.FileInfo
 	4,  // 2: dpcnn.v1.WorkerMessage.hello:type_name -> dpcnn.v1.Hello
 	14, // 3: dpcnn.v1.WorkerMessage.result:type_name -> dpcnn.v1.WorkResult
 	5,  // 4: dpcnn.v1.WorkerMessage.heartbeat:type_name -> dpcnn.v1.Heartbeat
 	6,  // 5: dpcnn.v1.WorkerMessage.failure:type_name -> dpcnn.v1.WorkFailure
-	8,  // 6: dpcnn.v1.CoordinatorMessage.assignment:type_name -> dpcnn.v1.Assignment
-	13, // 7: dpcnn.v1.CoordinatorMessage.cancel:type_name -> dpcnn.v1.CancelWork
-	18, // 8: dpcnn.v1.Assignment.params:type_name -> dpcnn.v1.Tensor
-	10, // 9: dpcnn.v1.Assignment.train:type_name -> dpcnn.v1.TrainWork
-	12, // 10: dpcnn.v1.Assignment.eval:type_name -> dpcnn.v1.EvalWork
-	9,  // 11: dpcnn.v1.Assignment.params_delta:type_name -> dpcnn.v1.ParamsDelta
-	11, // 12: dpcnn.v1.TrainWork.subtree:type_name -> dpcnn.v1.Subtree
-	15, // 13: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
-	16, // 14: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
-	18, // 15: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
-	0,  // 16: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
-	3,  // 17: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
-	2,  // 18: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
-	1,  // 19: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
-	7,  // 20: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
-	19, // 21: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	20, // 6: dpcnn.v1.WorkerMessage.piece:type_name -> dpcnn.v1.Piece
+	8,  // 7: dpcnn.v1.CoordinatorMessage.assignment:type_name -> dpcnn.v1.Assignment
+	13, // 8: dpcnn.v1.CoordinatorMessage.cancel:type_name -> dpcnn.v1.CancelWork
+	18, // 9: dpcnn.v1.CoordinatorMessage.reduce:type_name -> dpcnn.v1.ReduceWork
+	19, // 10: dpcnn.v1.CoordinatorMessage.flush:type_name -> dpcnn.v1.FlushReduce
+	24, // 11: dpcnn.v1.Assignment.params:type_name -> dpcnn.v1.Tensor
+	10, // 12: dpcnn.v1.Assignment.train:type_name -> dpcnn.v1.TrainWork
+	12, // 13: dpcnn.v1.Assignment.eval:type_name -> dpcnn.v1.EvalWork
+	9,  // 14: dpcnn.v1.Assignment.params_delta:type_name -> dpcnn.v1.ParamsDelta
+	17, // 15: dpcnn.v1.Assignment.route:type_name -> dpcnn.v1.ReduceRoute
+	11, // 16: dpcnn.v1.TrainWork.subtree:type_name -> dpcnn.v1.Subtree
+	15, // 17: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
+	16, // 18: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
+	24, // 19: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
+	17, // 20: dpcnn.v1.ReduceWork.up:type_name -> dpcnn.v1.ReduceRoute
+	24, // 21: dpcnn.v1.Piece.gradient_sum:type_name -> dpcnn.v1.Tensor
+	21, // 22: dpcnn.v1.Piece.parts:type_name -> dpcnn.v1.PiecePart
+	14, // 23: dpcnn.v1.PiecePart.result:type_name -> dpcnn.v1.WorkResult
+	0,  // 24: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
+	3,  // 25: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
+	2,  // 26: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
+	20, // 27: dpcnn.v1.ReduceService.Push:input_type -> dpcnn.v1.Piece
+	1,  // 28: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
+	7,  // 29: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
+	25, // 30: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
+	22, // 31: dpcnn.v1.ReduceService.Push:output_type -> dpcnn.v1.PushReply
+	28, // [28:32] is the sub-list for method output_type
+	24, // [24:28] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_dpcnn_v1_worker_proto_init() }
@@ -1619,10 +2176,13 @@ func file_dpcnn_v1_worker_proto_init() {
 		(*WorkerMessage_Result)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Failure)(nil),
+		(*WorkerMessage_Piece)(nil),
 	}
 	file_dpcnn_v1_worker_proto_msgTypes[7].OneofWrappers = []any{
 		(*CoordinatorMessage_Assignment)(nil),
 		(*CoordinatorMessage_Cancel)(nil),
+		(*CoordinatorMessage_Reduce)(nil),
+		(*CoordinatorMessage_Flush)(nil),
 	}
 	file_dpcnn_v1_worker_proto_msgTypes[8].OneofWrappers = []any{
 		(*Assignment_Train)(nil),
@@ -1638,9 +2198,9 @@ func file_dpcnn_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dpcnn_v1_worker_proto_rawDesc), len(file_dpcnn_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   23,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_dpcnn_v1_worker_proto_goTypes,
 		DependencyIndexes: file_dpcnn_v1_worker_proto_depIdxs,

@@ -234,3 +234,137 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "dpcnn/v1/worker.proto",
 }
+
+const (
+	ReduceService_Push_FullMethodName = "/dpcnn.v1.ReduceService/Push"
+)
+
+// ReduceServiceClient is the client API for ReduceService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// The tree of reducers (revision 5). With many workers the coordinator's
+// one link would carry every worker's gradient sum each step; instead it
+// may appoint some workers as reducers for a step. A reducer adds the sums
+// of consecutive subtrees of the step's fixed pairwise tree that together
+// make one node of it (tree.ReducePieces), so the bits are those of the
+// star, and passes the node's sum up: to the reducer above it, or to the
+// coordinator on its Work stream. The coordinator still decides
+// everything; reducers hold no state beyond the step.
+// ReduceService is served by a worker that joined with a reduce_address,
+// to the other workers (mutual TLS: a client certificate of the cluster's
+// CA is required).
+type ReduceServiceClient interface {
+	// Push hands a reducer one piece of a group it reduces. It is answered
+	// once the reducer holds the piece; the sender then forgets it. A
+	// reducer that has no Work stream at the moment answers UNAVAILABLE,
+	// and the sender sends the piece to the coordinator itself.
+	Push(ctx context.Context, in *Piece, opts ...grpc.CallOption) (*PushReply, error)
+}
+
+type reduceServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewReduceServiceClient(cc grpc.ClientConnInterface) ReduceServiceClient {
+	return &reduceServiceClient{cc}
+}
+
+func (c *reduceServiceClient) Push(ctx context.Context, in *Piece, opts ...grpc.CallOption) (*PushReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PushReply)
+	err := c.cc.Invoke(ctx, ReduceService_Push_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ReduceServiceServer is the server API for ReduceService service.
+// All implementations must embed UnimplementedReduceServiceServer
+// for forward compatibility.
+//
+// The tree of reducers (revision 5). With many workers the coordinator's
+// one link would carry every worker's gradient sum each step; instead it
+// may appoint some workers as reducers for a step. A reducer adds the sums
+// of consecutive subtrees of the step's fixed pairwise tree that together
+// make one node of it (tree.ReducePieces), so the bits are those of the
+// star, and passes the node's sum up: to the reducer above it, or to the
+// coordinator on its Work stream. The coordinator still decides
+// everything; reducers hold no state beyond the step.
+// ReduceService is served by a worker that joined with a reduce_address,
+// to the other workers (mutual TLS: a client certificate of the cluster's
+// CA is required).
+type ReduceServiceServer interface {
+	// Push hands a reducer one piece of a group it reduces. It is answered
+	// once the reducer holds the piece; the sender then forgets it. A
+	// reducer that has no Work stream at the moment answers UNAVAILABLE,
+	// and the sender sends the piece to the coordinator itself.
+	Push(context.Context, *Piece) (*PushReply, error)
+	mustEmbedUnimplementedReduceServiceServer()
+}
+
+// UnimplementedReduceServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedReduceServiceServer struct{}
+
+func (UnimplementedReduceServiceServer) Push(context.Context, *Piece) (*PushReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Push not implemented")
+}
+func (UnimplementedReduceServiceServer) mustEmbedUnimplementedReduceServiceServer() {}
+func (UnimplementedReduceServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafeReduceServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ReduceServiceServer will
+// result in compilation errors.
+type UnsafeReduceServiceServer interface {
+	mustEmbedUnimplementedReduceServiceServer()
+}
+
+func RegisterReduceServiceServer(s grpc.ServiceRegistrar, srv ReduceServiceServer) {
+	// If the following call panics, it indicates UnimplementedReduceServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ReduceService_ServiceDesc, srv)
+}
+
+func _ReduceService_Push_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Piece)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReduceServiceServer).Push(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReduceService_Push_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReduceServiceServer).Push(ctx, req.(*Piece))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ReduceService_ServiceDesc is the grpc.ServiceDesc for ReduceService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ReduceService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "dpcnn.v1.ReduceService",
+	HandlerType: (*ReduceServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Push",
+			Handler:    _ReduceService_Push_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "dpcnn/v1/worker.proto",
+}

@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpcnn/dpcnn/coordinator"
+	"github.com/dpcnn/dpcnn/metrics"
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/worker"
+)
+
+// TestTreeTrainsLikeOne: eight workers that serve the reduce service, and
+// a coordinator set for the tree with a fan-out of 2, send every step's
+// sums up a tree of reducers two levels deep (the job's log says so), and
+// the parameters are bit for bit those of one in-process worker, as the
+// star's are (TestThreeWorkersTrainLikeOne).
+func TestTreeTrainsLikeOne(t *testing.T) {
+	dir, train, test := mnist(t)
+	cli, _ := startEtcd(t)
+	m := metrics.New()
+	addr := startCoordinator(t, cli, dir, func(c *coordinator.ServerConfig) {
+		c.Topology, c.TreeFanOut, c.Metrics = coordinator.TopologyTree, 2, m
+	})
+	startWorkers(t, cli, 8, dir, train, test, func(c *worker.DaemonConfig) { c.ReduceListen = "127.0.0.1:0" })
+	conn := dial(t, addr)
+	jobs := dpcnnv1.NewJobServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	spec := smallJob(11)
+	spec.Batch, spec.MicroBatch = 40, 5 // 8 micro-batches a step, one a worker
+	spec.MinWorkers = 8                 // every step over all eight
+	run := submitAndWatch(ctx, t, jobs, spec)
+	if run.State != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %s ended %v: %s", run.ID, run.State, run.Reason)
+	}
+	tree := false
+	for _, l := range run.Logs {
+		if strings.Contains(l, "up a tree of") && strings.Contains(l, "2 levels deep") {
+			tree = true
+		}
+	}
+	if !tree {
+		t.Errorf("the job's log never says its sums went up a tree 2 levels deep: %q", run.Logs)
+	}
+	// Two sums reached the coordinator a step (the fan-out), mostly
+	// reducers' (a worker given a whole half of a step, as the measured
+	// speeds may have it, sends its own result straight up).
+	steps := float64(len(run.Losses))
+	if star, tree := sumsReceived(t, m, metrics.ViaStar), sumsReceived(t, m, metrics.ViaTree); star+tree != 2*steps || tree < steps {
+		t.Errorf("gradient sums received over %v steps: %v straight from workers, %v up the tree; want %v in all, most up the tree", steps, star, tree, 2*steps)
+	}
+	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
+	ckpt := readCheckpoint(t, receive(t, stream, err))
+	ref := trainInProcess(t, spec, train, test)
+	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
+		t.Errorf("parameters after %d steps up a tree of 8 workers: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, got, want, spec.Seed)
+	}
+}
+
+// sumsReceived reads dpcnn_gradient_sums_received_total{via}.
+func sumsReceived(t *testing.T, m *metrics.Metrics, via string) float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "dpcnn_gradient_sums_received_total" {
+			continue
+		}
+		for _, mt := range f.Metric {
+			for _, l := range mt.Label {
+				if l.GetName() == "via" && l.GetValue() == via {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

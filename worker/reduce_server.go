@@ -1,0 +1,140 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
+	"github.com/dpcnn/dpcnn/secure"
+)
+
+// reduceService is the worker's ReduceService: the other workers push the
+// pieces of the groups it reduces.
+type reduceService struct {
+	dpcnnv1.UnimplementedReduceServiceServer
+	r *reducers
+}
+
+func (s *reduceService) Push(ctx context.Context, p *dpcnnv1.Piece) (*dpcnnv1.PushReply, error) {
+	if p.GetJobId() == "" || p.GetGroup() == 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "push: a piece needs a job and a group (got job %q, group %d)", p.GetJobId(), p.GetGroup())
+	}
+	if err := s.r.take(p); err != nil {
+		if errors.Is(err, errNoStream) {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+		return nil, status.Error(codes.ResourceExhausted, err.Error())
+	}
+	return &dpcnnv1.PushReply{}, nil
+}
+
+// startReduce serves ReduceService on cfg.ReduceListen, when set, and
+// returns the address the worker announces for it.
+func (d *daemon) startReduce() (string, error) {
+	d.reduce = newReducers(d.cfg.ID, d.log, d.pushPiece)
+	if d.cfg.ReduceListen == "" {
+		return "", nil
+	}
+	creds := d.cfg.ReduceServerCredentials
+	if creds == nil {
+		if err := secure.CheckPlaintext("worker "+d.cfg.ID+": reduce service", d.cfg.ReduceListen); err != nil {
+			return "", err
+		}
+		creds = insecure.NewCredentials()
+	}
+	ln, err := net.Listen("tcp", d.cfg.ReduceListen)
+	if err != nil {
+		return "", fmt.Errorf("worker %s: reduce service: %w", d.cfg.ID, err)
+	}
+	srv := grpc.NewServer(grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
+		grpc.InitialWindowSize(dpcnnv1.WindowSize),
+		grpc.InitialConnWindowSize(dpcnnv1.WindowSize))
+	dpcnnv1.RegisterReduceServiceServer(srv, &reduceService{r: d.reduce})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ln) })
+	d.closers = append(d.closers, func() { srv.Stop(); wg.Wait() }, d.closeReduceConns)
+	addr := d.cfg.ReduceAdvertise
+	if addr == "" {
+		addr = ln.Addr().String()
+		if host, port, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host).IsUnspecified() {
+			h, _, _ := net.SplitHostPort(d.cfg.Address)
+			if h == "" {
+				h = d.cfg.Address
+			}
+			addr = net.JoinHostPort(h, port)
+		}
+	}
+	d.log.Info("serving the reduce service", "listen", ln.Addr().String(), "advertise", addr)
+	return addr, nil
+}
+
+// pushPiece pushes p to the reducer at address, over a connection kept
+// for the next push.
+func (d *daemon) pushPiece(ctx context.Context, address string, p *dpcnnv1.Piece) error {
+	conn, err := d.reduceConn(address)
+	if err != nil {
+		return err
+	}
+	_, err = dpcnnv1.NewReduceServiceClient(conn).Push(ctx, p)
+	return err
+}
+
+func (d *daemon) reduceConn(address string) (*grpc.ClientConn, error) {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	if c := d.conns[address]; c != nil {
+		return c, nil
+	}
+	creds := d.cfg.ReduceCredentials
+	if creds == nil {
+		if err := secure.CheckPlaintext("worker "+d.cfg.ID+": reducer", address); err != nil {
+			return nil, err
+		}
+		creds = insecure.NewCredentials()
+	}
+	c, err := grpc.NewClient(address, append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDisableServiceConfig(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(dpcnnv1.MaxMessageSize)),
+		grpc.WithInitialWindowSize(dpcnnv1.WindowSize),
+		grpc.WithInitialConnWindowSize(dpcnnv1.WindowSize),
+	}, d.cfg.DialOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("worker %s: dial reducer %s: %w", d.cfg.ID, address, err)
+	}
+	if d.conns == nil {
+		d.conns = map[string]*grpc.ClientConn{}
+	}
+	d.conns[address] = c
+	return c, nil
+}
+
+func (d *daemon) closeReduceConns() {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	for _, c := range d.conns {
+		c.Close()
+	}
+	clear(d.conns)
+}
+
+// ReduceCredentialsFor are the credentials that reach other workers'
+// reduce services: the worker's client certificate, and their certificate
+// checked for secure.WorkerServerName whatever address is dialed.
+func ReduceCredentialsFor(f secure.Files) (credentials.TransportCredentials, error) {
+	cfg, err := secure.ClientTLS(f, secure.WorkerServerName)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
