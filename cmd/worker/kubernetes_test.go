@@ -100,6 +100,17 @@ func TestKubernetesWorkersParse(t *testing.T) {
 		if cfg.ID != env["DPCNN_WORKER_ID"] || cfg.ID == "" {
 			t.Errorf("%s: %s: worker id %q, want the pod's name", dir, pc, cfg.ID)
 		}
+		// The reduce service: on the container port "reduce", over mutual
+		// TLS, at an address other pods reach: the pod IP.
+		if _, p, err := net.SplitHostPort(cfg.ReduceListen); err != nil || p != strconv.Itoa(int(pc.ContainerPort("reduce"))) {
+			t.Errorf("%s: %s: --reduce-listen %q, container port reduce %d", dir, pc, cfg.ReduceListen, pc.ContainerPort("reduce"))
+		}
+		if cfg.ReduceServerCredentials == nil || cfg.ReduceCredentials == nil {
+			t.Errorf("%s: %s: the reduce service without TLS", dir, pc)
+		}
+		if host, p, err := net.SplitHostPort(cfg.ReduceAdvertise); err != nil || host == "" || host != env["POD_IP"] || p != strconv.Itoa(int(pc.ContainerPort("reduce"))) {
+			t.Errorf("%s: %s: --reduce-advertise %q: want the pod IP and the reduce port", dir, pc, cfg.ReduceAdvertise)
+		}
 		_, p, err := net.SplitHostPort(metricsListen)
 		if want := pc.ContainerPort("metrics"); err != nil || p != strconv.Itoa(int(want)) {
 			t.Errorf("%s: %s: --metrics-listen %q, container port metrics %d", dir, pc, metricsListen, want)

@@ -167,6 +167,7 @@ func TestNetworkPoliciesAllowOnlyTheNeededPaths(t *testing.T) {
 			{"prober to etcd health", stranger, at("etcd", "metrics"), true},
 			{"Prometheus to coordinator metrics", prometheus, at("coordinator", "metrics"), true},
 			{"Prometheus to worker metrics", prometheus, at("worker", "metrics"), true},
+			{"worker to worker reduce service", at("worker", ""), at("worker", "reduce"), true},
 
 			{"cnnctl Job to etcd", at("cnnctl", ""), at("etcd", "client"), false},
 			{"worker to etcd peers", at("worker", ""), at("etcd", "peer"), false},
@@ -174,6 +175,8 @@ func TestNetworkPoliciesAllowOnlyTheNeededPaths(t *testing.T) {
 			{"another namespace to coordinator gRPC", stranger, at("coordinator", "grpc"), false},
 			{"another namespace to etcd", stranger, at("etcd", "client"), false},
 			{"another namespace to worker metrics", stranger, at("worker", "metrics"), false},
+			{"another namespace to worker reduce service", stranger, at("worker", "reduce"), false},
+			{"coordinator to worker reduce service", at("coordinator", ""), at("worker", "reduce"), false},
 			{"coordinator to the world", at("coordinator", ""), stranger, false},
 			{"worker to the world", at("worker", ""), stranger, false},
 		} {
