@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dpcnn/dpcnn/benchmark"
+	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 )
@@ -31,6 +32,8 @@ type benchScalingOptions struct {
 	computeMs      float64
 	netem          bool
 	deltaMin       int
+	topology       string
+	fanOut         int
 	bandwidth      string
 	latency        time.Duration
 	out            scalingOutput
@@ -117,6 +120,8 @@ real cluster instead, which must have the largest count of workers live.`,
 	fs.Float64Var(&o.computeMs, "compute-ms", 0, "with --synthetic: compute time of one micro-batch in milliseconds")
 	fs.BoolVar(&o.netem, "netem", false, "run each worker and the coordinator in a network namespace of its own, links shaped by --bandwidth and --latency (root, iproute2)")
 	fs.IntVar(&o.deltaMin, "params-delta-min-workers", 0, "the embedded coordinator sends parameters as deltas once a job has this many live workers (1: always; 0: its default)")
+	fs.StringVar(&o.topology, "topology", "", "the embedded coordinator's topology: star, tree (the gradient sums up a tree of reducers on the workers) or auto; empty: its default (auto)")
+	fs.IntVar(&o.fanOut, "tree-fan-out", 0, "the embedded coordinator's tree fan-out (2 or more; 0: its default)")
 	fs.StringVar(&o.bandwidth, "bandwidth", "10Gbit", "with --netem: each link's rate, e.g. 1Gbit, 10Gbit, 500Mbit")
 	fs.DurationVar(&o.latency, "latency", 200*time.Microsecond, "with --netem: one-way latency between a worker and the coordinator")
 	o.out.register(fs, "print the result as JSON (the schema the README gives)")
@@ -176,6 +181,18 @@ func (o *benchScalingOptions) plan(cmd *cobra.Command) (*scalingPlan, error) {
 	}
 	if remote && fs.Changed("params-delta-min-workers") {
 		return nil, errors.New("--params-delta-min-workers sets the embedded cluster's coordinator: a real cluster's is the coordinator's own flag")
+	}
+	if err := coordinator.CheckTopology(o.topology); err != nil {
+		return nil, fmt.Errorf("--topology: %w", err)
+	}
+	if o.fanOut != 0 && o.fanOut < 2 {
+		return nil, fmt.Errorf("--tree-fan-out %d: want 2 or more: a reducer adds at least two sums", o.fanOut)
+	}
+	if remote && (fs.Changed("topology") || fs.Changed("tree-fan-out")) {
+		return nil, errors.New("--topology and --tree-fan-out set the embedded cluster's coordinator: a real cluster's are the coordinator's own flags")
+	}
+	if o.netem && o.topology == coordinator.TopologyTree {
+		return nil, errors.New("--topology tree with --netem: the emulated network joins each worker to the coordinator only, so the workers cannot reach each other's reduce service; the tree is measured on loopback (without --netem) or simulated (cnnctl bench simulate --topology tree)")
 	}
 	if remote && (o.synthetic || o.netem) {
 		return nil, errors.New("--synthetic and --netem make the embedded cluster's workers: they do not apply to a real cluster (--coordinator); start synthetic workers there with `worker --synthetic`")

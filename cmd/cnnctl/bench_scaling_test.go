@@ -152,6 +152,10 @@ func TestBenchScalingRefusesBadFlags(t *testing.T) {
 		{[]string{"--coordinator", "127.0.0.1:1", "--synthetic", "--compute-ms", "3"}, "real cluster"},
 		{[]string{"--params-delta-min-workers", "-1"}, "--params-delta-min-workers -1"},
 		{[]string{"--coordinator", "127.0.0.1:1", "--params-delta-min-workers", "2"}, "the coordinator's own flag"},
+		{[]string{"--topology", "ring"}, `topology "ring"`},
+		{[]string{"--tree-fan-out", "1"}, "--tree-fan-out 1"},
+		{[]string{"--coordinator", "127.0.0.1:1", "--topology", "tree"}, "the coordinator's own flags"},
+		{[]string{"--netem", "--topology", "tree"}, "cannot reach each other's reduce service"},
 	})
 }
 
@@ -211,5 +215,19 @@ func TestBenchScalingParamsDeltaThreshold(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "parameters go as deltas") {
 		t.Errorf("no deltas with --params-delta-min-workers 1:\n%s", stderr)
+	}
+}
+
+// --topology tree reaches the embedded coordinator: four workers' sums go
+// up a tree of fan-out 2, and the job's log says so.
+func TestBenchScalingTopologyTree(t *testing.T) {
+	_, stderr, err := runCLISplit(t, "-v", "bench", "scaling", "--synthetic", "--compute-ms", "2", "--workers", "4",
+		"--per-worker-batch", "50", "--micro-batch", "50", "--steps", "3", "--warmup", "1", "--repeat", "1",
+		"--topology", "tree", "--tree-fan-out", "2", "--csv", "-q")
+	if err != nil {
+		t.Fatalf("bench scaling: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "topology chosen") || !strings.Contains(stderr, "topology=tree") {
+		t.Errorf("no tree with --topology tree:\n%s", stderr)
 	}
 }

@@ -65,6 +65,7 @@ func (o *benchScalingOptions) openTarget(ctx context.Context, e *env, p *scaling
 	cfg := localcluster.Config{
 		Dir: tmp, Workers: slices.Max(p.counts), Threads: o.train.threads, Backend: o.train.backend,
 		MNISTDir: dir, Logger: e.log, Version: localVersion, ParamsDeltaMinWorkers: o.deltaMin,
+		Topology: o.topology, TreeFanOut: o.fanOut,
 	}
 	if o.synthetic {
 		cfg.Synthetic = time.Duration(o.computeMs * float64(time.Millisecond))
