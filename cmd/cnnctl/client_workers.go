@@ -36,11 +36,17 @@ func newWorkersCmd(e *env) *cobra.Command {
 // printWorkerTable writes one line per worker.
 func printWorkerTable(w io.Writer, workers []*dpcnnv1.WorkerInfo, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tSTATE\tBACKEND\tCORES\tIMG/S\tJOB\tLAST SEEN\tADDRESS\tVERSION")
+	fmt.Fprintln(tw, "WORKER\tSTATE\tBACKEND\tCORES\tIMG/S\tJOB\tREDUCING\tLAST SEEN\tADDRESS\tVERSION")
 	for _, wk := range workers {
 		state := strings.ToLower(strings.TrimPrefix(wk.State.String(), "WORKER_STATE_"))
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\n", wk.Id, state, orDash(wk.Backend), wk.Cores, wk.ImagesPerSec,
-			orDash(wk.JobId), ago(wk.LastSeenUnixNanos, now), orDash(wk.Address), orDash(wk.Version))
+		// The groups of the step's tree of reducers it adds; "-" for a
+		// worker that serves no reduce service.
+		reducing := "-"
+		if wk.Reduces {
+			reducing = fmt.Sprint(wk.ReducerGroups)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\n", wk.Id, state, orDash(wk.Backend), wk.Cores, wk.ImagesPerSec,
+			orDash(wk.JobId), reducing, ago(wk.LastSeenUnixNanos, now), orDash(wk.Address), orDash(wk.Version))
 	}
 	tw.Flush()
 	if len(workers) == 0 {
