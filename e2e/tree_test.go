@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -81,4 +82,60 @@ func sumsReceived(t *testing.T, m *metrics.Metrics, via string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestTreeSurvivesAnUnreachableReducer: one of four reducing workers
+// advertises an address no one can reach, so every push to the groups it
+// hosts fails. The pushers send their results to the coordinator instead,
+// which flushes the groups that waited for them; every step still
+// completes, to the bits of one in-process worker.
+func TestTreeSurvivesAnUnreachableReducer(t *testing.T) {
+	dir, train, test := mnist(t)
+	cli, _ := startEtcd(t)
+	m := metrics.New()
+	addr := startCoordinator(t, cli, dir, func(c *coordinator.ServerConfig) {
+		c.Topology, c.TreeFanOut, c.Metrics = coordinator.TopologyTree, 2, m
+	})
+	startWorkers(t, cli, 4, dir, train, test, func(c *worker.DaemonConfig) {
+		c.ReduceListen = "127.0.0.1:0"
+		if c.ID == "e2e-w1" || c.ID == "e2e-w3" {
+			c.ReduceAdvertise = unreachable(t)
+		}
+	})
+	conn := dial(t, addr)
+	jobs := dpcnnv1.NewJobServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	spec := smallJob(13)
+	spec.Batch, spec.MicroBatch, spec.MinWorkers = 40, 5, 4
+	run := submitAndWatch(ctx, t, jobs, spec)
+	if run.State != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %s ended %v: %s", run.ID, run.State, run.Reason)
+	}
+	// Some results went straight to the coordinator, past the reducers
+	// they could not reach (a worker's own result to a group it hosts
+	// itself needs no push, so not all).
+	if star := sumsReceived(t, m, metrics.ViaStar); star == 0 {
+		t.Errorf("no result came straight to the coordinator, though two reducers could not be reached")
+	}
+	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
+	ckpt := readCheckpoint(t, receive(t, stream, err))
+	ref := trainInProcess(t, spec, train, test)
+	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
+		t.Errorf("parameters after %d steps past unreachable reducers: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, got, want, spec.Seed)
+	}
+}
+
+// unreachable is a loopback address nothing listens on: a port taken and
+// let go.
+func unreachable(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
 }
