@@ -72,9 +72,13 @@ type Leaf struct {
 	// Name is the subject's common name (for people and logs).
 	Name string
 	// Hosts are the DNS names and IP addresses the certificate is valid
-	// for; localhost, 127.0.0.1 and ::1 are always added, so that every
-	// certificate also works on one machine.
+	// for; localhost, 127.0.0.1 and ::1 are added, so that every
+	// certificate also works on one machine, unless OnlyHosts.
 	Hosts []string
+	// OnlyHosts leaves the loopback names out: for a certificate that must
+	// not pass for a server at a loopback address (a worker's, whose
+	// reduce service is checked by one name only).
+	OnlyHosts bool
 	// Server and Client say which ends of a TLS connection the certificate
 	// may serve (extended key usages serverAuth and clientAuth).
 	Server, Client bool
@@ -113,7 +117,11 @@ func (ca *CA) Issue(l Leaf) (certPEM, keyPEMBytes []byte, err error) {
 	if l.Client {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
-	for _, h := range withLoopback(l.Hosts) {
+	hosts := l.Hosts
+	if !l.OnlyHosts {
+		hosts = withLoopback(hosts)
+	}
+	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
@@ -240,7 +248,7 @@ func NewDevelopmentSet(hosts []string, validFor time.Duration) (*DevelopmentSet,
 	}{
 		{FileCoordinatorCert, FileCoordinatorKey, Leaf{Name: "dpcnn coordinator", Hosts: hosts, Server: true, Client: true}},
 		{FileEtcdCert, FileEtcdKey, Leaf{Name: "dpcnn etcd", Hosts: hosts, Server: true, Client: true}},
-		{FileWorkerCert, FileWorkerKey, Leaf{Name: "dpcnn worker", Hosts: []string{WorkerServerName}, Server: true, Client: true}},
+		{FileWorkerCert, FileWorkerKey, Leaf{Name: "dpcnn worker", Hosts: []string{WorkerServerName}, OnlyHosts: true, Server: true, Client: true}},
 		{FileCnnctlCert, FileCnnctlKey, Leaf{Name: "dpcnn cnnctl", Client: true}},
 	} {
 		l.leaf.ValidFor = validFor

@@ -373,7 +373,7 @@ func TestDevelopmentSet(t *testing.T) {
 		file           string
 		server, client bool
 	}{
-		{FileCoordinatorCert, true, true}, {FileEtcdCert, true, true}, {FileWorkerCert, false, true}, {FileCnnctlCert, false, true},
+		{FileCoordinatorCert, true, true}, {FileEtcdCert, true, true}, {FileWorkerCert, true, true}, {FileCnnctlCert, false, true},
 	} {
 		block, _ := pem.Decode(set.Files[c.file])
 		cert, err := x509.ParseCertificate(block.Bytes)
@@ -386,7 +386,18 @@ func TestDevelopmentSet(t *testing.T) {
 				t.Errorf("%s for usage %v: %v", c.file, usage, err)
 			}
 		}
-		if c.server {
+		if c.file == FileWorkerCert {
+			// A worker serves its reduce service under one name only,
+			// whatever address it is dialed at; it names no host.
+			if err := cert.VerifyHostname(WorkerServerName); err != nil {
+				t.Errorf("%s: %v", c.file, err)
+			}
+			for _, host := range []string{"localhost", "127.0.0.1", "coordinator-1"} {
+				if err := cert.VerifyHostname(host); err == nil {
+					t.Errorf("%s is valid for %s: a worker could pass for a coordinator", c.file, host)
+				}
+			}
+		} else if c.server {
 			for _, host := range []string{"localhost", "127.0.0.1", "::1", "coordinator-1", "10.1.2.3"} {
 				if err := cert.VerifyHostname(host); err != nil {
 					t.Errorf("%s: %v", c.file, err)
