@@ -219,7 +219,8 @@ func TestBenchScalingParamsDeltaThreshold(t *testing.T) {
 }
 
 // --topology tree reaches the embedded coordinator: four workers' sums go
-// up a tree of fan-out 2, and the job's log says so.
+// up a tree of fan-out 2, and the job's log says so; the workers reach
+// each other's reduce service over the local cluster's mutual TLS.
 func TestBenchScalingTopologyTree(t *testing.T) {
 	_, stderr, err := runCLISplit(t, "-v", "bench", "scaling", "--synthetic", "--compute-ms", "2", "--workers", "4",
 		"--per-worker-batch", "50", "--micro-batch", "50", "--steps", "3", "--warmup", "1", "--repeat", "1",
@@ -229,5 +230,8 @@ func TestBenchScalingTopologyTree(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "topology chosen") || !strings.Contains(stderr, "topology=tree") {
 		t.Errorf("no tree with --topology tree:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "reducer unreachable") {
+		t.Errorf("the workers could not push to each other:\n%s", stderr)
 	}
 }
