@@ -50,8 +50,10 @@ func chaosJob() job.Spec {
 }
 
 // TestChaos trains with etcd, coordinators and workers as separate
-// processes while a random worker is killed (SIGKILL) every few steps and
-// replaced by a new one, and the leader is killed once in the last epoch: a
+// processes, the sums up a tree of reducers (fan-out 2), while a worker is
+// killed (SIGKILL) every few steps — one the coordinator lists as a
+// reducer of the step under way, and the job's log must say a reducer was
+// lost — and replaced by a new one, a worker is frozen once, and the leader is killed once in the last epoch: a
 // standby takes over from the latest checkpoint and the workers follow it.
 // The final parameters equal one undisturbed in-process worker's bit for
 // bit, the lost work is reported, and so are the recovery times.
