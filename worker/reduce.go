@@ -30,6 +30,10 @@ import (
 // groups that never come cannot grow it without end.
 const maxReduceGroups = 4096
 
+// maxGroupPieces bounds the pieces one group holds: more than a
+// ReduceWork ever asks for, so only a sender's mistake reaches it.
+const maxGroupPieces = 1024
+
 // orphanAge is how long a group pushed into before its ReduceWork came is
 // kept: the ReduceWork is sent before the children's assignments, so it
 // is only late, never missing, unless the coordinator changed.
@@ -165,6 +169,9 @@ func (r *reducers) take(p *dpcnnv1.Piece) error {
 	g := r.group(k)
 	if g == nil {
 		return fmt.Errorf("worker %s holds %d reducer groups, the most it takes", r.self, maxReduceGroups)
+	}
+	if len(g.pieces) >= maxGroupPieces {
+		return fmt.Errorf("group %d of job %s holds %d pieces, the most it takes", k.group, k.job, maxGroupPieces)
 	}
 	g.pieces = append(g.pieces, p)
 	if g.flushed {

@@ -55,14 +55,6 @@ func (d *daemon) startReduce() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("worker %s: reduce service: %w", d.cfg.ID, err)
 	}
-	srv := grpc.NewServer(grpc.Creds(creds),
-		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
-		grpc.InitialWindowSize(dpcnnv1.WindowSize),
-		grpc.InitialConnWindowSize(dpcnnv1.WindowSize))
-	dpcnnv1.RegisterReduceServiceServer(srv, &reduceService{r: d.reduce})
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(ln) })
-	d.closers = append(d.closers, func() { srv.Stop(); wg.Wait() }, d.closeReduceConns)
 	addr := d.cfg.ReduceAdvertise
 	if addr == "" {
 		addr = ln.Addr().String()
@@ -74,6 +66,18 @@ func (d *daemon) startReduce() (string, error) {
 			addr = net.JoinHostPort(h, port)
 		}
 	}
+	if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" || port == "0" {
+		ln.Close()
+		return "", fmt.Errorf("worker %s: reduce service: advertised address %q: want host:port, reachable by the other workers", d.cfg.ID, addr)
+	}
+	srv := grpc.NewServer(grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
+		grpc.InitialWindowSize(dpcnnv1.WindowSize),
+		grpc.InitialConnWindowSize(dpcnnv1.WindowSize))
+	dpcnnv1.RegisterReduceServiceServer(srv, &reduceService{r: d.reduce})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ln) })
+	d.closers = append(d.closers, func() { srv.Stop(); wg.Wait() }, d.closeReduceConns)
 	d.log.Info("serving the reduce service", "listen", ln.Addr().String(), "advertise", addr)
 	return addr, nil
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -135,6 +136,35 @@ func TestReduceServiceRefuses(t *testing.T) {
 	} {
 		if _, err := client.Push(context.Background(), tc.p); status.Code(err) != tc.code {
 			t.Errorf("push %v: %v, want %v", tc.p, err, tc.code)
+		}
+	}
+}
+
+// A group takes no more than maxGroupPieces pieces: a sender's mistake
+// cannot grow a reducer without end.
+func TestReducerBoundsAGroupsPieces(t *testing.T) {
+	r := newReducers("w1", slog.New(slog.DiscardHandler), nil)
+	st := &stream{} // never sent on: the group never completes
+	r.bind(st)
+	defer r.unbind(st)
+	p := &dpcnnv1.Piece{JobId: "j", Group: 3}
+	for range maxGroupPieces {
+		if err := r.take(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.take(p); err == nil {
+		t.Fatalf("piece %d taken", maxGroupPieces+1)
+	}
+}
+
+// A reduce service whose advertised address others could not dial is
+// refused before the worker joins, naming the address.
+func TestStartReduceRefusesABadAdvertisedAddress(t *testing.T) {
+	for _, adv := range []string{"nohost", ":7071", "10.0.0.1:0"} {
+		d := &daemon{cfg: DaemonConfig{ID: "w1", ReduceListen: "127.0.0.1:0", ReduceAdvertise: adv}, log: slog.New(slog.DiscardHandler)}
+		if _, err := d.startReduce(); err == nil || !strings.Contains(err.Error(), adv) {
+			t.Errorf("advertise %q: %v", adv, err)
 		}
 	}
 }
