@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dpcnn/dpcnn/coordinator"
+	"github.com/dpcnn/dpcnn/dataset"
 	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/worker"
@@ -19,15 +20,7 @@ import (
 // the parameters are bit for bit those of one in-process worker, as the
 // star's are (TestThreeWorkersTrainLikeOne).
 func TestTreeTrainsLikeOne(t *testing.T) {
-	dir, train, test := mnist(t)
-	cli, _ := startEtcd(t)
-	m := metrics.New()
-	addr := startCoordinator(t, cli, dir, func(c *coordinator.ServerConfig) {
-		c.Topology, c.TreeFanOut, c.Metrics = coordinator.TopologyTree, 2, m
-	})
-	startWorkers(t, cli, 8, dir, train, test, func(c *worker.DaemonConfig) { c.ReduceListen = "127.0.0.1:0" })
-	conn := dial(t, addr)
-	jobs := dpcnnv1.NewJobServiceClient(conn)
+	jobs, m, train, test := treeCluster(t, 8, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -84,26 +77,17 @@ func sumsReceived(t *testing.T, m *metrics.Metrics, via string) float64 {
 	return 0
 }
 
-// TestTreeSurvivesAnUnreachableReducer: one of four reducing workers
-// advertises an address no one can reach, so every push to the groups it
-// hosts fails. The pushers send their results to the coordinator instead,
+// TestTreeSurvivesAnUnreachableReducer: two of four reducing workers
+// advertise an address no one can reach, so every push to the groups they
+// host fails. The pushers send their results to the coordinator instead,
 // which flushes the groups that waited for them; every step still
 // completes, to the bits of one in-process worker.
 func TestTreeSurvivesAnUnreachableReducer(t *testing.T) {
-	dir, train, test := mnist(t)
-	cli, _ := startEtcd(t)
-	m := metrics.New()
-	addr := startCoordinator(t, cli, dir, func(c *coordinator.ServerConfig) {
-		c.Topology, c.TreeFanOut, c.Metrics = coordinator.TopologyTree, 2, m
-	})
-	startWorkers(t, cli, 4, dir, train, test, func(c *worker.DaemonConfig) {
-		c.ReduceListen = "127.0.0.1:0"
+	jobs, m, train, test := treeCluster(t, 4, func(c *worker.DaemonConfig) {
 		if c.ID == "e2e-w1" || c.ID == "e2e-w3" {
 			c.ReduceAdvertise = unreachable(t)
 		}
 	})
-	conn := dial(t, addr)
-	jobs := dpcnnv1.NewJobServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -138,4 +122,25 @@ func unreachable(t *testing.T) string {
 	a := l.Addr().String()
 	l.Close()
 	return a
+}
+
+// treeCluster starts etcd, a coordinator set for the tree at a fan-out of
+// 2, with metrics, and n workers serving the reduce service on loopback
+// (tune, when set, adjusts each); it returns the coordinator's job service,
+// its metrics and the data set.
+func treeCluster(t *testing.T, n int, tune func(*worker.DaemonConfig)) (dpcnnv1.JobServiceClient, *metrics.Metrics, *dataset.Set, *dataset.Set) {
+	t.Helper()
+	dir, train, test := mnist(t)
+	cli, _ := startEtcd(t)
+	m := metrics.New()
+	addr := startCoordinator(t, cli, dir, func(c *coordinator.ServerConfig) {
+		c.Topology, c.TreeFanOut, c.Metrics = coordinator.TopologyTree, 2, m
+	})
+	startWorkers(t, cli, n, dir, train, test, func(c *worker.DaemonConfig) {
+		c.ReduceListen = "127.0.0.1:0"
+		if tune != nil {
+			tune(c)
+		}
+	})
+	return dpcnnv1.NewJobServiceClient(dial(t, addr)), m, train, test
 }
