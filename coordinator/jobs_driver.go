@@ -517,6 +517,7 @@ func (d *driver) releaseWorkers() {
 	for ws := range d.touched {
 		ws.mu.Lock()
 		clear(ws.outstanding)
+		ws.reducerGroups = 0 // the job's tree is gone with it
 		if ws.job == d.id {
 			ws.job = ""
 		}
