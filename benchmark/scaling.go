@@ -56,8 +56,12 @@ type Simulation struct {
 	Topology string `json:"topology"` // "star" or "tree"
 	// FanOut is the tree's number of children a node; ChunkBytes the unit
 	// messages are relayed in.
-	FanOut     int     `json:"fanOut,omitempty"`
-	ChunkBytes int     `json:"chunkBytes"`
+	FanOut     int `json:"fanOut,omitempty"`
+	ChunkBytes int `json:"chunkBytes"`
+	// CutThrough says the tree's relays and reducers were modelled
+	// forwarding as the chunks arrive, not once they hold the message
+	// whole (as the real ones do).
+	CutThrough bool    `json:"cutThrough,omitempty"`
 	Link       Link    `json:"link"`
 	JitterMs   float64 `json:"jitterMs,omitempty"`
 	// The costs: a micro-batch's compute (and its jitter, a fraction), a

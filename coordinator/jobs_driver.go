@@ -73,6 +73,10 @@ type driver struct {
 	routes    map[uint64]*dpcnnv1.ReduceRoute
 	topology  string
 	lastGroup uint64
+	// relays is the current step's tree of parameter relays (nil: none);
+	// badRelay the workers that did not answer as relays, asked no more.
+	relays   *relayTree
+	badRelay map[string]bool
 }
 
 // driverWorker is a worker in the engine and what its stream has been sent.
@@ -248,6 +252,10 @@ func (d *driver) input(in driverInput) {
 		}
 	case workFailure:
 		if dw := d.workers[in.ws.worker]; dw != nil && dw.ws == in.ws && d.eng != nil {
+			if in.f.GetParamsUnreached() {
+				d.paramsUnreached(dw, in.f)
+				break
+			}
 			// The failure may have left the worker without the parameters
 			// it was sent (a delta it could not apply): send them whole.
 			dw.version = -1
@@ -492,8 +500,10 @@ func (d *driver) assignment(dw *driverWorker, id uint64, epoch, step, version in
 		dw.specSent = true
 	}
 	d.params.see(version, params)
-	if dw.version != version {
-		deltas := dw.ws.deltas && len(d.workers) >= d.s.cfg.ParamsDeltaMinWorkers
+	if dw.version != version && d.relayedParams(dw, a, version) {
+		dw.version = version
+	} else if dw.version != version {
+		deltas := dw.ws.deltas && len(d.workers) >= d.s.cfg.ParamsDeltaMinWorkers && !d.relaysWhole(dw.ws.worker, version)
 		if deltas && !d.deltasLogged {
 			d.deltasLogged = true
 			d.log.Info("parameters go as deltas to the workers that take them", "live_workers", len(d.workers), "from", d.s.cfg.ParamsDeltaMinWorkers)

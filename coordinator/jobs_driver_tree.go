@@ -40,20 +40,26 @@ const (
 	TopologyTree = "tree"
 )
 
-// DefaultTreeFanOut is the most sums a reducer adds: at 4 a tree of 64
-// workers is three levels deep and the coordinator receives 4 sums a step
-// instead of 64. It is the simulator's best at scale (cnnctl bench
-// simulate, parameters relayed down the tree too: 86.5% at 1,024 workers,
-// against 85.4% at a fan-out of 2 and 79.8% at 8; a relay sends its
-// children the parameters one after another, so a wide node is slow).
+// DefaultTreeFanOut is the most sums a reducer adds, and the most workers
+// a relay passes the parameters to: at 4 a tree of 64 workers is three
+// levels deep and the coordinator receives 4 sums a step instead of 64.
+// It is the simulator's best at scale with the tree as built, each node
+// forwarding a message once it holds it whole (cnnctl bench simulate
+// --compute-ms 25.3 --topology tree --fan-out 2|4|8: 80.6% at 64 workers
+// and 69.6% at 1,024, against 75.9 and 64.1% at a fan-out of 2 and 79.1
+// and 65.9% at 8; a node sends its children their messages one after
+// another, so a wide node is slow, and a narrow tree deep).
 const DefaultTreeFanOut = 4
 
 // DefaultTreeMinWorkers is the number of live workers serving
-// ReduceService from which TopologyAuto sends the sums up a tree. With up
-// to a fan-out of workers a tree is the star; at 8 the simulator has the
-// tree ahead (93.1% against the star's 90.8% at 10 Gbit/s, 25.3 ms of
-// compute), and the gap grows with every worker (90.7% against 82.1% at 16).
-const DefaultTreeMinWorkers = 8
+// ReduceService from which TopologyAuto sends the sums up a tree (and the
+// parameters down it). Up to a fan-out of workers a tree is the star. At
+// 8 the star, sending the parameters as deltas from 8 workers on
+// (DefaultParamsDeltaMinWorkers), is 0.2 ms a step ahead in the simulator
+// (30.00 ms against 30.22 at 10 Gbit/s and 25.3 ms of compute, the tree's
+// relays taking whole vectors); from 9 the tree leads, and the gap grows
+// with every worker (31.01 against 33.16 ms at 16).
+const DefaultTreeMinWorkers = 9
 
 // CheckTopology says whether t names a topology.
 func CheckTopology(t string) error {
@@ -132,10 +138,11 @@ func (d *driver) planTree() {
 	topology, why := d.chooseTopology(serving)
 	if topology != TopologyTree {
 		d.topologyChosen(topology, why, assigns[0].Step, nil)
-		d.tree = nil
+		d.tree, d.relays = nil, nil
 		d.reducersChanged()
 		return
 	}
+	d.planRelays(assigns)
 	t := &stepTree{step: assigns[0].Step, parts: map[uint64]*treePart{}, byHost: map[string][]*treeGroup{}}
 	for _, g := range plan.Groups {
 		var parent *treeGroup

@@ -39,6 +39,7 @@ type workStream struct {
 	speed   float64 // images/s the worker joined with
 	deltas  bool    // the worker applies parameter deltas (JoinRequest.accepts_params_delta)
 	reduce  string  // where it serves ReduceService (JoinRequest.reduce_address); "" when not
+	relays  bool    // it fetches its parameters down the tree (JoinRequest.relays_params)
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	out     *mailbox[*dpcnnv1.CoordinatorMessage]
@@ -290,8 +291,8 @@ func (s *Server) openStream(ctx context.Context, hello *dpcnnv1.Hello) (*workStr
 	stopOnLoss := context.AfterFunc(s.lead.ctx, func() { cancel(errLostLead) })
 	ws := &workStream{
 		worker: hello.WorkerId, backend: w.join.Backend, speed: w.join.ImagesPerSec, deltas: w.join.AcceptsParamsDelta,
-		reduce: w.join.ReduceAddress,
-		ctx:    sctx, cancel: func(cause error) { stopOnLoss(); cancel(cause) },
+		reduce: w.join.ReduceAddress, relays: w.join.RelaysParams,
+		ctx: sctx, cancel: func(cause error) { stopOnLoss(); cancel(cause) },
 		out: newMailbox[*dpcnnv1.CoordinatorMessage](), outstanding: map[uint64]bool{},
 	}
 	ws.lastSeen.Store(time.Now().UnixNano())

@@ -47,6 +47,13 @@ func TestTreeTrainsLikeOne(t *testing.T) {
 	if star, tree := sumsReceived(t, m, metrics.ViaStar), sumsReceived(t, m, metrics.ViaTree); star+tree != 2*steps || tree < steps {
 		t.Errorf("gradient sums received over %v steps: %v straight from workers, %v up the tree; want %v in all, most up the tree", steps, star, tree, 2*steps)
 	}
+	// The parameters went down the tree: at a fan-out of 2, all but two
+	// of a step's workers fetch them from another (how many have work in
+	// a step depends on their measured speeds; a step that starts with an
+	// evaluation sends the version with it).
+	if relayed := counterValue(t, m, "dpcnn_params_relayed_total"); relayed < 3*steps {
+		t.Errorf("parameters relayed down the tree to %v assignments over %v steps; want most of them", relayed, steps)
+	}
 	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
 	ckpt := readCheckpoint(t, receive(t, stream, err))
 	ref := trainInProcess(t, spec, train, test)
@@ -77,14 +84,33 @@ func sumsReceived(t *testing.T, m *metrics.Metrics, via string) float64 {
 	return 0
 }
 
-// TestTreeSurvivesAnUnreachableReducer: two of four reducing workers
+// counterValue reads an unlabelled counter.
+func counterValue(t *testing.T, m *metrics.Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.Metric) == 1 {
+			return f.Metric[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestTreeSurvivesAnUnreachableReducer: three of four reducing workers
 // advertise an address no one can reach, so every push to the groups they
-// host fails. The pushers send their results to the coordinator instead,
-// which flushes the groups that waited for them; every step still
-// completes, to the bits of one in-process worker.
+// host fails (three, not two: which workers share a group depends on the
+// order they joined in and their measured speeds, and with two a step's
+// groups could all be hosted by the reachable ones). The pushers send
+// their results to the coordinator instead, which flushes the groups that
+// waited for them (and the workers below an unreachable parameter relay
+// have their work given out again); every step still completes, to the
+// bits of one in-process worker.
 func TestTreeSurvivesAnUnreachableReducer(t *testing.T) {
 	jobs, m, train, test := treeCluster(t, 4, func(c *worker.DaemonConfig) {
-		if c.ID == "e2e-w1" || c.ID == "e2e-w3" {
+		if c.ID != "e2e-w4" {
 			c.ReduceAdvertise = unreachable(t)
 		}
 	})
@@ -101,13 +127,52 @@ func TestTreeSurvivesAnUnreachableReducer(t *testing.T) {
 	// they could not reach (a worker's own result to a group it hosts
 	// itself needs no push, so not all).
 	if star := sumsReceived(t, m, metrics.ViaStar); star == 0 {
-		t.Errorf("no result came straight to the coordinator, though two reducers could not be reached")
+		t.Errorf("no result came straight to the coordinator, though three reducers could not be reached")
 	}
 	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
 	ckpt := readCheckpoint(t, receive(t, stream, err))
 	ref := trainInProcess(t, spec, train, test)
 	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
 		t.Errorf("parameters after %d steps past unreachable reducers: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, got, want, spec.Seed)
+	}
+}
+
+// TestTreeSurvivesUnreachableRelays: every worker advertises a reduce
+// service no one can reach, so whichever relays a step's parameters, the
+// workers below it cannot fetch them. They say so; their work goes out
+// again with the parameters inline, each relay that did not answer relays
+// no more (the job's log names them), and the job ends with the bits of
+// one in-process worker.
+func TestTreeSurvivesUnreachableRelays(t *testing.T) {
+	jobs, m, train, test := treeCluster(t, 4, func(c *worker.DaemonConfig) {
+		c.ReduceAdvertise = unreachable(t)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	spec := smallJob(17)
+	spec.Batch, spec.MicroBatch, spec.MinWorkers = 40, 5, 4
+	run := submitAndWatch(ctx, t, jobs, spec)
+	if run.State != dpcnnv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %s ended %v: %s", run.ID, run.State, run.Reason)
+	}
+	dropped := 0
+	for _, l := range run.Logs {
+		if strings.Contains(l, "could not fetch its parameters from worker") && strings.Contains(l, "relays no more parameters") {
+			dropped++
+		}
+	}
+	if dropped == 0 {
+		t.Errorf("no relay was dropped, though none could be reached: %q", run.Logs)
+	}
+	if relayed := counterValue(t, m, "dpcnn_params_relayed_total"); relayed == 0 {
+		t.Errorf("no assignment was sent its parameters down the tree")
+	}
+	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
+	ckpt := readCheckpoint(t, receive(t, stream, err))
+	ref := trainInProcess(t, spec, train, test)
+	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
+		t.Errorf("parameters after %d steps past unreachable relays: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, got, want, spec.Seed)
 	}
 }
 

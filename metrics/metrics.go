@@ -34,6 +34,7 @@ type Metrics struct {
 	loss, accuracy                                      prometheus.Gauge
 	phase, microbatch                                   *prometheus.HistogramVec
 	paramsSent, sumsReceived                            *prometheus.CounterVec
+	paramsRelayed                                       prometheus.Counter
 
 	mu    sync.Mutex
 	state func() State // nil: no coordinator in this process
@@ -75,6 +76,7 @@ func New() *Metrics {
 		Name: "dpcnn_params_sent_bytes_total",
 		Help: "Parameter bytes sent to workers, by encoding: whole vectors, or deltas from the version before.",
 	}, []string{"encoding"})
+	m.paramsRelayed = counter("dpcnn_params_relayed_total", "Assignments whose parameters went down the tree: fetched from another worker, not sent by the coordinator.")
 	m.sumsReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dpcnn_gradient_sums_received_total",
 		Help: "Gradient sums that reached the coordinator, by the way they came: star (a worker's own result) or tree (up a tree of reducers: a reducer's sum, or a sum passed up unadded).",
@@ -83,7 +85,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.steps, m.images, m.reassignments, m.failures, m.checkpoints,
-		m.loss, m.accuracy, m.phase, m.microbatch, m.paramsSent, m.sumsReceived,
+		m.loss, m.accuracy, m.phase, m.microbatch, m.paramsSent, m.sumsReceived, m.paramsRelayed,
 		stateCollector{m},
 	)
 	return m
@@ -152,6 +154,13 @@ const (
 func (m *Metrics) ParamsSent(encoding string, bytes int) {
 	if m != nil {
 		m.paramsSent.WithLabelValues(encoding).Add(float64(bytes))
+	}
+}
+
+// ParamsRelayed counts an assignment whose parameters go down the tree.
+func (m *Metrics) ParamsRelayed() {
+	if m != nil {
+		m.paramsRelayed.Inc()
 	}
 }
 

@@ -98,6 +98,12 @@ type Config struct {
 	// KiB: an HTTP/2 frame at gRPC's default size, the unit a relay could
 	// forward as it reads).
 	ChunkBytes int
+	// CutThrough makes the tree's relays and reducers forward a message
+	// as its chunks arrive. The real ones (the worker's ReduceService) are
+	// store-and-forward, the default here: a relay passes the parameters
+	// on once it holds them whole, and a reducer sends its sum once every
+	// sum it adds is in; cut-through is what streaming them would gain.
+	CutThrough bool
 
 	Link        Link
 	Costs       Costs

@@ -159,20 +159,30 @@ func TestRunIsDeterministic(t *testing.T) {
 
 // Where the star's one link carries N messages each way, the tree's
 // carry FanOut: at 256 workers the star's step is past C + N·tx, and the
-// tree's within a few message times and latencies a level of C.
+// tree's within a few message times and latencies a level of C: FanOut
+// message times and a latency a level each way, store-and-forward (each
+// node sends on what it holds whole, as the real ones do), or a latency
+// and a chunk a level, and FanOut message times at the top, cut-through.
 func TestTreeScalesWhereStarStops(t *testing.T) {
 	const n = 256
-	star, tree := run(t, tenGbit(n, Star)), run(t, tenGbit(n, Tree))
+	cut := tenGbit(n, Tree)
+	cut.CutThrough = true
+	star, tree, through := run(t, tenGbit(n, Star)), run(t, tenGbit(n, Tree)), run(t, cut)
 	s := sim{cfg: tenGbit(n, Star).withDefaults(), msgBytes: 4 * 123552}
 	tx := ms(s.txTime(s.msgBytes))
 	c := ms(25 * time.Millisecond)
 	if st := star.StepMs[0]; st < c+n*tx {
 		t.Errorf("star, %d workers: %.2f ms a step, under C + N·tx = %.2f", n, st, c+n*tx)
 	}
-	// Four levels below the coordinator, each a latency and a chunk each
-	// way, and FanOut message times at the top each way.
-	if tr := tree.StepMs[0]; tr > c+2*(4*0.3+4*tx)+3 {
-		t.Errorf("tree, %d workers: %.2f ms a step; want about C + 2·(4·(latency+chunk) + 4·tx) plus the coordinator", n, tr)
+	// Four levels below the coordinator.
+	if tr := tree.StepMs[0]; tr > c+2*4*(0.2+4*tx)+3 {
+		t.Errorf("tree, %d workers: %.2f ms a step; want about C + 2·4·(latency + 4·tx) plus the coordinator", n, tr)
+	}
+	if tr := through.StepMs[0]; tr > c+2*(4*0.3+4*tx)+3 {
+		t.Errorf("tree, cut-through, %d workers: %.2f ms a step; want about C + 2·(4·(latency+chunk) + 4·tx) plus the coordinator", n, tr)
+	}
+	if through.StepMs[0] >= tree.StepMs[0] {
+		t.Errorf("tree, %d workers: cut-through %.2f ms a step, store-and-forward %.2f: forwarding as chunks arrive should be faster", n, through.StepMs[0], tree.StepMs[0])
 	}
 	if tree.Phases.Reduce >= star.Phases.Reduce/10 {
 		t.Errorf("the tree's coordinator reduces %.2f ms a step, the star's %.2f: it should add FanOut sums, not N", tree.Phases.Reduce, star.Phases.Reduce)

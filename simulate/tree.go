@@ -158,7 +158,11 @@ func (s *sim) down(t *treeStep, host *simWorker, from *port, first, last time.Du
 	}
 	fa, la := s.transfer(from, &host.port, first, last, s.downBytes)
 	for _, next := range t.relays[host] {
-		s.q.schedule(fa, func() { s.down(t, next, &host.port, fa, la) })
+		if s.cfg.CutThrough {
+			s.q.schedule(fa, func() { s.down(t, next, &host.port, fa, la) })
+		} else {
+			s.q.schedule(la, func() { s.down(t, next, &host.port, la, la) })
+		}
 	}
 	l := t.leaves[host]
 	s.q.schedule(la, func() {
@@ -214,6 +218,11 @@ func (s *sim) flushReducer(t *treeStep, r *reducer) {
 	if r.sent || r.got < r.expect || r.host.dead {
 		return
 	}
+	if !s.cfg.CutThrough && s.now < r.maxLast {
+		// Store-and-forward: nothing leaves before every sum is in.
+		s.q.schedule(r.maxLast, func() { s.flushReducer(t, r) })
+		return
+	}
 	r.sent = true
 	if r.holed {
 		if r.parent != nil {
@@ -234,8 +243,13 @@ func (s *sim) flushReducer(t *treeStep, r *reducer) {
 		return
 	}
 	c := s.cfg.Costs
-	chunkShare := float64(min(s.cfg.ChunkBytes, s.msgBytes)) / float64(s.msgBytes)
 	adds := time.Duration(len(r.pieces) - 1)
+	if !s.cfg.CutThrough {
+		done := s.now + adds*c.Reduce // all in: add them, then send
+		s.q.schedule(done, func() { s.sendUp(t, r.host, r.parent, []piece{sum}, done) })
+		return
+	}
+	chunkShare := float64(min(s.cfg.ChunkBytes, s.msgBytes)) / float64(s.msgBytes)
 	last := max(s.now+adds*c.Reduce, r.maxLast+time.Duration(float64(c.Reduce)*chunkShare))
 	s.sendUp(t, r.host, r.parent, []piece{sum}, last)
 }

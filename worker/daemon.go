@@ -182,8 +182,9 @@ type daemon struct {
 	redirect     string
 	quickRejoins int // joins in a row after a refused session
 
-	reduce     *reducers // the groups it reduces (see reduce.go)
-	reduceAddr string    // where its ReduceService is reached; "" when none
+	reduce     *reducers    // the groups it reduces (see reduce.go)
+	relay      *paramsRelay // the parameters it holds for the tree (see params_relay.go)
+	reduceAddr string       // where its ReduceService is reached; "" when none
 	connMu     sync.Mutex
 	conns      map[string]*grpc.ClientConn // to other workers' ReduceService
 }

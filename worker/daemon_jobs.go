@@ -58,6 +58,11 @@ type jobRun struct {
 	params     []float32 // decode buffer of Assignment.params
 	version    uint64    // of the parameters in comp, when haveParams
 	haveParams bool
+	// unreached is 1 + the version whose parameters could not be fetched
+	// from a relay (0: none): work of that version queued after it, sent
+	// none because the coordinator counted on the fetch, fails alike, as
+	// not the worker's doing.
+	unreached uint64
 	codec      dpcnnv1.DeltaCodec // applies parameter deltas to params
 
 	leafGrads  [][]float32
@@ -84,11 +89,12 @@ func (js *jobs) release(id string) {
 func (js *jobs) reset() { clear(js.byID) }
 
 // prepare readies a's job on train: it builds the job's replica when a
-// carries a spec it does not hold, and loads a's parameters when a carries
-// them. It runs for every assignment, cancelled or not, in the order they
+// carries a spec it does not hold, and loads a's parameters when it comes
+// with them (params: carried whole, or fetched from its relay; or a
+// delta). It runs for every assignment, cancelled or not, in the order they
 // came, since later assignments rely on the parameters earlier ones
 // carried.
-func (js *jobs) prepare(a *dpcnnv1.Assignment, train *dataset.Set) (*jobRun, error) {
+func (js *jobs) prepare(a *dpcnnv1.Assignment, params *dpcnnv1.Tensor, train *dataset.Set) (*jobRun, error) {
 	j := js.byID[a.GetJobId()]
 	if spec := a.GetJobSpecJson(); len(spec) > 0 && (j == nil || !bytes.Equal(spec, j.specJSON)) {
 		js.release(a.GetJobId())
@@ -101,7 +107,7 @@ func (js *jobs) prepare(a *dpcnnv1.Assignment, train *dataset.Set) (*jobRun, err
 	if j == nil {
 		return nil, fmt.Errorf("unknown job %q: no spec received on this stream", a.GetJobId())
 	}
-	if t := a.GetParams(); t != nil {
+	if t := params; t != nil {
 		if err := t.DecodeInto(j.params); err != nil {
 			return nil, fmt.Errorf("parameters of version %d: %w", a.GetParamsVersion(), err)
 		}
@@ -175,6 +181,9 @@ func (js *jobs) build(id string, specJSON []byte, train *dataset.Set) (*jobRun, 
 
 // checkVersion checks that the replica holds the parameters a needs.
 func (j *jobRun) checkVersion(a *dpcnnv1.Assignment) error {
+	if (!j.haveParams || j.version != a.GetParamsVersion()) && j.unreached == a.GetParamsVersion()+1 {
+		return fmt.Errorf("%w: parameters of version %d wanted: their fetch from the relay failed", errParamsUnreached, a.GetParamsVersion())
+	}
 	if !j.haveParams {
 		return fmt.Errorf("no parameters received for version %d", a.GetParamsVersion())
 	}

@@ -138,6 +138,7 @@ func (d *daemon) join(ctx context.Context, conn *grpc.ClientConn, client dpcnnv1
 		// This worker applies parameter deltas (jobs.prepare).
 		AcceptsParamsDelta: true,
 		ReduceAddress:      d.reduceAddr,
+		RelaysParams:       true,
 	})
 	if err == nil {
 		return resp, nil

@@ -61,6 +61,8 @@ func (d *daemon) work(ctx context.Context, client dpcnnv1.WorkerServiceClient, r
 	s := &stream{d: d, s: ws, queue: newWorkQueue()}
 	d.reduce.bind(s)
 	defer d.reduce.unbind(s)
+	d.relay.bind()
+	defer d.relay.unbind()
 	hello := &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Hello{Hello: &dpcnnv1.Hello{WorkerId: d.cfg.ID, Session: resp.GetSession()}}}
 	if err := s.send(hello); err != nil {
 		return sessionEnd{err: fmt.Errorf("worker %s: hello to %s: %w", d.cfg.ID, addr, err)}
@@ -85,6 +87,7 @@ func (d *daemon) work(ctx context.Context, client dpcnnv1.WorkerServiceClient, r
 			received.Store(true)
 			switch k := m.GetKind().(type) {
 			case *dpcnnv1.CoordinatorMessage_Assignment:
+				d.relay.received(k.Assignment)
 				s.queue.push(&queuedWork{a: k.Assignment, arrived: time.Now()})
 			case *dpcnnv1.CoordinatorMessage_Cancel:
 				s.queue.cancel(k.Cancel)
@@ -232,11 +235,19 @@ func (s *stream) execute(ctx, item context.Context, w *queuedWork) error {
 	d := s.d
 	if w.a == nil {
 		d.jobs.release(w.release)
+		d.relay.forget(w.release)
 		d.log.Info("released job", "job", w.release)
 		return nil
 	}
 	a := w.a
-	j, err := d.jobs.prepare(a, d.train)
+	params, err := s.params(item, a)
+	j, perr := d.jobs.prepare(a, params, d.train) // even without its parameters: it may carry the spec
+	if err != nil && j != nil {
+		j.unreached = a.GetParamsVersion() + 1 // later work of that version fails alike
+	}
+	if err == nil {
+		err = perr
+	}
 	if err == nil && !s.queue.isCancelled(w) {
 		err = s.compute(ctx, item, w, j)
 	}
@@ -258,14 +269,25 @@ func (s *stream) execute(ctx, item context.Context, w *queuedWork) error {
 		d.log.Warn("assignment failed", "job", a.GetJobId(), "assignment", a.GetAssignmentId(), "err", err)
 	}
 	failure := &dpcnnv1.WorkerMessage{Kind: &dpcnnv1.WorkerMessage_Failure{Failure: &dpcnnv1.WorkFailure{
-		AssignmentId: a.GetAssignmentId(),
-		JobId:        a.GetJobId(),
-		Message:      fmt.Sprintf("worker %s: job %s: assignment %d: step %d: %v", d.cfg.ID, a.GetJobId(), a.GetAssignmentId(), a.GetStep()+1, err),
+		AssignmentId:    a.GetAssignmentId(),
+		JobId:           a.GetJobId(),
+		Message:         fmt.Sprintf("worker %s: job %s: assignment %d: step %d: %v", d.cfg.ID, a.GetJobId(), a.GetAssignmentId(), a.GetStep()+1, err),
+		ParamsUnreached: errors.Is(err, errParamsUnreached),
+		ParamsRelayDown: errors.Is(err, errRelayDown),
 	}}}
 	if err := s.send(failure); err != nil {
 		return fmt.Errorf("%w: %w", errSend, err)
 	}
 	return nil
+}
+
+// params returns the whole parameters a carries, or those its relay
+// answered; nil when it carries none or a delta.
+func (s *stream) params(ctx context.Context, a *dpcnnv1.Assignment) (*dpcnnv1.Tensor, error) {
+	if a.GetParams() != nil || a.GetParamsDelta() != nil || a.GetParamsFrom() == nil {
+		return a.GetParams(), nil
+	}
+	return s.d.relay.wait(ctx, a.GetJobId(), a.GetParamsVersion())
 }
 
 // compute computes a prepared assignment and sends its results.

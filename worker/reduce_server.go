@@ -21,7 +21,8 @@ import (
 // pieces of the groups it reduces.
 type reduceService struct {
 	dpcnnv1.UnimplementedReduceServiceServer
-	r *reducers
+	r     *reducers
+	relay *paramsRelay
 }
 
 func (s *reduceService) Push(ctx context.Context, p *dpcnnv1.Piece) (*dpcnnv1.PushReply, error) {
@@ -37,10 +38,29 @@ func (s *reduceService) Push(ctx context.Context, p *dpcnnv1.Piece) (*dpcnnv1.Pu
 	return &dpcnnv1.PushReply{}, nil
 }
 
+// Params answers a job's parameters to a child in the tree, once the
+// worker holds them.
+func (s *reduceService) Params(ctx context.Context, req *dpcnnv1.ParamsRequest) (*dpcnnv1.ParamsReply, error) {
+	if req.GetJobId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "params: a request needs a job")
+	}
+	t, err := s.relay.wait(ctx, req.GetJobId(), req.GetVersion())
+	switch {
+	case errors.Is(err, errNoStream):
+		return nil, status.Error(codes.Unavailable, err.Error())
+	case ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case err != nil:
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &dpcnnv1.ParamsReply{Params: t}, nil
+}
+
 // startReduce serves ReduceService on cfg.ReduceListen, when set, and
 // returns the address the worker announces for it.
 func (d *daemon) startReduce() (string, error) {
 	d.reduce = newReducers(d.cfg.ID, d.log, d.pushPiece)
+	d.relay = newParamsRelay(d.cfg.ID, d.log, d.fetchParams)
 	if d.cfg.ReduceListen == "" {
 		return "", nil
 	}
@@ -74,7 +94,7 @@ func (d *daemon) startReduce() (string, error) {
 		grpc.MaxRecvMsgSize(dpcnnv1.MaxMessageSize),
 		grpc.InitialWindowSize(dpcnnv1.WindowSize),
 		grpc.InitialConnWindowSize(dpcnnv1.WindowSize))
-	dpcnnv1.RegisterReduceServiceServer(srv, &reduceService{r: d.reduce})
+	dpcnnv1.RegisterReduceServiceServer(srv, &reduceService{r: d.reduce, relay: d.relay})
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = srv.Serve(ln) })
 	d.closers = append(d.closers, func() { srv.Stop(); wg.Wait() }, d.closeReduceConns)
@@ -91,6 +111,16 @@ func (d *daemon) pushPiece(ctx context.Context, address string, p *dpcnnv1.Piece
 	}
 	_, err = dpcnnv1.NewReduceServiceClient(conn).Push(ctx, p)
 	return err
+}
+
+// fetchParams asks the relay at address for parameters, over the
+// connection pushes use.
+func (d *daemon) fetchParams(ctx context.Context, address string, r *dpcnnv1.ParamsRequest) (*dpcnnv1.ParamsReply, error) {
+	conn, err := d.reduceConn(address)
+	if err != nil {
+		return nil, err
+	}
+	return dpcnnv1.NewReduceServiceClient(conn).Params(ctx, r, grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize))
 }
 
 func (d *daemon) reduceConn(address string) (*grpc.ClientConn, error) {

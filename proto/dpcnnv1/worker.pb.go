@@ -67,6 +67,11 @@ type JoinRequest struct {
 	// none. The coordinator appoints reducers only among workers that name
 	// one.
 	ReduceAddress string `protobuf:"bytes,10,opt,name=reduce_address,json=reduceAddress,proto3" json:"reduce_address,omitempty"`
+	// RelaysParams says the worker takes Assignment.params_from and, when it
+	// names a reduce_address, answers ReduceService.Params (revision 6). The
+	// coordinator sends parameters down the tree only among workers that
+	// say so.
+	RelaysParams  bool `protobuf:"varint,11,opt,name=relays_params,json=relaysParams,proto3" json:"relays_params,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -169,6 +174,13 @@ func (x *JoinRequest) GetReduceAddress() string {
 		return x.ReduceAddress
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetRelaysParams() bool {
+	if x != nil {
+		return x.RelaysParams
+	}
+	return false
 }
 
 // JoinResponse admits a worker.
@@ -560,9 +572,19 @@ type WorkFailure struct {
 	AssignmentId uint64                 `protobuf:"varint,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
 	JobId        string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Message is the error, with context.
-	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// ParamsUnreached says the assignment's parameters could not be had
+	// from the worker its params_from named (revision 6): not the worker's
+	// doing, so it is not flagged, and the work is given out again with the
+	// parameters from the coordinator.
+	ParamsUnreached bool `protobuf:"varint,4,opt,name=params_unreached,json=paramsUnreached,proto3" json:"params_unreached,omitempty"`
+	// ParamsRelayDown, with params_unreached, says the relay did not answer
+	// (unreachable, or no answer in time), rather than answering that it
+	// could not have the version itself: the coordinator asks it to relay no
+	// more.
+	ParamsRelayDown bool `protobuf:"varint,5,opt,name=params_relay_down,json=paramsRelayDown,proto3" json:"params_relay_down,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WorkFailure) Reset() {
@@ -614,6 +636,20 @@ func (x *WorkFailure) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *WorkFailure) GetParamsUnreached() bool {
+	if x != nil {
+		return x.ParamsUnreached
+	}
+	return false
+}
+
+func (x *WorkFailure) GetParamsRelayDown() bool {
+	if x != nil {
+		return x.ParamsRelayDown
+	}
+	return false
 }
 
 // CoordinatorMessage is what the coordinator sends on a Work stream.
@@ -782,7 +818,13 @@ type Assignment struct {
 	// (revision 5): the worker pushes it, as a Piece, to the reducer the
 	// route names (ReduceService.Push), and sends it on its Work stream only
 	// when that fails. Without a route the result goes on the stream.
-	Route         *ReduceRoute `protobuf:"bytes,11,opt,name=route,proto3" json:"route,omitempty"`
+	Route *ReduceRoute `protobuf:"bytes,11,opt,name=route,proto3" json:"route,omitempty"`
+	// ParamsFrom, when set (and params and params_delta are not), sends the
+	// parameters of params_version down the tree (revision 6): the worker
+	// fetches them from the worker it names (ReduceService.Params), which
+	// has them, or will, from its own assignment. When that fails, the
+	// worker answers a WorkFailure with params_unreached.
+	ParamsFrom    *ParamsSource `protobuf:"bytes,12,opt,name=params_from,json=paramsFrom,proto3" json:"params_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -905,6 +947,13 @@ func (x *Assignment) GetRoute() *ReduceRoute {
 	return nil
 }
 
+func (x *Assignment) GetParamsFrom() *ParamsSource {
+	if x != nil {
+		return x.ParamsFrom
+	}
+	return nil
+}
+
 type isAssignment_Work interface {
 	isAssignment_Work()
 }
@@ -920,6 +969,60 @@ type Assignment_Eval struct {
 func (*Assignment_Train) isAssignment_Work() {}
 
 func (*Assignment_Eval) isAssignment_Work() {}
+
+// ParamsSource names the worker that relays an assignment's parameters.
+type ParamsSource struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Address is its ReduceService (JoinRequest.reduce_address).
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParamsSource) Reset() {
+	*x = ParamsSource{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParamsSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParamsSource) ProtoMessage() {}
+
+func (x *ParamsSource) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParamsSource.ProtoReflect.Descriptor instead.
+func (*ParamsSource) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ParamsSource) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ParamsSource) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
 
 // ParamsDelta is a parameter vector as the bitwise XOR of its float32s with
 // those of the base version, byte plane by byte plane: consecutive
@@ -949,7 +1052,7 @@ type ParamsDelta struct {
 
 func (x *ParamsDelta) Reset() {
 	*x = ParamsDelta{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1064,7 @@ func (x *ParamsDelta) String() string {
 func (*ParamsDelta) ProtoMessage() {}
 
 func (x *ParamsDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[9]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1077,7 @@ func (x *ParamsDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParamsDelta.ProtoReflect.Descriptor instead.
 func (*ParamsDelta) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ParamsDelta) GetBaseVersion() uint64 {
@@ -1013,7 +1116,7 @@ type TrainWork struct {
 
 func (x *TrainWork) Reset() {
 	*x = TrainWork{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1128,7 @@ func (x *TrainWork) String() string {
 func (*TrainWork) ProtoMessage() {}
 
 func (x *TrainWork) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[10]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1141,7 @@ func (x *TrainWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainWork.ProtoReflect.Descriptor instead.
 func (*TrainWork) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TrainWork) GetSubtree() *Subtree {
@@ -1067,7 +1170,7 @@ type Subtree struct {
 
 func (x *Subtree) Reset() {
 	*x = Subtree{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1182,7 @@ func (x *Subtree) String() string {
 func (*Subtree) ProtoMessage() {}
 
 func (x *Subtree) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[11]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1195,7 @@ func (x *Subtree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subtree.ProtoReflect.Descriptor instead.
 func (*Subtree) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Subtree) GetFirstLeaf() uint32 {
@@ -1129,7 +1232,7 @@ type EvalWork struct {
 
 func (x *EvalWork) Reset() {
 	*x = EvalWork{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1244,7 @@ func (x *EvalWork) String() string {
 func (*EvalWork) ProtoMessage() {}
 
 func (x *EvalWork) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[12]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1257,7 @@ func (x *EvalWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvalWork.ProtoReflect.Descriptor instead.
 func (*EvalWork) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EvalWork) GetBegin() int64 {
@@ -1190,7 +1293,7 @@ type CancelWork struct {
 
 func (x *CancelWork) Reset() {
 	*x = CancelWork{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1305,7 @@ func (x *CancelWork) String() string {
 func (*CancelWork) ProtoMessage() {}
 
 func (x *CancelWork) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[13]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1318,7 @@ func (x *CancelWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWork.ProtoReflect.Descriptor instead.
 func (*CancelWork) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelWork) GetJobId() string {
@@ -1265,7 +1368,7 @@ type WorkResult struct {
 
 func (x *WorkResult) Reset() {
 	*x = WorkResult{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1380,7 @@ func (x *WorkResult) String() string {
 func (*WorkResult) ProtoMessage() {}
 
 func (x *WorkResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[14]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1393,7 @@ func (x *WorkResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkResult.ProtoReflect.Descriptor instead.
 func (*WorkResult) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WorkResult) GetAssignmentId() uint64 {
@@ -1387,7 +1490,7 @@ type SubtreeGradient struct {
 
 func (x *SubtreeGradient) Reset() {
 	*x = SubtreeGradient{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1502,7 @@ func (x *SubtreeGradient) String() string {
 func (*SubtreeGradient) ProtoMessage() {}
 
 func (x *SubtreeGradient) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[15]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1515,7 @@ func (x *SubtreeGradient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtreeGradient.ProtoReflect.Descriptor instead.
 func (*SubtreeGradient) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubtreeGradient) GetFirstLeaf() uint32 {
@@ -1465,7 +1568,7 @@ type EvalCount struct {
 
 func (x *EvalCount) Reset() {
 	*x = EvalCount{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[16]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1580,7 @@ func (x *EvalCount) String() string {
 func (*EvalCount) ProtoMessage() {}
 
 func (x *EvalCount) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[16]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1593,7 @@ func (x *EvalCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvalCount.ProtoReflect.Descriptor instead.
 func (*EvalCount) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EvalCount) GetBegin() int64 {
@@ -1514,6 +1617,113 @@ func (x *EvalCount) GetCorrect() int64 {
 	return 0
 }
 
+// ParamsRequest asks for a job's parameters.
+type ParamsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// WorkerId names the asking worker, for the server's logs.
+	WorkerId      string `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParamsRequest) Reset() {
+	*x = ParamsRequest{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParamsRequest) ProtoMessage() {}
+
+func (x *ParamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParamsRequest.ProtoReflect.Descriptor instead.
+func (*ParamsRequest) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ParamsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ParamsRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ParamsRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+// ParamsReply holds the parameters, laid out as Assignment.params.
+type ParamsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Params        *Tensor                `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParamsReply) Reset() {
+	*x = ParamsReply{}
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParamsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParamsReply) ProtoMessage() {}
+
+func (x *ParamsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParamsReply.ProtoReflect.Descriptor instead.
+func (*ParamsReply) Descriptor() ([]byte, []int) {
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ParamsReply) GetParams() *Tensor {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
 // ReduceRoute names where a sum goes up.
 type ReduceRoute struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1530,7 +1740,7 @@ type ReduceRoute struct {
 
 func (x *ReduceRoute) Reset() {
 	*x = ReduceRoute{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[17]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1752,7 @@ func (x *ReduceRoute) String() string {
 func (*ReduceRoute) ProtoMessage() {}
 
 func (x *ReduceRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[17]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1765,7 @@ func (x *ReduceRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceRoute.ProtoReflect.Descriptor instead.
 func (*ReduceRoute) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReduceRoute) GetReducerId() string {
@@ -1604,7 +1814,7 @@ type ReduceWork struct {
 
 func (x *ReduceWork) Reset() {
 	*x = ReduceWork{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[18]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1826,7 @@ func (x *ReduceWork) String() string {
 func (*ReduceWork) ProtoMessage() {}
 
 func (x *ReduceWork) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[18]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1839,7 @@ func (x *ReduceWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceWork.ProtoReflect.Descriptor instead.
 func (*ReduceWork) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReduceWork) GetJobId() string {
@@ -1701,7 +1911,7 @@ type FlushReduce struct {
 
 func (x *FlushReduce) Reset() {
 	*x = FlushReduce{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1923,7 @@ func (x *FlushReduce) String() string {
 func (*FlushReduce) ProtoMessage() {}
 
 func (x *FlushReduce) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1936,7 @@ func (x *FlushReduce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushReduce.ProtoReflect.Descriptor instead.
 func (*FlushReduce) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FlushReduce) GetJobId() string {
@@ -1768,7 +1978,7 @@ type Piece struct {
 
 func (x *Piece) Reset() {
 	*x = Piece{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[20]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1990,7 @@ func (x *Piece) String() string {
 func (*Piece) ProtoMessage() {}
 
 func (x *Piece) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[20]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +2003,7 @@ func (x *Piece) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Piece.ProtoReflect.Descriptor instead.
 func (*Piece) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{20}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Piece) GetJobId() string {
@@ -1856,7 +2066,7 @@ type PiecePart struct {
 
 func (x *PiecePart) Reset() {
 	*x = PiecePart{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[21]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2078,7 @@ func (x *PiecePart) String() string {
 func (*PiecePart) ProtoMessage() {}
 
 func (x *PiecePart) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[21]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2091,7 @@ func (x *PiecePart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PiecePart.ProtoReflect.Descriptor instead.
 func (*PiecePart) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{21}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PiecePart) GetWorkerId() string {
@@ -1907,7 +2117,7 @@ type PushReply struct {
 
 func (x *PushReply) Reset() {
 	*x = PushReply{}
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[22]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2129,7 @@ func (x *PushReply) String() string {
 func (*PushReply) ProtoMessage() {}
 
 func (x *PushReply) ProtoReflect() protoreflect.Message {
-	mi := &file_dpcnn_v1_worker_proto_msgTypes[22]
+	mi := &file_dpcnn_v1_worker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,14 +2142,14 @@ func (x *PushReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushReply.ProtoReflect.Descriptor instead.
 func (*PushReply) Descriptor() ([]byte, []int) {
-	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{22}
+	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{25}
 }
 
 var File_dpcnn_v1_worker_proto protoreflect.FileDescriptor
 
 const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x15dpcnn/v1/worker.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\xe2\x02\n" +
+	"\x15dpcnn/v1/worker.proto\x12\bdpcnn.v1\x1a\x15dpcnn/v1/common.proto\"\x87\x03\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -1951,7 +2161,8 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\aversion\x18\b \x01(\tR\aversion\x120\n" +
 	"\x14accepts_params_delta\x18\t \x01(\bR\x12acceptsParamsDelta\x12%\n" +
 	"\x0ereduce_address\x18\n" +
-	" \x01(\tR\rreduceAddress\"\xd4\x01\n" +
+	" \x01(\tR\rreduceAddress\x12#\n" +
+	"\rrelays_params\x18\v \x01(\bR\frelaysParams\"\xd4\x01\n" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12%\n" +
@@ -1971,11 +2182,13 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\";\n" +
 	"\tHeartbeat\x12.\n" +
-	"\x13busy_assignment_ids\x18\x01 \x03(\x04R\x11busyAssignmentIds\"c\n" +
+	"\x13busy_assignment_ids\x18\x01 \x03(\x04R\x11busyAssignmentIds\"\xba\x01\n" +
 	"\vWorkFailure\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\x04R\fassignmentId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xe3\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12)\n" +
+	"\x10params_unreached\x18\x04 \x01(\bR\x0fparamsUnreached\x12*\n" +
+	"\x11params_relay_down\x18\x05 \x01(\bR\x0fparamsRelayDown\"\xe3\x01\n" +
 	"\x12CoordinatorMessage\x126\n" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x14.dpcnn.v1.AssignmentH\x00R\n" +
@@ -1983,7 +2196,7 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x06cancel\x18\x02 \x01(\v2\x14.dpcnn.v1.CancelWorkH\x00R\x06cancel\x12.\n" +
 	"\x06reduce\x18\x03 \x01(\v2\x14.dpcnn.v1.ReduceWorkH\x00R\x06reduce\x12-\n" +
 	"\x05flush\x18\x04 \x01(\v2\x15.dpcnn.v1.FlushReduceH\x00R\x05flushB\x06\n" +
-	"\x04kind\"\xad\x03\n" +
+	"\x04kind\"\xe6\x03\n" +
 	"\n" +
 	"Assignment\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\x04R\fassignmentId\x12\x15\n" +
@@ -1997,8 +2210,13 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x04eval\x18\t \x01(\v2\x12.dpcnn.v1.EvalWorkH\x00R\x04eval\x128\n" +
 	"\fparams_delta\x18\n" +
 	" \x01(\v2\x15.dpcnn.v1.ParamsDeltaR\vparamsDelta\x12+\n" +
-	"\x05route\x18\v \x01(\v2\x15.dpcnn.v1.ReduceRouteR\x05routeB\x06\n" +
-	"\x04work\"^\n" +
+	"\x05route\x18\v \x01(\v2\x15.dpcnn.v1.ReduceRouteR\x05route\x127\n" +
+	"\vparams_from\x18\f \x01(\v2\x16.dpcnn.v1.ParamsSourceR\n" +
+	"paramsFromB\x06\n" +
+	"\x04work\"E\n" +
+	"\fParamsSource\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"^\n" +
 	"\vParamsDelta\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x16\n" +
@@ -2041,7 +2259,13 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\tEvalCount\x12\x14\n" +
 	"\x05begin\x18\x01 \x01(\x03R\x05begin\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x03R\x03end\x12\x18\n" +
-	"\acorrect\x18\x03 \x01(\x03R\acorrect\"\\\n" +
+	"\acorrect\x18\x03 \x01(\x03R\acorrect\"]\n" +
+	"\rParamsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1b\n" +
+	"\tworker_id\x18\x03 \x01(\tR\bworkerId\"7\n" +
+	"\vParamsReply\x12(\n" +
+	"\x06params\x18\x01 \x01(\v2\x10.dpcnn.v1.TensorR\x06params\"\\\n" +
 	"\vReduceRoute\x12\x1d\n" +
 	"\n" +
 	"reducer_id\x18\x01 \x01(\tR\treducerId\x12\x18\n" +
@@ -2080,9 +2304,10 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\rWorkerService\x125\n" +
 	"\x04Join\x12\x15.dpcnn.v1.JoinRequest\x1a\x16.dpcnn.v1.JoinResponse\x12A\n" +
 	"\x04Work\x12\x17.dpcnn.v1.WorkerMessage\x1a\x1c.dpcnn.v1.CoordinatorMessage(\x010\x01\x12D\n" +
-	"\fFetchDataset\x12\x1d.dpcnn.v1.FetchDatasetRequest\x1a\x13.dpcnn.v1.FileChunk0\x012=\n" +
+	"\fFetchDataset\x12\x1d.dpcnn.v1.FetchDatasetRequest\x1a\x13.dpcnn.v1.FileChunk0\x012w\n" +
 	"\rReduceService\x12,\n" +
-	"\x04Push\x12\x0f.dpcnn.v1.Piece\x1a\x13.dpcnn.v1.PushReplyB.Z,github.com/dpcnn/dpcnn/proto/dpcnnv1;dpcnnv1b\x06proto3"
+	"\x04Push\x12\x0f.dpcnn.v1.Piece\x1a\x13.dpcnn.v1.PushReply\x128\n" +
+	"\x06Params\x12\x17.dpcnn.v1.ParamsRequest\x1a\x15.dpcnn.v1.ParamsReplyB.Z,github.com/dpcnn/dpcnn/proto/dpcnnv1;dpcnnv1b\x06proto3"
 
 var (
 	file_dpcnn_v1_worker_proto_rawDescOnce sync.Once
@@ -2096,7 +2321,7 @@ func file_dpcnn_v1_worker_proto_rawDescGZIP() []byte {
 	return file_dpcnn_v1_worker_proto_rawDescData
 }
 
-var file_dpcnn_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_dpcnn_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_dpcnn_v1_worker_proto_goTypes = []any{
 	(*JoinRequest)(nil),         // 0: dpcnn.v1.JoinRequest
 	(*JoinResponse)(nil),        // 1: dpcnn.v1.JoinResponse
@@ -2107,62 +2332,69 @@ var file_dpcnn_v1_worker_proto_goTypes = []any{
 	(*WorkFailure)(nil),         // 6: dpcnn.v1.WorkFailure
 	(*CoordinatorMessage)(nil),  // 7: dpcnn.v1.CoordinatorMessage
 	(*Assignment)(nil),          // 8: dpcnn.v1.Assignment
-	(*ParamsDelta)(nil),         // 9: dpcnn.v1.ParamsDelta
-	(*TrainWork)(nil),           // 10: dpcnn.v1.TrainWork
-	(*Subtree)(nil),             // 11: dpcnn.v1.Subtree
-	(*EvalWork)(nil),            // 12: dpcnn.v1.EvalWork
-	(*CancelWork)(nil),          // 13: dpcnn.v1.CancelWork
-	(*WorkResult)(nil),          // 14: dpcnn.v1.WorkResult
-	(*SubtreeGradient)(nil),     // 15: dpcnn.v1.SubtreeGradient
-	(*EvalCount)(nil),           // 16: dpcnn.v1.EvalCount
-	(*ReduceRoute)(nil),         // 17: dpcnn.v1.ReduceRoute
-	(*ReduceWork)(nil),          // 18: dpcnn.v1.ReduceWork
-	(*FlushReduce)(nil),         // 19: dpcnn.v1.FlushReduce
-	(*Piece)(nil),               // 20: dpcnn.v1.Piece
-	(*PiecePart)(nil),           // 21: dpcnn.v1.PiecePart
-	(*PushReply)(nil),           // 22: dpcnn.v1.PushReply
-	(*FileInfo)(nil),            // 23: dpcnn.v1.FileInfo
-	(*Tensor)(nil),              // 24: dpcnn.v1.Tensor
-	(*FileChunk)(nil),           // 25: dpcnn.v1.FileChunk
+	(*ParamsSource)(nil),        // 9: dpcnn.v1.ParamsSource
+	(*ParamsDelta)(nil),         // 10: dpcnn.v1.ParamsDelta
+	(*TrainWork)(nil),           // 11: dpcnn.v1.TrainWork
+	(*Subtree)(nil),             // 12: dpcnn.v1.Subtree
+	(*EvalWork)(nil),            // 13: dpcnn.v1.EvalWork
+	(*CancelWork)(nil),          // 14: dpcnn.v1.CancelWork
+	(*WorkResult)(nil),          // 15: dpcnn.v1.WorkResult
+	(*SubtreeGradient)(nil),     // 16: dpcnn.v1.SubtreeGradient
+	(*EvalCount)(nil),           // 17: dpcnn.v1.EvalCount
+	(*ParamsRequest)(nil),       // 18: dpcnn.v1.ParamsRequest
+	(*ParamsReply)(nil),         // 19: dpcnn.v1.ParamsReply
+	(*ReduceRoute)(nil),         // 20: dpcnn.v1.ReduceRoute
+	(*ReduceWork)(nil),          // 21: dpcnn.v1.ReduceWork
+	(*FlushReduce)(nil),         // 22: dpcnn.v1.FlushReduce
+	(*Piece)(nil),               // 23: dpcnn.v1.Piece
+	(*PiecePart)(nil),           // 24: dpcnn.v1.PiecePart
+	(*PushReply)(nil),           // 25: dpcnn.v1.PushReply
+	(*FileInfo)(nil),            // 26: dpcnn.v1.FileInfo
+	(*Tensor)(nil),              // 27: dpcnn.v1.Tensor
+	(*FileChunk)(nil),           // 28: dpcnn.v1.FileChunk
 }
 var file_dpcnn_v1_worker_proto_depIdxs = []int32{
-	23, // 0: dpcnn.v1.JoinRequest.dataset:type_name -> dpcnn.v1.FileInfo
-	23, // 1: dpcnn.v1.JoinResponse.dataset:type_name -> dpcnn.v1.FileInfo
+	26, // 0: dpcnn.v1.JoinRequest.dataset:type_name -> dpcnn.v1.FileInfo
+	26, // 1: dpcnn.v1.JoinResponse.dataset:type_name -> dpcnn.v1.FileInfo
 	4,  // 2: dpcnn.v1.WorkerMessage.hello:type_name -> dpcnn.v1.Hello
-	14, // 3: dpcnn.v1.WorkerMessage.result:type_name -> dpcnn.v1.WorkResult
+	15, // 3: dpcnn.v1.WorkerMessage.result:type_name -> dpcnn.v1.WorkResult
 	5,  // 4: dpcnn.v1.WorkerMessage.heartbeat:type_name -> dpcnn.v1.Heartbeat
 	6,  // 5: dpcnn.v1.WorkerMessage.failure:type_name -> dpcnn.v1.WorkFailure
-	20, // 6: dpcnn.v1.WorkerMessage.piece:type_name -> dpcnn.v1.Piece
+	23, // 6: dpcnn.v1.WorkerMessage.piece:type_name -> dpcnn.v1.Piece
 	8,  // 7: dpcnn.v1.CoordinatorMessage.assignment:type_name -> dpcnn.v1.Assignment
-	13, // 8: dpcnn.v1.CoordinatorMessage.cancel:type_name -> dpcnn.v1.CancelWork
-	18, // 9: dpcnn.v1.CoordinatorMessage.reduce:type_name -> dpcnn.v1.ReduceWork
-	19, // 10: dpcnn.v1.CoordinatorMessage.flush:type_name -> dpcnn.v1.FlushReduce
-	24, // 11: dpcnn.v1.Assignment.params:type_name -> dpcnn.v1.Tensor
-	10, // 12: dpcnn.v1.Assignment.train:type_name -> dpcnn.v1.TrainWork
-	12, // 13: dpcnn.v1.Assignment.eval:type_name -> dpcnn.v1.EvalWork
-	9,  // 14: dpcnn.v1.Assignment.params_delta:type_name -> dpcnn.v1.ParamsDelta
-	17, // 15: dpcnn.v1.Assignment.route:type_name -> dpcnn.v1.ReduceRoute
-	11, // 16: dpcnn.v1.TrainWork.subtree:type_name -> dpcnn.v1.Subtree
-	15, // 17: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
-	16, // 18: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
-	24, // 19: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
-	17, // 20: dpcnn.v1.ReduceWork.up:type_name -> dpcnn.v1.ReduceRoute
-	24, // 21: dpcnn.v1.Piece.gradient_sum:type_name -> dpcnn.v1.Tensor
-	21, // 22: dpcnn.v1.Piece.parts:type_name -> dpcnn.v1.PiecePart
-	14, // 23: dpcnn.v1.PiecePart.result:type_name -> dpcnn.v1.WorkResult
-	0,  // 24: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
-	3,  // 25: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
-	2,  // 26: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
-	20, // 27: dpcnn.v1.ReduceService.Push:input_type -> dpcnn.v1.Piece
-	1,  // 28: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
-	7,  // 29: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
-	25, // 30: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
-	22, // 31: dpcnn.v1.ReduceService.Push:output_type -> dpcnn.v1.PushReply
-	28, // [28:32] is the sub-list for method output_type
-	24, // [24:28] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	14, // 8: dpcnn.v1.CoordinatorMessage.cancel:type_name -> dpcnn.v1.CancelWork
+	21, // 9: dpcnn.v1.CoordinatorMessage.reduce:type_name -> dpcnn.v1.ReduceWork
+	22, // 10: dpcnn.v1.CoordinatorMessage.flush:type_name -> dpcnn.v1.FlushReduce
+	27, // 11: dpcnn.v1.Assignment.params:type_name -> dpcnn.v1.Tensor
+	11, // 12: dpcnn.v1.Assignment.train:type_name -> dpcnn.v1.TrainWork
+	13, // 13: dpcnn.v1.Assignment.eval:type_name -> dpcnn.v1.EvalWork
+	10, // 14: dpcnn.v1.Assignment.params_delta:type_name -> dpcnn.v1.ParamsDelta
+	20, // 15: dpcnn.v1.Assignment.route:type_name -> dpcnn.v1.ReduceRoute
+	9,  // 16: dpcnn.v1.Assignment.params_from:type_name -> dpcnn.v1.ParamsSource
+	12, // 17: dpcnn.v1.TrainWork.subtree:type_name -> dpcnn.v1.Subtree
+	16, // 18: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
+	17, // 19: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
+	27, // 20: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
+	27, // 21: dpcnn.v1.ParamsReply.params:type_name -> dpcnn.v1.Tensor
+	20, // 22: dpcnn.v1.ReduceWork.up:type_name -> dpcnn.v1.ReduceRoute
+	27, // 23: dpcnn.v1.Piece.gradient_sum:type_name -> dpcnn.v1.Tensor
+	24, // 24: dpcnn.v1.Piece.parts:type_name -> dpcnn.v1.PiecePart
+	15, // 25: dpcnn.v1.PiecePart.result:type_name -> dpcnn.v1.WorkResult
+	0,  // 26: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
+	3,  // 27: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
+	2,  // 28: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
+	23, // 29: dpcnn.v1.ReduceService.Push:input_type -> dpcnn.v1.Piece
+	18, // 30: dpcnn.v1.ReduceService.Params:input_type -> dpcnn.v1.ParamsRequest
+	1,  // 31: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
+	7,  // 32: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
+	28, // 33: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
+	25, // 34: dpcnn.v1.ReduceService.Push:output_type -> dpcnn.v1.PushReply
+	19, // 35: dpcnn.v1.ReduceService.Params:output_type -> dpcnn.v1.ParamsReply
+	31, // [31:36] is the sub-list for method output_type
+	26, // [26:31] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_dpcnn_v1_worker_proto_init() }
@@ -2188,7 +2420,7 @@ func file_dpcnn_v1_worker_proto_init() {
 		(*Assignment_Train)(nil),
 		(*Assignment_Eval)(nil),
 	}
-	file_dpcnn_v1_worker_proto_msgTypes[14].OneofWrappers = []any{
+	file_dpcnn_v1_worker_proto_msgTypes[15].OneofWrappers = []any{
 		(*WorkResult_Train)(nil),
 		(*WorkResult_Eval)(nil),
 	}
@@ -2198,7 +2430,7 @@ func file_dpcnn_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dpcnn_v1_worker_proto_rawDesc), len(file_dpcnn_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -236,7 +236,8 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ReduceService_Push_FullMethodName = "/dpcnn.v1.ReduceService/Push"
+	ReduceService_Push_FullMethodName   = "/dpcnn.v1.ReduceService/Push"
+	ReduceService_Params_FullMethodName = "/dpcnn.v1.ReduceService/Params"
 )
 
 // ReduceServiceClient is the client API for ReduceService service.
@@ -260,6 +261,15 @@ type ReduceServiceClient interface {
 	// reducer that has no Work stream at the moment answers UNAVAILABLE,
 	// and the sender sends the piece to the coordinator itself.
 	Push(ctx context.Context, in *Piece, opts ...grpc.CallOption) (*PushReply, error)
+	// Params answers a job's parameters of one version, once the serving
+	// worker holds them (revision 6): parameters go down the tree of
+	// workers the coordinator plans, each fetching them from its parent
+	// instead of the coordinator's one link carrying them to every worker.
+	// It waits for the version while the request's deadline allows, and
+	// answers FAILED_PRECONDITION when the worker holds a later version or
+	// could not get this one itself, UNAVAILABLE when it has no Work
+	// stream.
+	Params(ctx context.Context, in *ParamsRequest, opts ...grpc.CallOption) (*ParamsReply, error)
 }
 
 type reduceServiceClient struct {
@@ -274,6 +284,16 @@ func (c *reduceServiceClient) Push(ctx context.Context, in *Piece, opts ...grpc.
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PushReply)
 	err := c.cc.Invoke(ctx, ReduceService_Push_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reduceServiceClient) Params(ctx context.Context, in *ParamsRequest, opts ...grpc.CallOption) (*ParamsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ParamsReply)
+	err := c.cc.Invoke(ctx, ReduceService_Params_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -301,6 +321,15 @@ type ReduceServiceServer interface {
 	// reducer that has no Work stream at the moment answers UNAVAILABLE,
 	// and the sender sends the piece to the coordinator itself.
 	Push(context.Context, *Piece) (*PushReply, error)
+	// Params answers a job's parameters of one version, once the serving
+	// worker holds them (revision 6): parameters go down the tree of
+	// workers the coordinator plans, each fetching them from its parent
+	// instead of the coordinator's one link carrying them to every worker.
+	// It waits for the version while the request's deadline allows, and
+	// answers FAILED_PRECONDITION when the worker holds a later version or
+	// could not get this one itself, UNAVAILABLE when it has no Work
+	// stream.
+	Params(context.Context, *ParamsRequest) (*ParamsReply, error)
 	mustEmbedUnimplementedReduceServiceServer()
 }
 
@@ -313,6 +342,9 @@ type UnimplementedReduceServiceServer struct{}
 
 func (UnimplementedReduceServiceServer) Push(context.Context, *Piece) (*PushReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Push not implemented")
+}
+func (UnimplementedReduceServiceServer) Params(context.Context, *ParamsRequest) (*ParamsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Params not implemented")
 }
 func (UnimplementedReduceServiceServer) mustEmbedUnimplementedReduceServiceServer() {}
 func (UnimplementedReduceServiceServer) testEmbeddedByValue()                       {}
@@ -353,6 +385,24 @@ func _ReduceService_Push_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReduceService_Params_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ParamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReduceServiceServer).Params(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReduceService_Params_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReduceServiceServer).Params(ctx, req.(*ParamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReduceService_ServiceDesc is the grpc.ServiceDesc for ReduceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -363,6 +413,10 @@ var ReduceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Push",
 			Handler:    _ReduceService_Push_Handler,
+		},
+		{
+			MethodName: "Params",
+			Handler:    _ReduceService_Params_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
