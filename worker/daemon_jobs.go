@@ -63,7 +63,7 @@ type jobRun struct {
 	// none because the coordinator counted on the fetch, fails alike, as
 	// not the worker's doing.
 	unreached uint64
-	codec      dpcnnv1.DeltaCodec // applies parameter deltas to params
+	codec     dpcnnv1.DeltaCodec // applies parameter deltas to params
 
 	leafGrads  [][]float32
 	leafLosses []float64
