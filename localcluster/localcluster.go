@@ -56,9 +56,10 @@ type Config struct {
 	WorkerNetwork *WorkerNetwork
 	// Topology, TreeMinWorkers and TreeFanOut are the coordinator's
 	// (ServerConfig's; zero: its defaults). Each worker serves
-	// ReduceService on 127.0.0.1, over mutual TLS, so that it may be
-	// appointed a reducer — except on a WorkerNetwork, whose workers
-	// reach only the coordinator: their sums go the star's way.
+	// ReduceService over mutual TLS, so that it may be appointed a reducer
+	// and a parameter relay: on 127.0.0.1, or on a WorkerNetwork's
+	// ReduceListener (without one, a WorkerNetwork's workers reach only
+	// the coordinator, and their sums go the star's way).
 	Topology       string
 	TreeMinWorkers int
 	TreeFanOut     int
@@ -73,8 +74,12 @@ type WorkerNetwork struct {
 	// host:port the workers dial (its IP goes into the certificates).
 	Listener net.Listener
 	Address  string
-	// Dialer gives worker i (0-based) its dialer.
+	// Dialer gives worker i (0-based) its dialer, to the coordinator and
+	// to the other workers.
 	Dialer func(i int) func(ctx context.Context, addr string) (net.Conn, error)
+	// ReduceListener, when set, gives worker i its reduce service's
+	// listener in that network, where the other workers reach it.
+	ReduceListener func(i int) (net.Listener, error)
 }
 
 // Cluster is a whole cluster in this process: an embedded etcd, one
@@ -230,11 +235,19 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			Credentials:  credentials.NewTLS(pki.worker),
 			Synthetic:    cfg.Synthetic,
 		}
+		reduce := true
 		if wn := cfg.WorkerNetwork; wn != nil {
 			wcfg.Coordinator = wn.Address
 			wcfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(wn.Dialer(i))}
+			if reduce = wn.ReduceListener != nil; reduce {
+				if wcfg.ReduceListener, err = wn.ReduceListener(i); err != nil {
+					return nil, fmt.Errorf("local cluster: worker %s: reduce service: %w", wcfg.ID, err)
+				}
+			}
 		} else {
 			wcfg.ReduceListen = "127.0.0.1:0"
+		}
+		if reduce {
 			wcfg.ReduceServerCredentials = credentials.NewTLS(pki.workerServer)
 			wcfg.ReduceCredentials = credentials.NewTLS(pki.workerPeer)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -126,6 +127,10 @@ type DaemonConfig struct {
 	ReduceAdvertise         string
 	ReduceServerCredentials credentials.TransportCredentials
 	ReduceCredentials       credentials.TransportCredentials
+	// ReduceListener, when set, is a listener the caller made (in a
+	// network namespace of an emulated network, say) that the reduce
+	// service takes in place of listening on ReduceListen; Run closes it.
+	ReduceListener net.Listener
 }
 
 // Defaults of DaemonConfig.

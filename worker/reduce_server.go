@@ -53,6 +53,7 @@ func (s *reduceService) Params(ctx context.Context, req *dpcnnv1.ParamsRequest) 
 	case err != nil:
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
+	s.relay.log.Debug("served parameters", "job", req.GetJobId(), "version", req.GetVersion(), "to", req.GetWorkerId())
 	return &dpcnnv1.ParamsReply{Params: t}, nil
 }
 
@@ -61,19 +62,29 @@ func (s *reduceService) Params(ctx context.Context, req *dpcnnv1.ParamsRequest) 
 func (d *daemon) startReduce() (string, error) {
 	d.reduce = newReducers(d.cfg.ID, d.log, d.pushPiece)
 	d.relay = newParamsRelay(d.cfg.ID, d.log, d.fetchParams)
-	if d.cfg.ReduceListen == "" {
+	ln := d.cfg.ReduceListener
+	if d.cfg.ReduceListen == "" && ln == nil {
 		return "", nil
+	}
+	listen := d.cfg.ReduceListen
+	if ln != nil {
+		listen = ln.Addr().String()
 	}
 	creds := d.cfg.ReduceServerCredentials
 	if creds == nil {
-		if err := secure.CheckPlaintext("worker "+d.cfg.ID+": reduce service", d.cfg.ReduceListen); err != nil {
+		if err := secure.CheckPlaintext("worker "+d.cfg.ID+": reduce service", listen); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
 			return "", err
 		}
 		creds = insecure.NewCredentials()
 	}
-	ln, err := net.Listen("tcp", d.cfg.ReduceListen)
-	if err != nil {
-		return "", fmt.Errorf("worker %s: reduce service: %w", d.cfg.ID, err)
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", listen); err != nil {
+			return "", fmt.Errorf("worker %s: reduce service: %w", d.cfg.ID, err)
+		}
 	}
 	addr := d.cfg.ReduceAdvertise
 	if addr == "" {

@@ -191,9 +191,6 @@ func (o *benchScalingOptions) plan(cmd *cobra.Command) (*scalingPlan, error) {
 	if remote && (fs.Changed("topology") || fs.Changed("tree-fan-out")) {
 		return nil, errors.New("--topology and --tree-fan-out set the embedded cluster's coordinator: a real cluster's are the coordinator's own flags")
 	}
-	if o.netem && o.topology == coordinator.TopologyTree {
-		return nil, errors.New("--topology tree with --netem: the emulated network joins each worker to the coordinator only, so the workers cannot reach each other's reduce service; the tree is measured on loopback (without --netem) or simulated (cnnctl bench simulate --topology tree)")
-	}
 	if remote && (o.synthetic || o.netem) {
 		return nil, errors.New("--synthetic and --netem make the embedded cluster's workers: they do not apply to a real cluster (--coordinator); start synthetic workers there with `worker --synthetic`")
 	}

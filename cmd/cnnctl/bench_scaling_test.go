@@ -204,6 +204,37 @@ func TestBenchScalingNetem(t *testing.T) {
 	}
 }
 
+// The tree on the emulated network: four workers, each on a host of its
+// own, push their sums to each other's reduce service and fetch their
+// parameters from each other across the shaped links (fan-out 2: two of
+// the four fetch from a relay), and no push or fetch fails. Needs root
+// and iproute2, as TestBenchScalingNetem.
+func TestBenchScalingNetemTree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("DPCNN_REQUIRE_NETNS") == "1" {
+			t.Fatal("network namespaces need root (DPCNN_REQUIRE_NETNS=1)")
+		}
+		t.Skip("network namespaces need root")
+	}
+	_, stderr, err := runCLISplit(t, "-v", "bench", "scaling", "--netem", "--bandwidth", "1Gbit", "--latency", "1ms",
+		"--synthetic", "--compute-ms", "5", "--workers", "4", "--per-worker-batch", "50", "--micro-batch", "50",
+		"--steps", "3", "--warmup", "1", "--repeat", "1", "--topology", "tree", "--tree-fan-out", "2", "--csv", "-q")
+	if err != nil {
+		t.Fatalf("bench scaling --netem --topology tree: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "topology=tree") {
+		t.Errorf("no tree on the emulated network:\n%s", stderr)
+	}
+	for _, bad := range []string{"reducer unreachable", "parameters not fetched"} {
+		if strings.Contains(stderr, bad) {
+			t.Errorf("the workers could not reach each other (%q):\n%s", bad, stderr)
+		}
+	}
+	if !strings.Contains(stderr, "served parameters") {
+		t.Errorf("no worker served another its parameters:\n%s", stderr)
+	}
+}
+
 // --params-delta-min-workers reaches the embedded coordinator: with 1 it
 // sends deltas to the two workers, and says so.
 func TestBenchScalingParamsDeltaThreshold(t *testing.T) {

@@ -129,6 +129,9 @@ func (o *benchScalingOptions) emulatedNetwork(t *benchTarget, workers int) (*loc
 		Dialer: func(i int) func(context.Context, string) (net.Conn, error) {
 			return lab.Dialer(hosts[i+1])
 		},
+		// Each worker serves the reduce service on its own host, so the
+		// tree's pushes and parameter fetches cross the emulated links too.
+		ReduceListener: func(i int) (net.Listener, error) { return lab.Listen(hosts[i+1], 0) },
 	}
 	return wn, &benchmark.Link{BitsPerSec: bps, LatencyMs: ms(o.latency), How: lab.How()}, nil
 }
