@@ -367,7 +367,7 @@ func newLocalPKI(dir string, hosts []string) (*localPKI, error) {
 		return nil, fmt.Errorf("local cluster: %w", err)
 	}
 	// The workers' reduce services: each other's clients, by certificate.
-	if p.workerServer, err = secure.ServerTLS(workerFiles, true); err != nil {
+	if p.workerServer, err = secure.WorkerPeerTLS(workerFiles); err != nil {
 		return nil, fmt.Errorf("local cluster: %w", err)
 	}
 	if p.workerPeer, err = secure.ClientTLS(workerFiles, secure.WorkerServerName); err != nil {

@@ -456,3 +456,65 @@ func TestInsecureFromEnv(t *testing.T) {
 		t.Errorf("a malformed value: %v", err)
 	}
 }
+
+// The reduce service's TLS takes a worker's certificate and refuses the
+// other certificates of the same CA (cnnctl's, a coordinator's), in a real
+// handshake over loopback.
+func TestWorkerPeerTLSTakesWorkersOnly(t *testing.T) {
+	dir, _ := devSet(t)
+	files := func(cert, key string) Files {
+		return Files{CA: filepath.Join(dir, FileCA), Cert: filepath.Join(dir, cert), Key: filepath.Join(dir, key)}
+	}
+	srv, err := WorkerPeerTLS(files(FileWorkerCert, FileWorkerKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if c.(*tls.Conn).Handshake() == nil {
+					c.Write([]byte{1})
+				}
+			}()
+		}
+	}()
+	for _, tc := range []struct {
+		cert, key string
+		ok        bool
+	}{
+		{FileWorkerCert, FileWorkerKey, true},
+		{FileCnnctlCert, FileCnnctlKey, false},
+		{FileCoordinatorCert, FileCoordinatorKey, false},
+		{"", "", false},
+	} {
+		f := files(tc.cert, tc.key)
+		if tc.cert == "" {
+			f.Cert, f.Key = "", ""
+		}
+		cli, err := ClientTLS(f, WorkerServerName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.Dial("tcp", lis.Addr().String(), cli)
+		if err == nil {
+			// TLS 1.3: the server's verdict on the client comes after the
+			// client's side of the handshake, with the first read.
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+			c.Close()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("client certificate %q: %v; want accepted %v", tc.cert, err, tc.ok)
+		}
+	}
+}

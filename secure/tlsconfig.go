@@ -57,6 +57,30 @@ func ServerTLS(f Files, requireClientCert bool) (*tls.Config, error) {
 	}, nil
 }
 
+// WorkerPeerTLS is the configuration of a worker's reduce service: a
+// server as ServerTLS's, client certificates required, that takes only
+// clients whose certificate names WorkerServerName, the name only the
+// cluster's CA gives workers. Any other certificate of the CA (cnnctl's,
+// a coordinator's) is refused in the handshake: only workers push sums
+// and fetch parameters.
+func WorkerPeerTLS(f Files) (*tls.Config, error) {
+	cfg, err := ServerTLS(f, true)
+	if err != nil {
+		return nil, err
+	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("secure: the reduce service takes workers only: no client certificate")
+		}
+		leaf := cs.PeerCertificates[0]
+		if err := leaf.VerifyHostname(WorkerServerName); err != nil {
+			return fmt.Errorf("secure: the reduce service takes workers only: the client certificate %q does not name %s", leaf.Subject.CommonName, WorkerServerName)
+		}
+		return nil
+	}
+	return cfg, nil
+}
+
 // ClientTLS is the configuration of a client that verifies the server
 // against f.CA and, when f names them, presents f.Cert and f.Key.
 // serverName, when not empty, is the name the server's certificate must

@@ -179,7 +179,7 @@ func secureConfig(cfg *worker.DaemonConfig, tlsFiles, etcdFiles secure.Files, se
 		if cfg.ReduceListen != "" {
 			// Workers reach each other's reduce service by address; the
 			// name they check is the one only the cluster's CA gives out.
-			srvCfg, err := secure.ServerTLS(tlsFiles, true)
+			srvCfg, err := secure.WorkerPeerTLS(tlsFiles)
 			if err != nil {
 				return err
 			}
