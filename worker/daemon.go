@@ -192,6 +192,7 @@ type daemon struct {
 	reduceAddr string       // where its ReduceService is reached; "" when none
 	connMu     sync.Mutex
 	conns      map[string]*grpc.ClientConn // to other workers' ReduceService
+	peerDown   map[string]time.Time        // reduce services gone around until then
 }
 
 func newDaemon(cfg DaemonConfig) (_ *daemon, err error) {

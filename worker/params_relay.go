@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -19,10 +20,13 @@ import (
 // assignments, the worker to fetch them from (Assignment.params_from): a
 // tree as wide as the reducers', so its one link carries a fan-out of
 // vectors a step instead of one per worker. A worker keeps the parameters
-// its stream last received, whole, inline or fetched, for its own children
-// (ReduceService.Params); a fetch starts as soon as the assignment arrives,
-// so a worker's children can fetch from it while it still computes
-// earlier work. A fetch that fails is said to the coordinator
+// its stream last received, whole or as they arrive, for its own children
+// (ReduceService.Params), and streams them on chunk by chunk as it has
+// them: a relay still fetching a version forwards each chunk as it comes
+// (cut-through), so a level of the tree costs a chunk and a latency, not
+// the whole vector's time. A fetch starts as soon as the assignment
+// arrives, so a worker's children can fetch from it while it still
+// computes earlier work. A fetch that fails is said to the coordinator
 // (WorkFailure.params_unreached), which gives the work out again with the
 // parameters inline; the failure is passed on to the worker's own
 // children at once, so a hole in the tree costs one round trip, not a
@@ -30,24 +34,35 @@ import (
 
 // paramsFetchTimeout bounds a fetch from a relay: the relay has the
 // version once its own assignment (or fetch) arrived, which takes a
-// round trip; a relay that stopped answering is found by the coordinator
-// through its heartbeats well before this, and the work given out again.
-const paramsFetchTimeout = 10 * time.Second
+// round trip. It is kept under the least deadline of a job's work for the
+// reason pushTimeout is: a fetch from a frozen relay holds the worker's
+// compute, and the backup copies it would run.
+const paramsFetchTimeout = time.Second
+
+// paramsChunkBytes is the size of the chunks a relay streams: an HTTP/2
+// frame at gRPC's default size, the unit a relay could forward anyway.
+const paramsChunkBytes = 16 << 10
 
 // errParamsUnreached marks a failure to get an assignment's parameters
 // from its relay; errRelayDown, besides, one where the relay did not
-// answer (rather than answering that it lacks the version).
+// answer, or answered wrongly (rather than answering that it lacks the
+// version).
 var (
 	errParamsUnreached = errors.New("parameters not reached")
 	errRelayDown       = errors.New("the relay did not answer")
 )
 
 // relayedParams is the version of a job's parameters a worker holds for
-// the tree: ready (params set), being fetched, or failed.
+// the tree: whole, arriving, or failed.
 type relayedParams struct {
 	version uint64
-	params  *dpcnnv1.Tensor // nil while being fetched or after a failure
-	err     error           // the fetch failed
+	// data holds the vector's bytes received so far; once total is known
+	// (≥ 0) its capacity is total, so the bytes below len(data) never
+	// move or change, and readers may keep the slice.
+	data  []byte
+	total int             // −1 until the first chunk came
+	whole *dpcnnv1.Tensor // set once all of it is in
+	err   error           // the fetch failed
 }
 
 // paramsRelay holds, per job, the latest parameters of the worker's
@@ -55,8 +70,11 @@ type relayedParams struct {
 type paramsRelay struct {
 	self string
 	log  *slog.Logger
-	// fetch asks the relay at address for a job's parameters.
-	fetch func(ctx context.Context, address string, r *dpcnnv1.ParamsRequest) (*dpcnnv1.ParamsReply, error)
+	// fetch opens the stream of a job's parameters from the relay at
+	// address.
+	fetch func(ctx context.Context, address string, r *dpcnnv1.ParamsRequest) (paramsStream, error)
+	// peerDown, when set, hears of a relay that did not answer.
+	peerDown func(address string)
 
 	mu      sync.Mutex
 	bound   bool
@@ -67,7 +85,12 @@ type paramsRelay struct {
 	fetches sync.WaitGroup
 }
 
-func newParamsRelay(self string, log *slog.Logger, fetch func(context.Context, string, *dpcnnv1.ParamsRequest) (*dpcnnv1.ParamsReply, error)) *paramsRelay {
+// paramsStream is the client side of ReduceService.Params.
+type paramsStream interface {
+	Recv() (*dpcnnv1.ParamsChunk, error)
+}
+
+func newParamsRelay(self string, log *slog.Logger, fetch func(context.Context, string, *dpcnnv1.ParamsRequest) (paramsStream, error)) *paramsRelay {
 	return &paramsRelay{self: self, log: log, fetch: fetch, jobs: map[string]*relayedParams{}, changed: make(chan struct{})}
 }
 
@@ -107,9 +130,13 @@ func (r *paramsRelay) received(a *dpcnnv1.Assignment) {
 	job, version := a.GetJobId(), a.GetParamsVersion()
 	switch src := a.GetParamsFrom(); {
 	case a.GetParams() != nil:
-		r.set(job, &relayedParams{version: version, params: a.GetParams()})
+		t := a.GetParams()
+		r.set(job, &relayedParams{version: version, data: t.GetData(), total: len(t.GetData()), whole: t})
 	case a.GetParamsDelta() != nil:
-		r.set(job, nil) // not kept whole: nobody fetches from a worker sent a delta
+		// Not kept: the coordinator never names a worker it sends a delta
+		// as a relay. The version is noted, so that a wait for an older
+		// one ends.
+		r.set(job, &relayedParams{version: version, total: -1, err: fmt.Errorf("%w: version %d of job %s came as a delta, which is not relayed", errParamsUnreached, version, job)})
 	case src != nil:
 		r.mu.Lock()
 		if !r.bound {
@@ -117,36 +144,75 @@ func (r *paramsRelay) received(a *dpcnnv1.Assignment) {
 			return
 		}
 		ctx := r.ctx
-		r.jobs[job] = &relayedParams{version: version}
+		p := &relayedParams{version: version, total: -1}
+		r.jobs[job] = p
 		r.signal()
 		r.fetches.Add(1)
 		r.mu.Unlock()
 		go func() {
 			defer r.fetches.Done()
-			fctx, cancel := context.WithTimeout(ctx, paramsFetchTimeout)
-			defer cancel()
-			reply, err := r.fetch(fctx, src.GetAddress(), &dpcnnv1.ParamsRequest{JobId: job, Version: version, WorkerId: r.self})
-			got := &relayedParams{version: version}
-			switch {
-			case status.Code(err) == codes.FailedPrecondition:
-				got.err = fmt.Errorf("%w from worker %s (%s): %w", errParamsUnreached, src.GetWorkerId(), src.GetAddress(), err)
-			case err != nil:
-				got.err = fmt.Errorf("%w from worker %s (%s): %w: %w", errParamsUnreached, src.GetWorkerId(), src.GetAddress(), errRelayDown, err)
-			case reply.GetParams() == nil:
-				got.err = fmt.Errorf("%w from worker %s (%s): an answer without parameters", errParamsUnreached, src.GetWorkerId(), src.GetAddress())
-			default:
-				got.params = reply.GetParams()
-			}
-			if got.err != nil {
-				r.log.Warn("parameters not fetched from the relay: the coordinator is told", "job", job, "version", version, "relay", src.GetWorkerId(), "err", got.err)
+			err := r.fetchInto(ctx, job, p, src)
+			if err != nil {
+				r.log.Warn("parameters not fetched from the relay: the coordinator is told", "job", job, "version", version, "relay", src.GetWorkerId(), "err", err)
 			}
 			r.mu.Lock()
-			if cur := r.jobs[job]; r.bound && cur != nil && cur.version == version && cur.params == nil && cur.err == nil {
-				r.jobs[job] = got
-				r.signal()
+			if err != nil {
+				p.err = err
 			}
+			r.signal()
 			r.mu.Unlock()
 		}()
+	}
+}
+
+// fetchInto fetches version p of a job from its relay into p, chunk by
+// chunk, waking the waiters at each; p.whole is set when it is all in.
+func (r *paramsRelay) fetchInto(ctx context.Context, job string, p *relayedParams, src *dpcnnv1.ParamsSource) error {
+	fctx, cancel := context.WithTimeout(ctx, paramsFetchTimeout)
+	defer cancel()
+	failed := func(err error) error {
+		if status.Code(err) == codes.FailedPrecondition {
+			return fmt.Errorf("%w from worker %s (%s): %w", errParamsUnreached, src.GetWorkerId(), src.GetAddress(), err)
+		}
+		if r.peerDown != nil {
+			r.peerDown(src.GetAddress())
+		}
+		return fmt.Errorf("%w from worker %s (%s): %w: %w", errParamsUnreached, src.GetWorkerId(), src.GetAddress(), errRelayDown, err)
+	}
+	// A relay that answers wrongly is struck off like one that does not.
+	refused := func(why string) error {
+		return fmt.Errorf("%w from worker %s (%s): %w: %s", errParamsUnreached, src.GetWorkerId(), src.GetAddress(), errRelayDown, why)
+	}
+	stream, err := r.fetch(fctx, src.GetAddress(), &dpcnnv1.ParamsRequest{JobId: job, Version: p.version, WorkerId: r.self})
+	if err != nil {
+		return failed(err)
+	}
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if p.total < 0 || len(p.data) != p.total {
+				return refused(fmt.Sprintf("the stream ended after %d bytes of %d", len(p.data), p.total))
+			}
+			p.whole = &dpcnnv1.Tensor{Name: "params", Shape: []int64{int64(p.total / 4)}, Data: p.data}
+			return nil
+		}
+		if err != nil {
+			return failed(err)
+		}
+		r.mu.Lock()
+		if p.total < 0 {
+			p.total = 4 * int(c.GetCount())
+			p.data = make([]byte, 0, p.total)
+		}
+		if len(p.data)+len(c.GetData()) > p.total {
+			r.mu.Unlock()
+			return refused(fmt.Sprintf("more than the %d bytes its first chunk announced", p.total))
+		}
+		p.data = append(p.data, c.GetData()...)
+		r.signal()
+		r.mu.Unlock()
 	}
 }
 
@@ -168,10 +234,11 @@ func (r *paramsRelay) set(job string, p *relayedParams) {
 // forget drops a job's parameters (the job was released).
 func (r *paramsRelay) forget(job string) { r.set(job, nil) }
 
-// wait returns the job's parameters of version once they are held. It
-// fails when the fetch of that version failed, a later version came
-// instead, the stream ended, or ctx ended first.
-func (r *paramsRelay) wait(ctx context.Context, job string, version uint64) (*dpcnnv1.Tensor, error) {
+// await waits until the job's version p holds more than have bytes, or
+// all of them, or failed, and returns p and the channel that will signal
+// its next change. It fails when a later version came instead, the
+// stream ended, or ctx ended first.
+func (r *paramsRelay) await(ctx context.Context, job string, version uint64, ready func(*relayedParams) bool) (*relayedParams, error) {
 	for {
 		r.mu.Lock()
 		if !r.bound {
@@ -179,15 +246,12 @@ func (r *paramsRelay) wait(ctx context.Context, job string, version uint64) (*dp
 			return nil, errNoStream
 		}
 		p, changed := r.jobs[job], r.changed
-		r.mu.Unlock()
-		if p != nil && p.version == version {
-			if p.err != nil {
-				return nil, p.err
-			}
-			if p.params != nil {
-				return p.params, nil
-			}
+		if p != nil && p.version == version && (p.err != nil || ready(p)) {
+			err := p.err
+			r.mu.Unlock()
+			return p, err
 		}
+		r.mu.Unlock()
 		if p != nil && p.version > version {
 			return nil, fmt.Errorf("%w: version %d of job %s wanted, version %d held", errParamsUnreached, version, job, p.version)
 		}
@@ -195,6 +259,46 @@ func (r *paramsRelay) wait(ctx context.Context, job string, version uint64) (*dp
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: version %d of job %s: %w", errParamsUnreached, version, job, context.Cause(ctx))
 		case <-changed:
+		}
+	}
+}
+
+// wait returns the job's parameters of version once they are all in.
+func (r *paramsRelay) wait(ctx context.Context, job string, version uint64) (*dpcnnv1.Tensor, error) {
+	p, err := r.await(ctx, job, version, func(p *relayedParams) bool { return p.whole != nil })
+	if err != nil {
+		return nil, err
+	}
+	return p.whole, nil
+}
+
+// serve streams the job's parameters of version to send, chunk by chunk
+// as they arrive.
+func (r *paramsRelay) serve(ctx context.Context, job string, version uint64, send func(*dpcnnv1.ParamsChunk) error) error {
+	sent := 0
+	for first := true; ; first = false {
+		p, err := r.await(ctx, job, version, func(p *relayedParams) bool {
+			return p.total >= 0 && (len(p.data) > sent || (p.whole != nil && first))
+		})
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		data, total := p.data, p.total
+		r.mu.Unlock()
+		for sent < len(data) || first {
+			end := min(len(data), sent+paramsChunkBytes)
+			c := &dpcnnv1.ParamsChunk{Data: data[sent:end]}
+			if first {
+				c.Count, first = uint32(total/4), false
+			}
+			if err := send(c); err != nil {
+				return err
+			}
+			sent = end
+		}
+		if sent == total {
+			return nil
 		}
 	}
 }

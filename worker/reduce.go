@@ -251,8 +251,15 @@ func (r *reducers) sendUp(up *dpcnnv1.ReduceRoute, p *dpcnnv1.Piece) {
 }
 
 // pushTimeout bounds one Push to a reducer; a reducer that takes longer is
-// taken for gone, and the piece goes to the coordinator.
-const pushTimeout = 30 * time.Second
+// taken for gone, and the piece goes to the coordinator. A push is
+// answered as soon as the reducer holds the piece (milliseconds), so this
+// is generous; it is kept well under the least deadline of a job's work
+// (2 s, job.Spec.Deadline) because a frozen reducer (its kernel still
+// takes the connection) would otherwise hold the pusher's compute past
+// it, and with it the backup copies the coordinator gives that worker.
+// (At 30 s, a frozen worker stalled TestChaos in CI once parameters came
+// down the tree.)
+const pushTimeout = time.Second
 
 // addPieces adds a group's pieces, in leaf order, into the sum of its
 // node.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -38,23 +39,26 @@ func (s *reduceService) Push(ctx context.Context, p *dpcnnv1.Piece) (*dpcnnv1.Pu
 	return &dpcnnv1.PushReply{}, nil
 }
 
-// Params answers a job's parameters to a child in the tree, once the
-// worker holds them.
-func (s *reduceService) Params(ctx context.Context, req *dpcnnv1.ParamsRequest) (*dpcnnv1.ParamsReply, error) {
+// Params streams a job's parameters to a child in the tree, chunk by chunk
+// as the worker has them.
+func (s *reduceService) Params(req *dpcnnv1.ParamsRequest, stream grpc.ServerStreamingServer[dpcnnv1.ParamsChunk]) error {
 	if req.GetJobId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "params: a request needs a job")
+		return status.Error(codes.InvalidArgument, "params: a request needs a job")
 	}
-	t, err := s.relay.wait(ctx, req.GetJobId(), req.GetVersion())
+	ctx := stream.Context()
+	err := s.relay.serve(ctx, req.GetJobId(), req.GetVersion(), stream.Send)
 	switch {
+	case err == nil:
+		s.relay.log.Debug("served parameters", "job", req.GetJobId(), "version", req.GetVersion(), "to", req.GetWorkerId())
+		return nil
 	case errors.Is(err, errNoStream):
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.Unavailable, err.Error())
 	case ctx.Err() != nil:
-		return nil, status.FromContextError(ctx.Err()).Err()
-	case err != nil:
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return status.FromContextError(ctx.Err()).Err()
+	case errors.Is(err, errParamsUnreached):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
-	s.relay.log.Debug("served parameters", "job", req.GetJobId(), "version", req.GetVersion(), "to", req.GetWorkerId())
-	return &dpcnnv1.ParamsReply{Params: t}, nil
+	return err // sending failed: the stream is gone
 }
 
 // startReduce serves ReduceService on cfg.ReduceListen, when set, and
@@ -62,6 +66,7 @@ func (s *reduceService) Params(ctx context.Context, req *dpcnnv1.ParamsRequest) 
 func (d *daemon) startReduce() (string, error) {
 	d.reduce = newReducers(d.cfg.ID, d.log, d.pushPiece)
 	d.relay = newParamsRelay(d.cfg.ID, d.log, d.fetchParams)
+	d.relay.peerDown = d.markPeerDown
 	ln := d.cfg.ReduceListener
 	if d.cfg.ReduceListen == "" && ln == nil {
 		return "", nil
@@ -116,22 +121,62 @@ func (d *daemon) startReduce() (string, error) {
 // pushPiece pushes p to the reducer at address, over a connection kept
 // for the next push.
 func (d *daemon) pushPiece(ctx context.Context, address string, p *dpcnnv1.Piece) error {
+	if err := d.checkPeer(address); err != nil {
+		return err
+	}
 	conn, err := d.reduceConn(address)
 	if err != nil {
 		return err
 	}
 	_, err = dpcnnv1.NewReduceServiceClient(conn).Push(ctx, p)
+	if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
+		d.markPeerDown(address)
+	}
 	return err
+}
+
+// peerDownFor is how long a worker goes around another's reduce service
+// that did not answer (a push or a fetch timed out or found nobody):
+// pushes to it go to the coordinator and fetches from it fail at once, so
+// a frozen or unreachable worker costs each of the others one timeout,
+// not one per assignment. The coordinator, which finds a frozen worker by
+// its heartbeats, routes around it by then.
+const peerDownFor = 10 * time.Second
+
+func (d *daemon) markPeerDown(address string) {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	if d.peerDown == nil {
+		d.peerDown = map[string]time.Time{}
+	}
+	d.peerDown[address] = time.Now().Add(peerDownFor)
+}
+
+// checkPeer fails when the reduce service at address did not answer
+// lately.
+func (d *daemon) checkPeer(address string) error {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	if until, ok := d.peerDown[address]; ok {
+		if time.Now().Before(until) {
+			return status.Errorf(codes.Unavailable, "the reduce service at %s did not answer lately: not asked again before %s", address, until.Format(time.TimeOnly))
+		}
+		delete(d.peerDown, address)
+	}
+	return nil
 }
 
 // fetchParams asks the relay at address for parameters, over the
 // connection pushes use.
-func (d *daemon) fetchParams(ctx context.Context, address string, r *dpcnnv1.ParamsRequest) (*dpcnnv1.ParamsReply, error) {
+func (d *daemon) fetchParams(ctx context.Context, address string, r *dpcnnv1.ParamsRequest) (paramsStream, error) {
+	if err := d.checkPeer(address); err != nil {
+		return nil, err
+	}
 	conn, err := d.reduceConn(address)
 	if err != nil {
 		return nil, err
 	}
-	return dpcnnv1.NewReduceServiceClient(conn).Params(ctx, r, grpc.MaxCallRecvMsgSize(dpcnnv1.MaxMessageSize))
+	return dpcnnv1.NewReduceServiceClient(conn).Params(ctx, r)
 }
 
 func (d *daemon) reduceConn(address string) (*grpc.ClientConn, error) {

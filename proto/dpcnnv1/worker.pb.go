@@ -1679,28 +1679,32 @@ func (x *ParamsRequest) GetWorkerId() string {
 	return ""
 }
 
-// ParamsReply holds the parameters, laid out as Assignment.params.
-type ParamsReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Params        *Tensor                `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
+// ParamsChunk is the next piece of a parameter vector laid out as
+// Assignment.params: the chunks' data, in order, are the vector's bytes
+// (little-endian float32s).
+type ParamsChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Count is the vector's number of float32s, in the first chunk.
+	Count         uint32 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ParamsReply) Reset() {
-	*x = ParamsReply{}
+func (x *ParamsChunk) Reset() {
+	*x = ParamsChunk{}
 	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ParamsReply) String() string {
+func (x *ParamsChunk) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ParamsReply) ProtoMessage() {}
+func (*ParamsChunk) ProtoMessage() {}
 
-func (x *ParamsReply) ProtoReflect() protoreflect.Message {
+func (x *ParamsChunk) ProtoReflect() protoreflect.Message {
 	mi := &file_dpcnn_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1712,14 +1716,21 @@ func (x *ParamsReply) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ParamsReply.ProtoReflect.Descriptor instead.
-func (*ParamsReply) Descriptor() ([]byte, []int) {
+// Deprecated: Use ParamsChunk.ProtoReflect.Descriptor instead.
+func (*ParamsChunk) Descriptor() ([]byte, []int) {
 	return file_dpcnn_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *ParamsReply) GetParams() *Tensor {
+func (x *ParamsChunk) GetCount() uint32 {
 	if x != nil {
-		return x.Params
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ParamsChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
 	}
 	return nil
 }
@@ -2264,8 +2275,9 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1b\n" +
 	"\tworker_id\x18\x03 \x01(\tR\bworkerId\"7\n" +
-	"\vParamsReply\x12(\n" +
-	"\x06params\x18\x01 \x01(\v2\x10.dpcnn.v1.TensorR\x06params\"\\\n" +
+	"\vParamsChunk\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\\\n" +
 	"\vReduceRoute\x12\x1d\n" +
 	"\n" +
 	"reducer_id\x18\x01 \x01(\tR\treducerId\x12\x18\n" +
@@ -2304,10 +2316,10 @@ const file_dpcnn_v1_worker_proto_rawDesc = "" +
 	"\rWorkerService\x125\n" +
 	"\x04Join\x12\x15.dpcnn.v1.JoinRequest\x1a\x16.dpcnn.v1.JoinResponse\x12A\n" +
 	"\x04Work\x12\x17.dpcnn.v1.WorkerMessage\x1a\x1c.dpcnn.v1.CoordinatorMessage(\x010\x01\x12D\n" +
-	"\fFetchDataset\x12\x1d.dpcnn.v1.FetchDatasetRequest\x1a\x13.dpcnn.v1.FileChunk0\x012w\n" +
+	"\fFetchDataset\x12\x1d.dpcnn.v1.FetchDatasetRequest\x1a\x13.dpcnn.v1.FileChunk0\x012y\n" +
 	"\rReduceService\x12,\n" +
-	"\x04Push\x12\x0f.dpcnn.v1.Piece\x1a\x13.dpcnn.v1.PushReply\x128\n" +
-	"\x06Params\x12\x17.dpcnn.v1.ParamsRequest\x1a\x15.dpcnn.v1.ParamsReplyB.Z,github.com/dpcnn/dpcnn/proto/dpcnnv1;dpcnnv1b\x06proto3"
+	"\x04Push\x12\x0f.dpcnn.v1.Piece\x1a\x13.dpcnn.v1.PushReply\x12:\n" +
+	"\x06Params\x12\x17.dpcnn.v1.ParamsRequest\x1a\x15.dpcnn.v1.ParamsChunk0\x01B.Z,github.com/dpcnn/dpcnn/proto/dpcnnv1;dpcnnv1b\x06proto3"
 
 var (
 	file_dpcnn_v1_worker_proto_rawDescOnce sync.Once
@@ -2342,7 +2354,7 @@ var file_dpcnn_v1_worker_proto_goTypes = []any{
 	(*SubtreeGradient)(nil),     // 16: dpcnn.v1.SubtreeGradient
 	(*EvalCount)(nil),           // 17: dpcnn.v1.EvalCount
 	(*ParamsRequest)(nil),       // 18: dpcnn.v1.ParamsRequest
-	(*ParamsReply)(nil),         // 19: dpcnn.v1.ParamsReply
+	(*ParamsChunk)(nil),         // 19: dpcnn.v1.ParamsChunk
 	(*ReduceRoute)(nil),         // 20: dpcnn.v1.ReduceRoute
 	(*ReduceWork)(nil),          // 21: dpcnn.v1.ReduceWork
 	(*FlushReduce)(nil),         // 22: dpcnn.v1.FlushReduce
@@ -2375,26 +2387,25 @@ var file_dpcnn_v1_worker_proto_depIdxs = []int32{
 	16, // 18: dpcnn.v1.WorkResult.train:type_name -> dpcnn.v1.SubtreeGradient
 	17, // 19: dpcnn.v1.WorkResult.eval:type_name -> dpcnn.v1.EvalCount
 	27, // 20: dpcnn.v1.SubtreeGradient.gradient_sum:type_name -> dpcnn.v1.Tensor
-	27, // 21: dpcnn.v1.ParamsReply.params:type_name -> dpcnn.v1.Tensor
-	20, // 22: dpcnn.v1.ReduceWork.up:type_name -> dpcnn.v1.ReduceRoute
-	27, // 23: dpcnn.v1.Piece.gradient_sum:type_name -> dpcnn.v1.Tensor
-	24, // 24: dpcnn.v1.Piece.parts:type_name -> dpcnn.v1.PiecePart
-	15, // 25: dpcnn.v1.PiecePart.result:type_name -> dpcnn.v1.WorkResult
-	0,  // 26: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
-	3,  // 27: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
-	2,  // 28: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
-	23, // 29: dpcnn.v1.ReduceService.Push:input_type -> dpcnn.v1.Piece
-	18, // 30: dpcnn.v1.ReduceService.Params:input_type -> dpcnn.v1.ParamsRequest
-	1,  // 31: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
-	7,  // 32: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
-	28, // 33: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
-	25, // 34: dpcnn.v1.ReduceService.Push:output_type -> dpcnn.v1.PushReply
-	19, // 35: dpcnn.v1.ReduceService.Params:output_type -> dpcnn.v1.ParamsReply
-	31, // [31:36] is the sub-list for method output_type
-	26, // [26:31] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	20, // 21: dpcnn.v1.ReduceWork.up:type_name -> dpcnn.v1.ReduceRoute
+	27, // 22: dpcnn.v1.Piece.gradient_sum:type_name -> dpcnn.v1.Tensor
+	24, // 23: dpcnn.v1.Piece.parts:type_name -> dpcnn.v1.PiecePart
+	15, // 24: dpcnn.v1.PiecePart.result:type_name -> dpcnn.v1.WorkResult
+	0,  // 25: dpcnn.v1.WorkerService.Join:input_type -> dpcnn.v1.JoinRequest
+	3,  // 26: dpcnn.v1.WorkerService.Work:input_type -> dpcnn.v1.WorkerMessage
+	2,  // 27: dpcnn.v1.WorkerService.FetchDataset:input_type -> dpcnn.v1.FetchDatasetRequest
+	23, // 28: dpcnn.v1.ReduceService.Push:input_type -> dpcnn.v1.Piece
+	18, // 29: dpcnn.v1.ReduceService.Params:input_type -> dpcnn.v1.ParamsRequest
+	1,  // 30: dpcnn.v1.WorkerService.Join:output_type -> dpcnn.v1.JoinResponse
+	7,  // 31: dpcnn.v1.WorkerService.Work:output_type -> dpcnn.v1.CoordinatorMessage
+	28, // 32: dpcnn.v1.WorkerService.FetchDataset:output_type -> dpcnn.v1.FileChunk
+	25, // 33: dpcnn.v1.ReduceService.Push:output_type -> dpcnn.v1.PushReply
+	19, // 34: dpcnn.v1.ReduceService.Params:output_type -> dpcnn.v1.ParamsChunk
+	30, // [30:35] is the sub-list for method output_type
+	25, // [25:30] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_dpcnn_v1_worker_proto_init() }

@@ -261,15 +261,16 @@ type ReduceServiceClient interface {
 	// reducer that has no Work stream at the moment answers UNAVAILABLE,
 	// and the sender sends the piece to the coordinator itself.
 	Push(ctx context.Context, in *Piece, opts ...grpc.CallOption) (*PushReply, error)
-	// Params answers a job's parameters of one version, once the serving
-	// worker holds them (revision 6): parameters go down the tree of
-	// workers the coordinator plans, each fetching them from its parent
-	// instead of the coordinator's one link carrying them to every worker.
-	// It waits for the version while the request's deadline allows, and
-	// answers FAILED_PRECONDITION when the worker holds a later version or
-	// could not get this one itself, UNAVAILABLE when it has no Work
-	// stream.
-	Params(ctx context.Context, in *ParamsRequest, opts ...grpc.CallOption) (*ParamsReply, error)
+	// Params streams a job's parameters of one version (revision 6):
+	// parameters go down the tree of workers the coordinator plans, each
+	// fetching them from its parent instead of the coordinator's one link
+	// carrying them to every worker. The chunks go out as the serving worker
+	// has them, so a relay still receiving the version from its own parent
+	// forwards each chunk as it arrives (cut-through). It waits for the
+	// version while the request's deadline allows, and fails with
+	// FAILED_PRECONDITION when the worker holds a later version or could not
+	// get this one itself, UNAVAILABLE when it has no Work stream.
+	Params(ctx context.Context, in *ParamsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ParamsChunk], error)
 }
 
 type reduceServiceClient struct {
@@ -290,15 +291,24 @@ func (c *reduceServiceClient) Push(ctx context.Context, in *Piece, opts ...grpc.
 	return out, nil
 }
 
-func (c *reduceServiceClient) Params(ctx context.Context, in *ParamsRequest, opts ...grpc.CallOption) (*ParamsReply, error) {
+func (c *reduceServiceClient) Params(ctx context.Context, in *ParamsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ParamsChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ParamsReply)
-	err := c.cc.Invoke(ctx, ReduceService_Params_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &ReduceService_ServiceDesc.Streams[0], ReduceService_Params_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[ParamsRequest, ParamsChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReduceService_ParamsClient = grpc.ServerStreamingClient[ParamsChunk]
 
 // ReduceServiceServer is the server API for ReduceService service.
 // All implementations must embed UnimplementedReduceServiceServer
@@ -321,15 +331,16 @@ type ReduceServiceServer interface {
 	// reducer that has no Work stream at the moment answers UNAVAILABLE,
 	// and the sender sends the piece to the coordinator itself.
 	Push(context.Context, *Piece) (*PushReply, error)
-	// Params answers a job's parameters of one version, once the serving
-	// worker holds them (revision 6): parameters go down the tree of
-	// workers the coordinator plans, each fetching them from its parent
-	// instead of the coordinator's one link carrying them to every worker.
-	// It waits for the version while the request's deadline allows, and
-	// answers FAILED_PRECONDITION when the worker holds a later version or
-	// could not get this one itself, UNAVAILABLE when it has no Work
-	// stream.
-	Params(context.Context, *ParamsRequest) (*ParamsReply, error)
+	// Params streams a job's parameters of one version (revision 6):
+	// parameters go down the tree of workers the coordinator plans, each
+	// fetching them from its parent instead of the coordinator's one link
+	// carrying them to every worker. The chunks go out as the serving worker
+	// has them, so a relay still receiving the version from its own parent
+	// forwards each chunk as it arrives (cut-through). It waits for the
+	// version while the request's deadline allows, and fails with
+	// FAILED_PRECONDITION when the worker holds a later version or could not
+	// get this one itself, UNAVAILABLE when it has no Work stream.
+	Params(*ParamsRequest, grpc.ServerStreamingServer[ParamsChunk]) error
 	mustEmbedUnimplementedReduceServiceServer()
 }
 
@@ -343,8 +354,8 @@ type UnimplementedReduceServiceServer struct{}
 func (UnimplementedReduceServiceServer) Push(context.Context, *Piece) (*PushReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Push not implemented")
 }
-func (UnimplementedReduceServiceServer) Params(context.Context, *ParamsRequest) (*ParamsReply, error) {
-	return nil, status.Error(codes.Unimplemented, "method Params not implemented")
+func (UnimplementedReduceServiceServer) Params(*ParamsRequest, grpc.ServerStreamingServer[ParamsChunk]) error {
+	return status.Error(codes.Unimplemented, "method Params not implemented")
 }
 func (UnimplementedReduceServiceServer) mustEmbedUnimplementedReduceServiceServer() {}
 func (UnimplementedReduceServiceServer) testEmbeddedByValue()                       {}
@@ -385,23 +396,16 @@ func _ReduceService_Push_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
-func _ReduceService_Params_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ParamsRequest)
-	if err := dec(in); err != nil {
-		return nil, err
+func _ReduceService_Params_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ParamsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
 	}
-	if interceptor == nil {
-		return srv.(ReduceServiceServer).Params(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: ReduceService_Params_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ReduceServiceServer).Params(ctx, req.(*ParamsRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+	return srv.(ReduceServiceServer).Params(m, &grpc.GenericServerStream[ParamsRequest, ParamsChunk]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReduceService_ParamsServer = grpc.ServerStreamingServer[ParamsChunk]
 
 // ReduceService_ServiceDesc is the grpc.ServiceDesc for ReduceService service.
 // It's only intended for direct use with grpc.RegisterService,
@@ -414,11 +418,13 @@ var ReduceService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Push",
 			Handler:    _ReduceService_Push_Handler,
 		},
+	},
+	Streams: []grpc.StreamDesc{
 		{
-			MethodName: "Params",
-			Handler:    _ReduceService_Params_Handler,
+			StreamName:    "Params",
+			Handler:       _ReduceService_Params_Handler,
+			ServerStreams: true,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
 	Metadata: "dpcnn/v1/worker.proto",
 }
