@@ -58,12 +58,12 @@ type Simulation struct {
 	// messages are relayed in.
 	FanOut     int `json:"fanOut,omitempty"`
 	ChunkBytes int `json:"chunkBytes"`
-	// CutThrough says the tree's relays and reducers were modelled
-	// forwarding as the chunks arrive, not once they hold the message
-	// whole (as the real ones do).
-	CutThrough bool    `json:"cutThrough,omitempty"`
-	Link       Link    `json:"link"`
-	JitterMs   float64 `json:"jitterMs,omitempty"`
+	// CutThroughSums says the tree's reducers were modelled adding and
+	// forwarding the sums chunk by chunk, not once every sum is in (as
+	// the real ones do).
+	CutThroughSums bool    `json:"cutThroughSums,omitempty"`
+	Link           Link    `json:"link"`
+	JitterMs       float64 `json:"jitterMs,omitempty"`
 	// The costs: a micro-batch's compute (and its jitter, a fraction), a
 	// worker's encoding or decoding of a message, the coordinator's
 	// sending of one, adding one gradient vector, the optimizer.

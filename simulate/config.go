@@ -98,12 +98,15 @@ type Config struct {
 	// KiB: an HTTP/2 frame at gRPC's default size, the unit a relay could
 	// forward as it reads).
 	ChunkBytes int
-	// CutThrough makes the tree's relays and reducers forward a message
-	// as its chunks arrive. The real ones (the worker's ReduceService) are
-	// store-and-forward, the default here: a relay passes the parameters
-	// on once it holds them whole, and a reducer sends its sum once every
-	// sum it adds is in; cut-through is what streaming them would gain.
-	CutThrough bool
+	// The tree's relays pass the parameters on chunk by chunk as they
+	// arrive (cut-through), as the real ones do (ReduceService.Params
+	// streams them), but for the first hop: a top relay gets them whole
+	// in its assignment, so it starts passing them on once all of it is
+	// in. Its reducers send a sum up once every sum they add is in
+	// (store-and-forward), as the real ones do; CutThroughSums makes them
+	// add and forward chunk by chunk instead (not built: what streaming
+	// the sums up would gain).
+	CutThroughSums bool
 
 	Link        Link
 	Costs       Costs

@@ -76,7 +76,7 @@ func Series(cfg Config, counts []int, progress func(Result)) (benchmark.Scaling,
 
 func describe(c Config) *benchmark.Simulation {
 	m := &benchmark.Simulation{
-		Topology: string(c.Topology), ChunkBytes: c.ChunkBytes, CutThrough: c.CutThrough,
+		Topology: string(c.Topology), ChunkBytes: c.ChunkBytes, CutThroughSums: c.CutThroughSums,
 		Link:     benchmark.Link{BitsPerSec: c.Link.BitsPerSec, LatencyMs: ms(c.Link.Latency), How: "simulated"},
 		JitterMs: ms(c.Link.Jitter), ComputeMs: ms(c.Costs.Compute), ComputeJitter: c.Costs.ComputeJitter,
 		MessageMs: ms(c.Costs.Message), SendMs: ms(c.Costs.Send), ReduceMs: ms(c.Costs.Reduce), OptimizerMs: ms(c.Costs.Optimizer),

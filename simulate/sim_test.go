@@ -166,7 +166,7 @@ func TestRunIsDeterministic(t *testing.T) {
 func TestTreeScalesWhereStarStops(t *testing.T) {
 	const n = 256
 	cut := tenGbit(n, Tree)
-	cut.CutThrough = true
+	cut.CutThroughSums = true
 	star, tree, through := run(t, tenGbit(n, Star)), run(t, tenGbit(n, Tree)), run(t, cut)
 	s := sim{cfg: tenGbit(n, Star).withDefaults(), msgBytes: 4 * 123552}
 	tx := ms(s.txTime(s.msgBytes))

@@ -21,7 +21,10 @@ import (
 // hosts of the top reducers, each reducer's host relays them to the hosts
 // of the reducers below it, and a bottom reducer's host to its workers,
 // each host getting them once (from the first reducer above it that
-// reaches it), each relay starting as the first chunk comes in.
+// reaches it); a top host relays them once they are all in (they come
+// whole in its assignment), the others as each chunk comes in. (The same
+// heap over the step's workers the coordinator lays: the i-th host from
+// the top relays to hosts k(i+1) … k(i+1)+k−1.)
 //
 // A reducer waits for all its sums. When a host dies, its worker's sum
 // is lost and the engine gives the work to another, whose sum goes to the
@@ -158,10 +161,12 @@ func (s *sim) down(t *treeStep, host *simWorker, from *port, first, last time.Du
 	}
 	fa, la := s.transfer(from, &host.port, first, last, s.downBytes)
 	for _, next := range t.relays[host] {
-		if s.cfg.CutThrough {
-			s.q.schedule(fa, func() { s.down(t, next, &host.port, fa, la) })
-		} else {
+		if from == &s.coord {
+			// Its assignment carried the parameters whole: passed on
+			// once all of it is in.
 			s.q.schedule(la, func() { s.down(t, next, &host.port, la, la) })
+		} else {
+			s.q.schedule(fa, func() { s.down(t, next, &host.port, fa, la) })
 		}
 	}
 	l := t.leaves[host]
@@ -218,7 +223,7 @@ func (s *sim) flushReducer(t *treeStep, r *reducer) {
 	if r.sent || r.got < r.expect || r.host.dead {
 		return
 	}
-	if !s.cfg.CutThrough && s.now < r.maxLast {
+	if !s.cfg.CutThroughSums && s.now < r.maxLast {
 		// Store-and-forward: nothing leaves before every sum is in.
 		s.q.schedule(r.maxLast, func() { s.flushReducer(t, r) })
 		return
@@ -244,7 +249,7 @@ func (s *sim) flushReducer(t *treeStep, r *reducer) {
 	}
 	c := s.cfg.Costs
 	adds := time.Duration(len(r.pieces) - 1)
-	if !s.cfg.CutThrough {
+	if !s.cfg.CutThroughSums {
 		done := s.now + adds*c.Reduce // all in: add them, then send
 		s.q.schedule(done, func() { s.sendUp(t, r.host, r.parent, []piece{sum}, done) })
 		return
@@ -271,6 +276,12 @@ func resultPiece(r train.GradientsReceived) piece {
 // when they make one node of the step's tree; the buffers of the sums it
 // added go back to the pool.
 func (s *sim) addPieces(ps []piece) (piece, bool) {
+	if len(ps) == 1 {
+		// The node itself: passed on as it is, its buffer with it
+		// (ReducePieces would return that buffer, and giving it back to
+		// the pool here let the next sum overwrite it on its way up).
+		return ps[0], true
+	}
 	ps = slices.Clone(ps)
 	slices.SortFunc(ps, func(a, b piece) int { return a.leaves.Lo - b.leaves.Lo })
 	node := tree.Subtree{Lo: ps[0].leaves.Lo, Hi: ps[len(ps)-1].leaves.Hi}
@@ -282,7 +293,7 @@ func (s *sim) addPieces(ps []piece) (piece, bool) {
 	if err != nil {
 		return piece{}, false
 	}
-	out := piece{leaves: node, grad: grad, owned: len(ps) > 1}
+	out := piece{leaves: node, grad: grad, owned: true}
 	for _, p := range ps {
 		for _, r := range p.parts {
 			r.Grad = nil

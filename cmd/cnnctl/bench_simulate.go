@@ -26,7 +26,7 @@ type benchSimulateOptions struct {
 	seed                  uint64
 	topology              string
 	fanOut, chunkKiB      int
-	cutThrough            bool
+	cutThroughSums        bool
 	bandwidth             string
 	latency, jitter       time.Duration
 	detect                time.Duration
@@ -53,9 +53,10 @@ worker's compute from a measured figure (--compute-ms a micro-batch), the coordi
 measured costs, stragglers (--stragglers, --slowdown) and deaths (--fail WORKER@STEP),
 for 1 to 4,096 workers. --topology star sends every message over the coordinator's
 link; --topology tree relays the parameters down a fixed tree of the workers
-(--fan-out children each) and adds the gradients up it, each node forwarding a
-message once it holds it whole, as the real ones do (--cut-through: as its
---chunk-kib pieces arrive, which streaming would give). The engine decides every assignment and applies real optimizer steps, so the
+(--fan-out children each), in --chunk-kib pieces as they arrive, and adds the
+gradients up it, each reducer sending its sum once every sum it adds is in, as
+the real ones do (--cut-through-sums: chunk by chunk, which streaming the sums
+would give). The engine decides every assignment and applies real optimizer steps, so the
 parameters end bit-identical whatever the topology.
 
 The result is the same points as cnnctl bench scaling (weak scaling: --per-worker-batch
@@ -81,7 +82,7 @@ compares the two at the counts both have; its emulated links are taken too unles
 	fs.StringVar(&o.topology, "topology", "tree", "star or tree")
 	fs.IntVar(&o.fanOut, "fan-out", 4, "tree: sums each reducer adds (a power of two)")
 	fs.IntVar(&o.chunkKiB, "chunk-kib", 16, "the unit messages are relayed in, KiB (16: an HTTP/2 frame, gRPC's default)")
-	fs.BoolVar(&o.cutThrough, "cut-through", false, "tree: relays and reducers forward a message as its chunks arrive (not built: the real ones forward it once they hold it whole)")
+	fs.BoolVar(&o.cutThroughSums, "cut-through-sums", false, "tree: reducers add and forward the sums chunk by chunk as they arrive (not built: the real ones send a sum once every sum it adds is in)")
 	fs.StringVar(&o.bandwidth, "bandwidth", "10Gbit", "each link's rate, each direction, e.g. 1Gbit, 10Gbit, 500Mbit")
 	fs.DurationVar(&o.latency, "latency", 200*time.Microsecond, "one-way latency between any two nodes")
 	fs.DurationVar(&o.jitter, "jitter", 0, "each message's latency grows by up to this")
@@ -137,14 +138,14 @@ func (o *benchSimulateOptions) config(cmd *cobra.Command) (simulate.Config, *ben
 			return simulate.Config{}, nil, fmt.Errorf("--%s goes with --%s: give it too", flag, needs)
 		}
 	}
-	for _, flag := range []string{"fan-out", "cut-through"} {
+	for _, flag := range []string{"fan-out", "cut-through-sums"} {
 		if fs.Changed(flag) && topo != simulate.Tree {
 			return simulate.Config{}, nil, fmt.Errorf("--%s shapes the tree: it does not apply to --topology star", flag)
 		}
 	}
 	c := simulate.Config{
 		Network: o.net, PerWorkerBatch: o.perWorkerBatch, MicroBatch: o.micro, Seed: o.seed,
-		Warmup: o.warmup, Steps: o.steps, Topology: topo, FanOut: o.fanOut, ChunkBytes: o.chunkKiB << 10, CutThrough: o.cutThrough,
+		Warmup: o.warmup, Steps: o.steps, Topology: topo, FanOut: o.fanOut, ChunkBytes: o.chunkKiB << 10, CutThroughSums: o.cutThroughSums,
 		Link:   simulate.Link{BitsPerSec: bps, Latency: o.latency, Jitter: o.jitter},
 		Detect: o.detect,
 		Costs: simulate.Costs{
