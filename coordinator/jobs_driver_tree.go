@@ -43,12 +43,13 @@ const (
 // DefaultTreeFanOut is the most sums a reducer adds, and the most workers
 // a relay passes the parameters to: at 4 a tree of 64 workers is three
 // levels deep and the coordinator receives 4 sums a step instead of 64.
-// It is the simulator's best at scale with the tree as built, each node
-// forwarding a message once it holds it whole (cnnctl bench simulate
-// --compute-ms 25.3 --topology tree --fan-out 2|4|8: 80.6% at 64 workers
-// and 69.6% at 1,024, against 75.9 and 64.1% at a fan-out of 2 and 79.1
-// and 65.9% at 8; a node sends its children their messages one after
-// another, so a wide node is slow, and a narrow tree deep).
+// It is the simulator's best at scale with the tree as built (parameters
+// passed on chunk by chunk but for the first hop, sums sent up once every
+// sum is in: cnnctl bench simulate --compute-ms 25.3 --topology tree
+// --fan-out 2|4|8): 81.1% at 64 workers and 71.7% at 1,024, against 79.7
+// and 69.4% at a fan-out of 2 and 79.1 and 67.8% at 8; a node sends its
+// children their messages one after another, so a wide node is slow, and
+// a narrow tree deep.
 const DefaultTreeFanOut = 4
 
 // DefaultTreeMinWorkers is the number of live workers serving
