@@ -9,6 +9,7 @@ import (
 
 	"github.com/dpcnn/dpcnn/coordinator"
 	"github.com/dpcnn/dpcnn/dataset"
+	"github.com/dpcnn/dpcnn/job"
 	"github.com/dpcnn/dpcnn/metrics"
 	"github.com/dpcnn/dpcnn/proto/dpcnnv1"
 	"github.com/dpcnn/dpcnn/worker"
@@ -54,12 +55,7 @@ func TestTreeTrainsLikeOne(t *testing.T) {
 	if relayed := counterValue(t, m, "dpcnn_params_relayed_total"); relayed < 3*steps {
 		t.Errorf("parameters relayed down the tree to %v assignments over %v steps; want most of them", relayed, steps)
 	}
-	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
-	ckpt := readCheckpoint(t, receive(t, stream, err))
-	ref := trainInProcess(t, spec, train, test)
-	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
-		t.Errorf("parameters after %d steps up a tree of 8 workers: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, got, want, spec.Seed)
-	}
+	likeOneWorker(ctx, t, jobs, run.ID, spec, train, test, "up a tree of 8 workers")
 }
 
 // sumsReceived reads dpcnn_gradient_sums_received_total{via}.
@@ -82,6 +78,18 @@ func sumsReceived(t *testing.T, m *metrics.Metrics, via string) float64 {
 		}
 	}
 	return 0
+}
+
+// likeOneWorker checks that the job's final parameters are bit for bit
+// those of one in-process worker; how says how the job was trained.
+func likeOneWorker(ctx context.Context, t *testing.T, jobs dpcnnv1.JobServiceClient, id string, spec job.Spec, train, test *dataset.Set, how string) {
+	t.Helper()
+	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: id})
+	ckpt := readCheckpoint(t, receive(t, stream, err))
+	ref := trainInProcess(t, spec, train, test)
+	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
+		t.Errorf("parameters after %d steps %s: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, how, got, want, spec.Seed)
+	}
 }
 
 // counterValue reads an unlabelled counter.
@@ -129,12 +137,7 @@ func TestTreeSurvivesAnUnreachableReducer(t *testing.T) {
 	if star := sumsReceived(t, m, metrics.ViaStar); star == 0 {
 		t.Errorf("no result came straight to the coordinator, though three reducers could not be reached")
 	}
-	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
-	ckpt := readCheckpoint(t, receive(t, stream, err))
-	ref := trainInProcess(t, spec, train, test)
-	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
-		t.Errorf("parameters after %d steps past unreachable reducers: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, got, want, spec.Seed)
-	}
+	likeOneWorker(ctx, t, jobs, run.ID, spec, train, test, "past unreachable reducers")
 }
 
 // TestTreeSurvivesUnreachableRelays: every worker advertises a reduce
@@ -168,12 +171,7 @@ func TestTreeSurvivesUnreachableRelays(t *testing.T) {
 	if relayed := counterValue(t, m, "dpcnn_params_relayed_total"); relayed == 0 {
 		t.Errorf("no assignment was sent its parameters down the tree")
 	}
-	stream, err := jobs.DownloadCheckpoint(ctx, &dpcnnv1.DownloadCheckpointRequest{JobId: run.ID})
-	ckpt := readCheckpoint(t, receive(t, stream, err))
-	ref := trainInProcess(t, spec, train, test)
-	if got, want := paramsSum(ckpt), paramsSum(ref); got != want {
-		t.Errorf("parameters after %d steps past unreachable relays: sha256 %s; with 1 in-process worker: %s (seed %d)", ckpt.Step, got, want, spec.Seed)
-	}
+	likeOneWorker(ctx, t, jobs, run.ID, spec, train, test, "past unreachable relays")
 }
 
 // unreachable is a loopback address nothing listens on: a port taken and
